@@ -1,0 +1,35 @@
+"""mapwise: map-reduce workflows of commands over JSON work items, always resumable."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from mapwise.api import (
+    dlq_list,
+    get_job_progress,
+    item_detail,
+    job_status,
+    list_jobs,
+    list_resumable_jobs,
+    run_workflow,
+)
+from mapwise.engine.runner import JobResult
+from mapwise.errors import MapwiseError
+from mapwise.reports import DlqEntry, JobProgress, JobStatusReport, ResumableJob
+
+__all__ = [
+    "DlqEntry",
+    "JobProgress",
+    "JobResult",
+    "JobStatusReport",
+    "MapwiseError",
+    "ResumableJob",
+    "__version__",
+    "dlq_list",
+    "get_job_progress",
+    "item_detail",
+    "job_status",
+    "list_jobs",
+    "list_resumable_jobs",
+    "run_workflow",
+]

@@ -1,0 +1,6 @@
+"""``python -m mapwise``."""
+
+from mapwise.cli.main import main
+
+if __name__ == "__main__":
+    main()

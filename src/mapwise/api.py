@@ -1,0 +1,148 @@
+"""The library face of mapwise: what the CLI calls, and what Python users call.
+
+Sync functions over frozen dataclasses. They raise ``mapwise.errors`` exceptions and
+never exit or print; progress reaches callers through ``observers``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mapwise.engine.events import Observer
+from mapwise.engine.runner import JobResult, StartOptions, start_job
+from mapwise.errors import UnknownJobError, UserError
+from mapwise.reports import DlqEntry, JobProgress, JobStatusReport, ResumableJob
+from mapwise.store import summary
+from mapwise.store.jobstore import JobStore
+from mapwise.store.paths import (
+    check_job_id,
+    existing_job_paths,
+    list_job_ids,
+    resolve_state_dir,
+)
+from mapwise.store.records import AttemptRecord, ItemRecord
+from mapwise.workflow.loader import LoadedWorkflow, load_workflow
+
+
+def run_workflow(
+    path: str | Path,
+    *,
+    state_dir: str | Path | None = None,
+    job_id: str | None = None,
+    max_parallel: int | None = None,
+    observers: Sequence[Observer] = (),
+    install_signal_handlers: bool = True,
+) -> JobResult:
+    """Load the workflow at ``path``, start a job for it and run it to its end."""
+    return start_loaded(
+        load_workflow(path),
+        state_dir=state_dir,
+        job_id=job_id,
+        max_parallel=max_parallel,
+        observers=observers,
+        install_signal_handlers=install_signal_handlers,
+    )
+
+
+def start_loaded(
+    loaded: LoadedWorkflow,
+    *,
+    state_dir: str | Path | None = None,
+    job_id: str | None = None,
+    max_parallel: int | None = None,
+    observers: Sequence[Observer] = (),
+    install_signal_handlers: bool = True,
+) -> JobResult:
+    """Start a job for an already loaded workflow (the CLI loads first to report warnings)."""
+    if max_parallel is not None and max_parallel < 1:
+        raise UserError("--max-parallel must be at least 1")
+    options = StartOptions(
+        state_dir=Path(state_dir) if state_dir is not None else None,
+        job_id=check_job_id(job_id) if job_id is not None else None,
+        max_parallel=max_parallel,
+        observers=observers,
+        install_signal_handlers=install_signal_handlers,
+    )
+    return start_job(loaded, options)
+
+
+@contextmanager
+def open_job(job_id: str, state_dir: str | Path | None = None) -> Iterator[JobStore]:
+    """Open an existing job's store for reading; ``UnknownJobError`` if there is none."""
+    paths = existing_job_paths(resolve_state_dir(state_dir), job_id)
+    store = JobStore.open(paths)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def get_job_progress(job_id: str, state_dir: str | Path | None = None) -> JobProgress:
+    """The item counts of any job, running or not."""
+    with open_job(job_id, state_dir) as store:
+        return summary.summarize(store).progress
+
+
+def job_status(
+    job_id: str, state_dir: str | Path | None = None, *, with_items: bool = False
+) -> JobStatusReport:
+    """``mapwise status``: counts, phase, runs and durations of a job."""
+    with open_job(job_id, state_dir) as store:
+        return summary.status_report(store, with_items=with_items)
+
+
+def list_jobs(
+    state_dir: str | Path | None = None, *, include_all: bool = False
+) -> list[ResumableJob]:
+    """Jobs in the state directory: the resumable ones, or all with ``include_all``."""
+    root = resolve_state_dir(state_dir)
+    jobs: list[ResumableJob] = []
+    for job_id in list_job_ids(root):
+        try:
+            with open_job(job_id, root) as store:
+                listing = summary.summarize(store)
+        except UnknownJobError:
+            continue
+        if include_all or listing.resumable:
+            jobs.append(listing)
+    return jobs
+
+
+def list_resumable_jobs(state_dir: str | Path | None = None) -> list[ResumableJob]:
+    """Jobs that ``resume`` can continue: interrupted, failed, or completed with a DLQ."""
+    return list_jobs(state_dir)
+
+
+def dlq_list(job_id: str, state_dir: str | Path | None = None) -> list[DlqEntry]:
+    """The items in a job's dead letter queue, in item order."""
+    with open_job(job_id, state_dir) as store:
+        return summary.dlq_entries(store)
+
+
+@dataclass(frozen=True)
+class ItemDetail:
+    """One item with its attempt history: ``dlq show`` and ``logs``."""
+
+    item: ItemRecord
+    attempts: tuple[AttemptRecord, ...]
+    steps: dict[int, tuple[dict[str, Any], ...]]  # attempt id -> its step rows
+
+
+def item_detail(job_id: str, item_id: str, state_dir: str | Path | None = None) -> ItemDetail:
+    """An item and every attempt of it; ``UserError`` if the job has no such item."""
+    with open_job(job_id, state_dir) as store:
+        item = store.item_by_id(item_id)
+        if item is None:
+            raise UserError(f"job {job_id} has no item {item_id!r}")
+        attempts = tuple(store.attempts_of(item.index))
+        steps = {a.id: tuple(dict(row) for row in store.steps_of(a.id)) for a in attempts}
+        return ItemDetail(item, attempts, steps)
+
+
+def load(path: str | Path) -> LoadedWorkflow:
+    """Load and validate a workflow file without running anything."""
+    return load_workflow(path)

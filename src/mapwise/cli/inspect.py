@@ -1,0 +1,200 @@
+"""Commands that read jobs: ``status``, ``jobs``, ``dlq list/show``, ``logs``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from mapwise import api
+from mapwise.cli.common import json_option, print_json, state_dir_option, table
+from mapwise.errors import UserError
+from mapwise.render import human_seconds
+from mapwise.reports import JobStatusReport, ResumableJob, iso
+
+LOG_TAIL_LINES = 40
+
+
+def _when(timestamp: float | None) -> str:
+    text = iso(timestamp)
+    return text.replace("T", " ")[:19] if text else "-"
+
+
+def _job_row(job: ResumableJob) -> list[str]:
+    p = job.progress
+    eta = job.estimated_remaining_seconds
+    return [
+        job.job_id,
+        job.workflow_name,
+        job.status,
+        f"{p.completed_items}/{p.total_items}",
+        str(p.failed_items),
+        str(p.pending_items),
+        _when(job.updated_at),
+        human_seconds(eta) if eta is not None else "-",
+    ]
+
+
+@click.command("jobs")
+@click.option("--all", "include_all", is_flag=True, help="Also list completed and running jobs.")
+@state_dir_option
+@json_option
+def jobs_command(include_all: bool, state_dir: str | None, as_json: bool) -> None:
+    """List resumable jobs (interrupted, failed, or completed with a DLQ)."""
+    jobs = api.list_jobs(state_dir, include_all=include_all)
+    if as_json:
+        print_json([job.to_json() for job in jobs])
+        return
+    if not jobs:
+        click.echo("no jobs" if include_all else "no resumable jobs (--all lists every job)")
+        return
+    headers = ["JOB", "WORKFLOW", "STATUS", "DONE", "DLQ", "PENDING", "UPDATED", "ETA"]
+    click.echo(table([_job_row(job) for job in jobs], headers))
+
+
+def _render_status(report: JobStatusReport) -> str:
+    job, p, d = report.job, report.job.progress, report.durations
+    s = d.item_seconds
+    lines = [
+        f"job        {job.job_id}",
+        f"workflow   {job.workflow_name}",
+        f"status     {job.status}{' (resumable)' if job.resumable else ''}",
+        f"phase      {report.phase}",
+        f"items      {p.completed_items} succeeded, {p.failed_items} in the DLQ, "
+        f"{p.pending_items} pending, {p.total_items} total ({p.completion_percentage}%)",
+        f"started    {_when(job.started_at)}    updated {_when(job.updated_at)}",
+        f"time       wall {human_seconds(d.wall_seconds)}, compute "
+        f"{human_seconds(d.compute_seconds)} over {len(report.runs)} run(s)",
+    ]
+    if s.mean is not None:
+        lines.append(
+            f"item time  mean {human_seconds(s.mean)}, p50 {human_seconds(s.p50)}, "
+            f"p95 {human_seconds(s.p95)}, max {human_seconds(s.max)}"
+        )
+    if report.reason:
+        lines.append(f"reason     {report.reason}")
+    for number, run in enumerate(report.runs, start=1):
+        lines.append(
+            f"run {number:<6} {_when(run.started_at)} -> {_when(run.ended_at)}  {run.outcome}"
+        )
+    if report.items is not None:
+        rows = [
+            [i.item_id, i.status, str(i.attempts), f"{i.duration_seconds:.3f}"]
+            for i in report.items
+        ]
+        lines += ["", table(rows, ["ITEM", "STATUS", "ATTEMPTS", "SECONDS"])]
+    return "\n".join(lines)
+
+
+@click.command("status")
+@click.argument("job_id")
+@state_dir_option
+@json_option
+@click.option("--items", "with_items", is_flag=True, help="Include every item's status.")
+def status_command(job_id: str, state_dir: str | None, as_json: bool, with_items: bool) -> None:
+    """Show a job's progress, phase, runs and durations."""
+    report = api.job_status(job_id, state_dir, with_items=with_items)
+    if as_json:
+        print_json(report.to_json())
+    else:
+        click.echo(_render_status(report))
+
+
+@click.group("dlq")
+def dlq_group() -> None:
+    """Inspect the dead letter queue: items whose attempts are spent."""
+
+
+@dlq_group.command("list")
+@click.argument("job_id")
+@state_dir_option
+@json_option
+def dlq_list_command(job_id: str, state_dir: str | None, as_json: bool) -> None:
+    """List the items in JOB_ID's dead letter queue."""
+    entries = api.dlq_list(job_id, state_dir)
+    if as_json:
+        print_json([entry.to_json() for entry in entries])
+        return
+    if not entries:
+        click.echo(f"the DLQ of {job_id} is empty")
+        return
+    rows = [
+        [
+            e.item_id,
+            str(e.attempts),
+            e.error_kind or "-",
+            _when(e.failed_at),
+            (e.last_error or "")[:80],
+        ]
+        for e in entries
+    ]
+    click.echo(table(rows, ["ITEM", "ATTEMPTS", "ERROR", "FAILED AT", "LAST ERROR"]))
+
+
+def _tail(path: str | None, lines: int) -> list[str]:
+    if not path or not Path(path).is_file():
+        return []
+    text = Path(path).read_bytes().decode("utf-8", errors="replace")
+    return text.splitlines()[-lines:]
+
+
+@dlq_group.command("show")
+@click.argument("job_id")
+@click.argument("item_id")
+@state_dir_option
+def dlq_show_command(job_id: str, item_id: str, state_dir: str | None) -> None:
+    """Show ITEM_ID's attempt history and the tail of its last log."""
+    detail = api.item_detail(job_id, item_id, state_dir)
+    item = detail.item
+    click.echo(
+        f"item {item.item_id} (index {item.index}): {item.status.value}, "
+        f"{item.attempts} counted attempt(s)"
+    )
+    click.echo(f"  value: {json.dumps(item.value, ensure_ascii=False)}")
+    if item.last_error:
+        click.echo(f"  last error: {item.last_error}")
+    for attempt in detail.attempts:
+        duration = f"{attempt.duration:.3f}s" if attempt.duration is not None else "-"
+        click.echo(
+            f"attempt {attempt.attempt_no} (run {attempt.run_no}, slot {attempt.slot}, "
+            f"{attempt.host or '?'}): {attempt.outcome} {attempt.error_kind or ''} "
+            f"exit={attempt.exit_code} signal={attempt.signal} {duration} "
+            f"started {_when(attempt.started_at)}"
+        )
+        for step in detail.steps.get(attempt.id, ()):
+            click.echo(
+                f"    step {step['step_index'] + 1}{' (on_failure)' if step['on_failure'] else ''}: "
+                f"{step['label']} -> exit={step['exit_code']} signal={step['signal']} "
+                f"timed_out={bool(step['timed_out'])} {step['duration']:.3f}s"
+            )
+        if attempt.stderr_tail:
+            for line in attempt.stderr_tail.splitlines()[-10:]:
+                click.echo(f"    | {line}")
+    last = detail.attempts[-1] if detail.attempts else None
+    if last is not None and last.log_path:
+        click.echo(f"log: {last.log_path}")
+        for line in _tail(last.log_path, LOG_TAIL_LINES):
+            click.echo(f"  {line}")
+
+
+@click.command("logs")
+@click.argument("job_id")
+@click.argument("item_id")
+@click.option("--attempt", type=int, default=None, help="Which attempt (default: the last).")
+@state_dir_option
+def logs_command(job_id: str, item_id: str, attempt: int | None, state_dir: str | None) -> None:
+    """Print the full log of one attempt of ITEM_ID."""
+    detail = api.item_detail(job_id, item_id, state_dir)
+    if not detail.attempts:
+        raise UserError(f"item {item_id!r} of job {job_id} has not run yet")
+    chosen = detail.attempts[-1]
+    if attempt is not None:
+        matches = [a for a in detail.attempts if a.attempt_no == attempt]
+        if not matches:
+            raise UserError(f"item {item_id!r} has no attempt {attempt}")
+        chosen = matches[0]
+    if not chosen.log_path or not Path(chosen.log_path).is_file():
+        click.echo(f"attempt {chosen.attempt_no} of {item_id} printed nothing", err=True)
+        return
+    click.echo(Path(chosen.log_path).read_bytes().decode("utf-8", errors="replace"), nl=False)

@@ -1,0 +1,50 @@
+"""The ``mapwise`` command group, and the one place errors become exit codes."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from mapwise import __version__
+from mapwise.cli import inspect, run
+from mapwise.errors import MapwiseError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="mapwise")
+def cli() -> None:
+    """Run map-reduce workflows of commands over JSON work items, and resume them."""
+
+
+cli.add_command(run.run_command)
+cli.add_command(run.validate_command)
+cli.add_command(inspect.status_command)
+cli.add_command(inspect.jobs_command)
+cli.add_command(inspect.dlq_group)
+cli.add_command(inspect.logs_command)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the command and map every outcome to an exit code (SPEC 6)."""
+    logging.basicConfig(level=logging.WARNING, format="mapwise: %(levelname)s: %(message)s")
+    try:
+        code = cli.main(args=argv, prog_name="mapwise", standalone_mode=False)
+    except click.exceptions.Exit as done:
+        code = done.exit_code
+    except click.ClickException as error:
+        error.show()
+        code = error.exit_code
+    except click.exceptions.Abort:
+        click.echo("mapwise: aborted", err=True)
+        code = 130
+    except MapwiseError as error:
+        click.echo(f"mapwise: error: {error}", err=True)
+        code = error.exit_code
+    except KeyboardInterrupt:
+        click.echo("mapwise: interrupted", err=True)
+        code = 130
+    except BrokenPipeError:
+        code = 1
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,124 @@
+"""``mapwise run`` and ``mapwise validate``."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+import click
+
+from mapwise import api
+from mapwise.cli.common import echo_err, state_dir_option
+from mapwise.domain.states import JobStatus
+from mapwise.engine.context import base_environment
+from mapwise.engine.freeze import resolve_items
+from mapwise.engine.runner import JobResult
+from mapwise.render import ProgressDisplay, human_seconds
+from mapwise.store.paths import new_job_id
+
+PREVIEW_ITEMS = 5
+
+
+def resume_command(job_id: str, state_dir: str | None) -> str:
+    """The exact command that resumes a job, for the user to copy."""
+    parts = ["mapwise", "resume", job_id]
+    if state_dir is not None:
+        parts += ["--state-dir", state_dir]
+    return shlex.join(parts)
+
+
+def summary_line(result: JobResult) -> str:
+    counts = f"{result.succeeded} succeeded, {result.dlq} in the DLQ, {result.pending} pending"
+    text = f"job {result.job_id} {result.status.value}: {counts} (of {result.total_items})"
+    if result.reason:
+        text += f"\n  reason: {result.reason}"
+    return text
+
+
+def report_end(result: JobResult, state_dir: str | None, wall: float) -> None:
+    echo_err(summary_line(result) + f" in {human_seconds(wall)}")
+    if result.status is not JobStatus.COMPLETED or result.dlq:
+        echo_err(f"  resume with: {resume_command(result.job_id, state_dir)}")
+    if result.dlq:
+        echo_err(f"  failed items: mapwise dlq list {result.job_id}")
+
+
+@click.command("run")
+@click.argument("workflow", type=click.Path(dir_okay=False))
+@state_dir_option
+@click.option("--job-id", default=None, help="Choose the job's id (default: name-time-random).")
+@click.option(
+    "--max-parallel", type=click.IntRange(min=1), default=None, help="Override map.max_parallel."
+)
+@click.option("--quiet", "-q", is_flag=True, help="Print only the summary.")
+def run_command(
+    workflow: str,
+    state_dir: str | None,
+    job_id: str | None,
+    max_parallel: int | None,
+    quiet: bool,
+) -> None:
+    """Start a job for WORKFLOW and run setup, map and reduce."""
+    import time
+
+    loaded = api.load(workflow)
+    chosen = job_id or new_job_id(loaded.workflow.name)
+    echo_err(f"job {chosen}")
+    for warning in loaded.warnings:
+        echo_err(f"warning: {warning}")
+    display = ProgressDisplay(sys.stderr, live=sys.stderr.isatty(), quiet=quiet)
+    started = time.monotonic()
+    try:
+        result = api.start_loaded(
+            loaded,
+            state_dir=state_dir,
+            job_id=chosen,
+            max_parallel=max_parallel,
+            observers=[display],
+        )
+    finally:
+        display.close()
+    report_end(result, state_dir, time.monotonic() - started)
+    sys.exit(result.exit_code)
+
+
+@click.command("validate")
+@click.argument("workflow", type=click.Path(dir_okay=False))
+def validate_command(workflow: str) -> None:
+    """Check WORKFLOW without running it; show how many items it would run."""
+    loaded = api.load(workflow)
+    for warning in loaded.warnings:
+        echo_err(f"warning: {warning}")
+    wf = loaded.workflow
+    click.echo(f"workflow {wf.name}: valid ({loaded.path})")
+    click.echo(
+        f"  setup: {len(wf.setup.commands)} step(s), agent template: "
+        f"{len(wf.map.agent_template)} step(s), reduce: {len(wf.reduce)} step(s)"
+    )
+    input_file = loaded.base_dir / wf.map.input
+    if wf.setup.commands and not input_file.is_file():
+        click.echo(f"  items: read after setup runs (input {wf.map.input!r} is not a file yet)")
+        return
+    items, _ = resolve_items(
+        wf,
+        job_id="validate",
+        base_dir=loaded.base_dir,
+        base_env=base_environment(wf, "validate"),
+        captures={},
+    )
+    click.echo(f"  items: {len(items)}")
+    for item in items[:PREVIEW_ITEMS]:
+        click.echo(f"    [{item.index}] {item.item_id}: {_preview(item.value)}")
+    if len(items) > PREVIEW_ITEMS:
+        click.echo(f"    ... and {len(items) - PREVIEW_ITEMS} more")
+
+
+def _preview(value: object, limit: int = 100) -> str:
+    import json
+
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+__all__ = ["Path", "run_command", "validate_command"]

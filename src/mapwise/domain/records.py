@@ -1,0 +1,87 @@
+"""Values that travel between the executors, the engine and the store.
+
+They are plain frozen dataclasses so that a distributed executor can pickle them and
+the coordinator, the single writer of the job's state, can persist them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from mapwise.domain.states import ErrorKind
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """One command that ran (or failed to start), with its real duration."""
+
+    step_index: int  # position in its list (agent_template, setup or reduce)
+    label: str  # "shell: ..." / "claude: ..." / "write_file: ...", shortened
+    started_at: float  # wall clock, for display
+    ended_at: float
+    duration: float  # monotonic seconds, recorded for every outcome
+    exit_code: int | None = None
+    signal: int | None = None
+    timed_out: bool = False
+    error_kind: ErrorKind | None = None  # None when the step succeeded
+    stderr_tail: str = ""
+    log_path: str | None = None
+    on_failure: bool = False  # True for a step of an on_failure handler
+
+    @property
+    def ok(self) -> bool:
+        return self.error_kind is None
+
+
+@dataclass(frozen=True)
+class StepsOutcome:
+    """What a list of steps did: its step records, captures, and the failure if any."""
+
+    steps: tuple[StepRecord, ...]
+    captures: dict[str, str]
+    error_kind: ErrorKind | None = None  # None when every step succeeded (or was recovered)
+    failed_step: int | None = None  # index of the step that failed
+    exit_code: int | None = None
+    signal: int | None = None
+    last_error: str = ""  # one line for tables: "step 2 exited 3: <last stderr line>"
+    stderr_tail: str = ""
+    log_path: str | None = None
+    duration: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.error_kind is None
+
+
+@dataclass(frozen=True)
+class AttemptTask:
+    """Everything a worker needs to run one attempt of one item."""
+
+    job_id: str
+    attempt_id: int
+    item_index: int
+    item_id: str
+    item: Any
+    attempt_no: int
+    slot: int
+    log_path: str
+    item_file: str
+    env: dict[str, str] = field(default_factory=dict)  # workflow env and captures
+    captures: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AttemptResult:
+    """How one attempt ended, as reported by the executor to the coordinator."""
+
+    attempt_id: int
+    item_index: int
+    attempt_no: int
+    slot: int
+    host: str
+    started_at: float
+    ended_at: float
+    duration: float
+    outcome: StepsOutcome
+    interrupted: bool = False

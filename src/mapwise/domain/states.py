@@ -1,0 +1,62 @@
+"""The states of jobs, phases, items and attempts, as stored and as shown in ``--json``."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class JobStatus(StrEnum):
+    """Where a job stands as a whole."""
+
+    RUNNING = "running"  # a live process holds the job's lock
+    INTERRUPTED = "interrupted"  # stopped by a signal or a crash; resumable
+    FAILED = "failed"  # setup, reduce or the error policy failed it; resumable
+    COMPLETED = "completed"  # every phase finished (items may still be in the DLQ)
+
+
+class Phase(StrEnum):
+    """The phase a job is in; a job moves forward through them only."""
+
+    SETUP = "setup"
+    MAP = "map"
+    REDUCE = "reduce"
+    DONE = "done"
+
+
+class ItemStatus(StrEnum):
+    """An item's life: pending -> running -> succeeded, or -> failed -> pending/dlq."""
+
+    PENDING = "pending"  # waiting to run (first time, after a retry backoff, or interrupted)
+    RUNNING = "running"  # an attempt is under way
+    SUCCEEDED = "succeeded"  # an attempt succeeded; never runs again
+    FAILED = "failed"  # its last attempt failed and a retry waits for its backoff
+    DLQ = "dlq"  # attempts spent: parked in the dead letter queue
+
+
+class AttemptOutcome(StrEnum):
+    """How one attempt of an item ended."""
+
+    RUNNING = "running"  # not ended yet (or its process died with the coordinator)
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"  # stopped by the job stopping; does not count as an attempt
+
+
+class ErrorKind(StrEnum):
+    """Why an attempt or a step failed."""
+
+    EXIT_CODE = "exit_code"  # the command exited non-zero
+    TIMEOUT = "timeout"  # the step or item timeout passed and the group was killed
+    SIGNAL = "signal"  # the command died by a signal it did not get from us
+    SPAWN_ERROR = "spawn_error"  # the command could not be started
+    INTERRUPTED = "interrupted"  # the job was stopped while it ran
+    INTERPOLATION = "interpolation"  # a variable could not be resolved for this item
+
+
+class RunOutcome(StrEnum):
+    """How one run (a start or a resume) of a job ended."""
+
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"

@@ -1,0 +1,56 @@
+"""What the phases of one run share: the job's store, workflow, events and stop switch."""
+
+from __future__ import annotations
+
+import os
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from mapwise.engine.events import EventBus
+from mapwise.engine.signals import StopController
+from mapwise.store.jobstore import JobStore
+from mapwise.store.paths import JobPaths
+from mapwise.workflow.model import Workflow
+
+DEFAULT_KILL_GRACE = 5.0
+
+
+def claude_command(environ: Mapping[str, str]) -> tuple[str, ...]:
+    """The agent CLI: ``MAPWISE_CLAUDE`` (split like a shell would), else ``claude``."""
+    configured = environ.get("MAPWISE_CLAUDE", "").strip()
+    return tuple(shlex.split(configured)) if configured else ("claude",)
+
+
+def kill_grace(environ: Mapping[str, str]) -> float:
+    """Seconds between TERM and KILL for a process group (``MAPWISE_KILL_GRACE``)."""
+    raw = environ.get("MAPWISE_KILL_GRACE")
+    try:
+        return max(float(raw), 0.0) if raw else DEFAULT_KILL_GRACE
+    except ValueError:
+        return DEFAULT_KILL_GRACE
+
+
+def base_environment(workflow: Workflow, job_id: str) -> dict[str, str]:
+    """The environment every command of the job starts from."""
+    return {**os.environ, **workflow.env, "MAPWISE_JOB_ID": job_id}
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """One run of one job, as the phases see it."""
+
+    job_id: str
+    paths: JobPaths
+    store: JobStore
+    workflow: Workflow
+    base_dir: Path
+    run_no: int
+    host: str
+    max_parallel: int
+    kill_grace: float
+    claude_command: tuple[str, ...]
+    bus: EventBus
+    stop: StopController
+    base_env: Mapping[str, str]

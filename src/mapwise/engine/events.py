@@ -1,0 +1,105 @@
+"""Events the engine publishes; progress displays and the API subscribe to them.
+
+Observers never break the work: an observer that raises is logged and ignored.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from mapwise.domain.records import StepRecord
+from mapwise.domain.states import Phase
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class JobStarted:
+    job_id: str
+    run_no: int
+    resumed: bool
+
+
+@dataclass(frozen=True)
+class PhaseStarted:
+    phase: Phase
+    steps: int  # steps of setup or reduce; items of the map phase
+
+
+@dataclass(frozen=True)
+class StepFinished:
+    phase: Phase
+    step_index: int
+    record: StepRecord
+
+
+@dataclass(frozen=True)
+class ItemsFrozen:
+    total: int
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class MapProgress:
+    """The map phase's counts after a batch of results was committed."""
+
+    total: int
+    succeeded: int
+    dlq: int
+    running: int
+    retrying: int  # failed, waiting for a retry's backoff
+    done_this_run: int  # items finished (succeeded or DLQ) since this run started
+    elapsed: float  # seconds since the map phase of this run started
+
+
+@dataclass(frozen=True)
+class ItemFinished:
+    item_id: str
+    status: str
+    attempt_no: int
+    duration: float
+    error: str
+
+
+@dataclass(frozen=True)
+class Stopping:
+    """A signal asked the job to stop; running commands get a grace period."""
+
+    signal_name: str
+    running: int
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Something the user should read (a warning, an orphan killed, a policy stop)."""
+
+    text: str
+
+
+Event = (
+    JobStarted
+    | PhaseStarted
+    | StepFinished
+    | ItemsFrozen
+    | MapProgress
+    | ItemFinished
+    | Stopping
+    | Notice
+)
+Observer = Callable[[Event], None]
+
+
+class EventBus:
+    """Hands each event to every observer; an observer's exception is logged, not raised."""
+
+    def __init__(self, observers: Sequence[Observer] = ()) -> None:
+        self._observers = list(observers)
+
+    def publish(self, event: Event) -> None:
+        for observer in self._observers:
+            try:
+                observer(event)
+            except Exception:
+                log.exception("progress observer %r failed on %r", observer, event)

@@ -1,0 +1,240 @@
+"""Running a job's phases in order, from wherever its state says it stands.
+
+``start_job`` makes a new job and runs it; a resume (the next issue's work) opens an
+existing one and calls ``execute`` the same way. Every phase reads where to begin from
+the store, so the same code serves a first run and a resume.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from mapwise.domain.states import ItemStatus, JobStatus, Phase, RunOutcome
+from mapwise.engine import context as ctxmod
+from mapwise.engine.context import JobContext
+from mapwise.engine.events import EventBus, ItemsFrozen, JobStarted, Observer
+from mapwise.engine.freeze import freeze
+from mapwise.engine.map_phase import MapScheduler
+from mapwise.engine.phases import run_reduce, run_setup
+from mapwise.engine.signals import StopController
+from mapwise.errors import MapwiseError, UserError
+from mapwise.executors.attempt import AttemptConfig
+from mapwise.executors.local import LocalExecutor
+from mapwise.store.jobstore import JobStore
+from mapwise.store.lock import JobLock
+from mapwise.store.paths import JobPaths, job_paths, new_job_id, resolve_state_dir
+from mapwise.workflow.loader import LoadedWorkflow
+from mapwise.workflow.model import Workflow
+
+
+@dataclass(frozen=True)
+class StartOptions:
+    """How to start a new job."""
+
+    state_dir: Path | None = None
+    job_id: str | None = None
+    max_parallel: int | None = None  # overrides map.max_parallel
+    observers: Sequence[Observer] = ()
+    install_signal_handlers: bool = True
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """How a run of a job ended."""
+
+    job_id: str
+    status: JobStatus
+    phase: Phase
+    total_items: int
+    succeeded: int
+    dlq: int
+    pending: int
+    reason: str | None
+    exit_code: int  # the CLI's exit code for this ending (SPEC section 6)
+    run_no: int
+
+
+def _new_store(loaded: LoadedWorkflow, paths: JobPaths, options: StartOptions) -> JobStore:
+    if paths.root.exists():
+        raise UserError(f"job {paths.job_id!r} already exists in {paths.root.parent.parent}")
+    paths.root.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return JobStore.create(
+        paths,
+        workflow_name=loaded.workflow.name,
+        workflow_path=str(loaded.path),
+        workflow_source=loaded.source,
+        workflow_sha256=loaded.sha256,
+        options={"max_parallel": options.max_parallel},
+    )
+
+
+def start_job(loaded: LoadedWorkflow, options: StartOptions) -> JobResult:
+    """Create a job for ``loaded`` and run it to its end (or until it is stopped)."""
+    state_dir = resolve_state_dir(options.state_dir)
+    job_id = options.job_id or new_job_id(loaded.workflow.name)
+    paths = job_paths(state_dir, job_id)
+    try:
+        max_parallel = options.max_parallel or loaded.workflow.resolved_max_parallel()
+    except ValueError as exc:
+        raise UserError(str(exc)) from exc
+    store = _new_store(loaded, paths, options)
+    try:
+        with JobLock(paths.lock).acquire(job_id):
+            return execute(
+                store,
+                loaded.workflow,
+                base_dir=loaded.base_dir,
+                max_parallel=max_parallel,
+                observers=options.observers,
+                install_signal_handlers=options.install_signal_handlers,
+                resumed=False,
+            )
+    finally:
+        store.close()
+
+
+def _counts_result(
+    store: JobStore, status: JobStatus, reason: str | None, exit_code: int, run_no: int
+) -> JobResult:
+    counts = store.item_counts()
+    job = store.job()
+    total = sum(counts.values())
+    return JobResult(
+        job_id=job.job_id,
+        status=status,
+        phase=job.phase,
+        total_items=total,
+        succeeded=counts[ItemStatus.SUCCEEDED],
+        dlq=counts[ItemStatus.DLQ],
+        pending=total - counts[ItemStatus.SUCCEEDED] - counts[ItemStatus.DLQ],
+        reason=reason,
+        exit_code=exit_code,
+        run_no=run_no,
+    )
+
+
+class _Run:
+    """One run of a job: the phases in order, and how the run ends."""
+
+    def __init__(self, ctx: JobContext) -> None:
+        self.ctx = ctx
+        self.store = ctx.store
+
+    def end(
+        self, outcome: RunOutcome, status: JobStatus, reason: str | None, exit_code: int
+    ) -> JobResult:
+        phase = Phase.DONE if status is JobStatus.COMPLETED else None
+        self.store.end_run(
+            self.ctx.run_no, outcome=outcome, status=status, reason=reason, phase=phase
+        )
+        return _counts_result(self.store, status, reason, exit_code, self.ctx.run_no)
+
+    def interrupted(self) -> JobResult:
+        self.store.interrupt_running()
+        reason = f"stopped by {self.ctx.stop.signal_name}"
+        return self.end(
+            RunOutcome.INTERRUPTED, JobStatus.INTERRUPTED, reason, self.ctx.stop.exit_code
+        )
+
+    def failed(self, reason: str) -> JobResult:
+        return self.end(RunOutcome.FAILED, JobStatus.FAILED, reason, 1)
+
+    def run(self) -> JobResult:
+        job = self.store.job()
+        if job.phase is Phase.SETUP:
+            outcome = run_setup(self.ctx)
+            if self.ctx.stop.requested.is_set():
+                return self.interrupted()
+            if not outcome.ok:
+                return self.failed(f"setup {outcome.last_error}")
+            total = freeze(self.ctx)
+            self.ctx.bus.publish(ItemsFrozen(total))
+        if self.store.job().phase is Phase.MAP:
+            if (result := self._map()) is not None:
+                return result
+        outcome = run_reduce(self.ctx)
+        if self.ctx.stop.requested.is_set():
+            return self.interrupted()
+        if not outcome.ok:
+            return self.failed(f"reduce {outcome.last_error}")
+        dlq = self.store.item_counts()[ItemStatus.DLQ]
+        return self.end(RunOutcome.COMPLETED, JobStatus.COMPLETED, None, 1 if dlq else 0)
+
+    def _map(self) -> JobResult | None:
+        """Run the map phase; a JobResult when the run ends there, None to go on to reduce."""
+        config = _attempt_config(self.ctx)
+        executor = LocalExecutor(self.ctx.max_parallel)
+        try:
+            outcome = MapScheduler(self.ctx, executor, config).run()
+        finally:
+            executor.shutdown()
+        if outcome.policy_reason:
+            self.store.interrupt_running()
+            return self.failed(outcome.policy_reason)
+        if outcome.interrupted:
+            return self.interrupted()
+        self.store.set_status(JobStatus.RUNNING, phase=Phase.REDUCE)
+        return None
+
+
+def _attempt_config(ctx: JobContext) -> AttemptConfig:
+    spec = ctx.workflow.map
+    ctx.paths.slots.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return AttemptConfig(
+        steps=spec.agent_template,
+        base_dir=ctx.base_dir,
+        base_env=ctx.base_env,
+        workflow_env=ctx.workflow.env,
+        claude_command=ctx.claude_command,
+        item_timeout=spec.timeout,
+        kill_grace=ctx.kill_grace,
+        slots_dir=ctx.paths.slots,
+    )
+
+
+def execute(
+    store: JobStore,
+    workflow: Workflow,
+    *,
+    base_dir: Path,
+    max_parallel: int,
+    observers: Sequence[Observer],
+    install_signal_handlers: bool,
+    resumed: bool,
+) -> JobResult:
+    """Run the job held in ``store`` from where it stands; the caller holds its lock."""
+    paths = store.paths
+    run_no = store.begin_run(pid=os.getpid(), host=socket.gethostname(), now=time.time())
+    bus = EventBus(observers)
+    stop = StopController()
+    ctx = JobContext(
+        job_id=paths.job_id,
+        paths=paths,
+        store=store,
+        workflow=workflow,
+        base_dir=base_dir,
+        run_no=run_no,
+        host=socket.gethostname(),
+        max_parallel=max_parallel,
+        kill_grace=ctxmod.kill_grace(os.environ),
+        claude_command=ctxmod.claude_command(os.environ),
+        bus=bus,
+        stop=stop,
+        base_env=ctxmod.base_environment(workflow, paths.job_id),
+    )
+    if install_signal_handlers:
+        stop.install()
+    run = _Run(ctx)
+    try:
+        bus.publish(JobStarted(paths.job_id, run_no, resumed))
+        return run.run()
+    except MapwiseError as error:
+        run.failed(str(error).splitlines()[0])
+        raise
+    finally:
+        stop.restore()

@@ -1,0 +1,87 @@
+"""The errors mapwise raises, each knowing the exit code it maps to.
+
+One root, grouped by what the user should do next::
+
+    MapwiseError                      exit 1 unless a subclass says otherwise
+    ├── UserError                     exit 2: fix the command line or the workflow
+    │   ├── WorkflowError             the workflow file is invalid (file, line, key)
+    │   ├── InputError                the map input cannot be read or holds no items
+    │   ├── InterpolationError        a ${...} variable cannot be resolved
+    │   ├── UnknownJobError           no job with that id in the state directory
+    │   └── WorkflowChangedError      resume found an edited workflow file
+    ├── JobLockedError                exit 3: another live process holds the job
+    ├── StateDamagedError             exit 4: run `mapwise verify` / `repair`
+    └── ExecutorError                 exit 1: the executor could not run commands
+
+The CLI maps them to exit codes in one place (``mapwise.cli.main``); the library raises
+them and never exits.
+"""
+
+from __future__ import annotations
+
+
+class MapwiseError(Exception):
+    """Root of every error mapwise raises on purpose."""
+
+    exit_code: int = 1
+
+
+class UserError(MapwiseError):
+    """A mistake in what the user asked for; nothing ran that needs undoing."""
+
+    exit_code = 2
+
+
+class WorkflowError(UserError):
+    """The workflow file is invalid; the message names the file, the line and the key."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        line: int | None = None,
+        key: str | None = None,
+    ) -> None:
+        self.path = path
+        self.line = line
+        self.key = key
+        self.detail = message
+        where = ""
+        if path is not None:
+            where = path if line is None else f"{path}:{line}"
+        prefix = f"{where}: " if where else ""
+        keypart = f"{key}: " if key else ""
+        super().__init__(f"{prefix}{keypart}{message}")
+
+
+class InputError(UserError):
+    """The map input could not be read, or produced no items where items were expected."""
+
+
+class InterpolationError(UserError):
+    """A ``${...}`` variable could not be resolved for an item or a phase."""
+
+
+class UnknownJobError(UserError):
+    """No job with the given id exists in the state directory."""
+
+
+class WorkflowChangedError(UserError):
+    """The workflow file changed since the job started and no choice was given."""
+
+
+class JobLockedError(MapwiseError):
+    """Another live process holds the job's lock."""
+
+    exit_code = 3
+
+
+class StateDamagedError(MapwiseError):
+    """The job's state fails its checks or is of a newer version."""
+
+    exit_code = 4
+
+
+class ExecutorError(MapwiseError):
+    """The executor could not run commands (for example, a scheduler is unreachable)."""

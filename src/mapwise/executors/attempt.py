@@ -1,0 +1,127 @@
+"""One attempt of one item: the agent template run for real, wherever the pool puts it.
+
+This function runs inside a pool slot (a thread of the local pool, or a worker of a
+distributed engine), so it takes and returns plain picklable values and writes nothing
+to the job's database: the coordinator records what it returns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from mapwise.domain.records import AttemptResult, AttemptTask
+from mapwise.domain.states import ErrorKind
+from mapwise.executors.logsink import LogSink
+from mapwise.executors.steps import StepEnvironment, run_steps
+from mapwise.interpolate import Scope
+from mapwise.workflow.model import Step
+
+
+@dataclass(frozen=True)
+class AttemptConfig:
+    """What every attempt of a job shares: the template and where it runs."""
+
+    steps: tuple[Step, ...]
+    base_dir: Path
+    base_env: Mapping[str, str]  # os.environ, the workflow env and MAPWISE_JOB_ID
+    workflow_env: Mapping[str, str]
+    claude_command: tuple[str, ...]
+    item_timeout: float | None
+    kill_grace: float
+    slots_dir: Path | None  # where a slot notes the process group it runs (orphan cleanup)
+    log_max_bytes: int = 10 * 1024 * 1024
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` with mode 0600, creating 0700 parents."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+
+
+def _item_text(item: object) -> str:
+    return json.dumps(item, ensure_ascii=False)
+
+
+class _SlotNote:
+    """Notes which process group a slot runs, so a resume can kill it if we die."""
+
+    def __init__(self, config: AttemptConfig, task: AttemptTask) -> None:
+        self.path = None if config.slots_dir is None else config.slots_dir / f"{task.slot}.json"
+        self.task = task
+
+    def started(self, pgid: int) -> None:
+        if self.path is None:
+            return
+        note = {"attempt_id": self.task.attempt_id, "item_index": self.task.item_index}
+        note |= {"pgid": pgid, "host": socket.gethostname(), "since": time.time()}
+        _write_private(self.path, json.dumps(note))
+
+    def clear(self) -> None:
+        if self.path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
+
+
+def run_attempt(
+    task: AttemptTask, config: AttemptConfig, cancel: threading.Event | None = None
+) -> AttemptResult:
+    """Run the agent template for ``task.item`` and report how it went."""
+    started, clock = time.time(), time.monotonic()
+    _write_private(Path(task.item_file), _item_text(task.item))
+    env = {
+        **config.base_env,
+        "MAPWISE_ITEM_ID": task.item_id,
+        "MAPWISE_ITEM_INDEX": str(task.item_index),
+        "MAPWISE_ATTEMPT": str(task.attempt_no),
+        "MAPWISE_ITEM_FILE": task.item_file,
+    }
+    scope = Scope(
+        job_id=task.job_id,
+        env=config.workflow_env,
+        captures=task.captures,
+        item=task.item,
+        item_id=task.item_id,
+        item_index=task.item_index,
+        attempt=task.attempt_no,
+    )
+    deadline = None if config.item_timeout is None else clock + config.item_timeout
+    senv = StepEnvironment(
+        base_dir=config.base_dir,
+        env=env,
+        claude_command=config.claude_command,
+        kill_grace=config.kill_grace,
+        deadline=deadline,
+    )
+    log = LogSink(Path(task.log_path), max_bytes=config.log_max_bytes)
+    note = _SlotNote(config, task)
+    try:
+        outcome = run_steps(
+            config.steps, scope, senv, log=log, cancel=cancel, on_start=note.started
+        )
+    finally:
+        log.close()
+        note.clear()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(task.item_file)
+    return AttemptResult(
+        attempt_id=task.attempt_id,
+        item_index=task.item_index,
+        attempt_no=task.attempt_no,
+        slot=task.slot,
+        host=socket.gethostname(),
+        started_at=started,
+        ended_at=time.time(),
+        duration=time.monotonic() - clock,
+        outcome=outcome,
+        interrupted=outcome.error_kind is ErrorKind.INTERRUPTED,
+    )

@@ -1,0 +1,448 @@
+"""Run one command as a real subprocess, safely.
+
+Why this module exists: a step's command may start grandchildren, ignore SIGTERM, print
+gigabytes, print nothing, hang, or not exist. Whatever it does, `run_command` returns a
+`CommandResult` with a monotonic duration, leaves no member of the command's process group
+alive, and never hangs on a pipe that an escaped (``setsid``) grandchild holds open.
+
+How:
+
+- the command leads its own session and process group (pgid == pid), stdin is /dev/null;
+- one thread multiplexes stdout, stderr and (on Linux) a pidfd with `selectors`, so there
+  is no thread per stream, no deadlock on big output, and the exit is seen at once;
+- a timeout or a cancel sends TERM to the group, then KILL after ``kill_grace`` seconds;
+- the leader's exit is observed without reaping it (``waitid(WNOWAIT)``): while the zombie
+  exists its pid, hence the pgid, cannot be reused, so the KILL that sweeps the rest of
+  the group can never hit a stranger. Only then is the leader reaped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import selectors
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from mapwise.executors.logsink import LogSink
+
+__all__ = [
+    "CommandResult",
+    "CommandSpec",
+    "kill_process_group",
+    "process_group_alive",
+    "run_command",
+]
+
+log_ = logging.getLogger(__name__)
+
+_POLL_INTERVAL = 0.1  # how often cancel and the timeout are checked, at most
+_IDLE_SLEEP = 0.02  # wait between exit checks when nothing is left to select on
+_DRAIN_AFTER_EXIT = 1.0  # read pipes this long past the leader's exit, then give up
+_READ_CHUNK = 64 * 1024
+_TAIL_BYTES = 4096
+_TAIL_LINES = 20
+_EXIT = "exit"  # selector tag of the pidfd
+_HAVE_WAITID = hasattr(os, "waitid") and hasattr(os, "WNOWAIT")
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    """What to run, where, with which environment and time limit."""
+
+    argv: tuple[str, ...]  # e.g. ("/bin/sh", "-c", script) or ("claude", "-p", prompt)
+    env: Mapping[str, str]  # the full environment
+    cwd: Path
+    timeout: float | None  # seconds; None = no limit
+    capture_stdout: bool = False  # keep stdout (up to capture_limit bytes) for `capture:`
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """How one command ended; every outcome carries a measured duration."""
+
+    exit_code: int | None  # None when killed by a signal or not started
+    signal: int | None  # the signal number that ended the process, if any
+    timed_out: bool
+    interrupted: bool  # ended because `cancel` was set
+    spawn_error: str | None  # e.g. "No such file or directory: 'claude'"
+    started_at: float  # time.time() at start (wall clock, for records)
+    ended_at: float  # time.time() at end
+    duration: float  # time.monotonic() difference: always set, for every outcome
+    stdout: str | None  # captured stdout (utf-8, errors="replace") if capture_stdout
+    stderr_tail: str  # last ~20 lines / 4 KiB of stderr, utf-8 with errors="replace"
+    pid: int | None
+
+    @property
+    def ok(self) -> bool:
+        """True only for a clean exit 0 that was neither timed out nor interrupted."""
+        return (
+            self.exit_code == 0
+            and not self.timed_out
+            and not self.interrupted
+            and self.spawn_error is None
+        )
+
+
+class _Tail:
+    """The last bytes of a stream, bounded, so a chatty stderr costs constant memory."""
+
+    def __init__(self, limit: int) -> None:
+        self._buf = bytearray()
+        self._limit = limit
+        self._cut = False
+
+    def add(self, data: bytes) -> None:
+        self._buf += data[-self._limit :]
+        excess = len(self._buf) - self._limit
+        if excess > 0 or len(data) > self._limit:
+            self._cut = True
+        if excess > 0:
+            del self._buf[:excess]
+
+    def text(self, max_lines: int) -> str:
+        """The last ``max_lines`` lines; a line cut by the byte bound is dropped if possible."""
+        data = bytes(self._buf)
+        if self._cut:
+            newline = data.find(b"\n")
+            if 0 <= newline < len(data) - 1:
+                data = data[newline + 1 :]
+        text = data.decode("utf-8", errors="replace").removesuffix("\n")
+        return "\n".join(text.split("\n")[-max_lines:]) if text else ""
+
+
+class _Capture:
+    """The first ``limit`` bytes of stdout, for a step's ``capture:``."""
+
+    def __init__(self, limit: int) -> None:
+        self._buf = bytearray()
+        self._limit = limit
+
+    def add(self, data: bytes) -> None:
+        room = self._limit - len(self._buf)
+        if room > 0:
+            self._buf += data[:room]
+
+    def text(self) -> str:
+        return self._buf.decode("utf-8", errors="replace")
+
+
+def _check_pgid(pgid: int) -> None:
+    """Refuse the ids that mean "my own group" or "everyone" to killpg."""
+    if pgid <= 1:
+        raise ValueError(f"refusing to signal process group {pgid}")
+
+
+def _signal_group(pgid: int, sig: int) -> bool:
+    """Send ``sig`` to the group; False if no such group. Never raises for a vanished group."""
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        log_.warning("not allowed to send signal %d to process group %d", sig, pgid)
+    return True
+
+
+def _proc_stat(pid_dir: str) -> tuple[str, int] | None:
+    """(state, pgrp) of one /proc entry, or None if it vanished or cannot be parsed."""
+    try:
+        with open(f"/proc/{pid_dir}/stat", "rb") as handle:
+            raw = handle.read()
+    except OSError:
+        return None
+    fields = raw[raw.rfind(b")") + 2 :].split()
+    if len(fields) < 3:
+        return None
+    return fields[0].decode(), int(fields[2])
+
+
+def _group_has_live_member(pgid: int) -> bool | None:
+    """Whether a non-zombie process of the group exists, per /proc; None without /proc.
+
+    Zombies do not count: a zombie whose parent never reaps it (a naive PID 1 in a
+    container, or our own unreaped child) runs nothing.
+    """
+    try:
+        entries = [entry.name for entry in os.scandir("/proc") if entry.name.isdigit()]
+    except OSError:
+        return None
+    for name in entries:
+        stat = _proc_stat(name)
+        if stat is not None and stat[1] == pgid and stat[0] not in ("Z", "X"):
+            return True
+    return False
+
+
+def process_group_alive(pgid: int) -> bool:
+    """True if any process that is not a zombie belongs to group ``pgid``."""
+    _check_pgid(pgid)
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, but not ours to signal
+    live = _group_has_live_member(pgid)
+    return True if live is None else live
+
+
+def kill_process_group(pgid: int, *, grace: float) -> bool:
+    """TERM the group, wait up to ``grace`` seconds for it to die, then KILL what is left.
+
+    Returns True if any live (non-zombie) process of the group existed. The caller's own
+    group is never signalled (False): a recorded pgid may have been reused by the caller.
+    SIGKILL is asynchronous: a killed process can run no more code, but the kernel may
+    take a moment to finish its exit after this returns.
+    """
+    _check_pgid(pgid)
+    if pgid == os.getpgrp():
+        log_.warning("not killing process group %d: it is this process's own group", pgid)
+        return False
+    if not process_group_alive(pgid) or not _signal_group(pgid, signal.SIGTERM):
+        return False
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if not process_group_alive(pgid):
+            return True
+        time.sleep(0.05)
+    _signal_group(pgid, signal.SIGKILL)
+    return True
+
+
+def _describe_spawn_error(exc: BaseException) -> str:
+    """A short message such as ``No such file or directory: 'claude'``."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror if exc.filename is None else f"{exc.strerror}: {exc.filename!r}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _spawn(spec: CommandSpec) -> subprocess.Popen[bytes]:
+    """Start the command as the leader of a new session and process group."""
+    if not spec.argv:
+        raise ValueError("empty command")
+    return subprocess.Popen(
+        list(spec.argv),
+        env=dict(spec.env),
+        cwd=spec.cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+
+
+def _open_pidfd(pid: int) -> int | None:
+    """A pidfd that becomes readable when ``pid`` exits, where the OS has them."""
+    pidfd_open = getattr(os, "pidfd_open", None)
+    if pidfd_open is None:
+        return None
+    try:
+        fd: int = pidfd_open(pid)
+    except OSError:
+        return None
+    return fd
+
+
+class _Run:
+    """One running command: its pipes, its limits, and what has been done to it so far."""
+
+    def __init__(
+        self, proc: subprocess.Popen[bytes], spec: CommandSpec, log: LogSink | None, limit: int
+    ) -> None:
+        self.proc = proc
+        self.pgid = proc.pid  # start_new_session: the leader's pid is the group's id
+        self.log = log
+        self.capture = _Capture(limit) if spec.capture_stdout else None
+        self.tail = _Tail(_TAIL_BYTES)
+        self.selector = selectors.DefaultSelector()
+        assert proc.stdout is not None and proc.stderr is not None
+        self.selector.register(proc.stdout.fileno(), selectors.EVENT_READ, "stdout")
+        self.selector.register(proc.stderr.fileno(), selectors.EVENT_READ, "stderr")
+        self.pidfd = _open_pidfd(proc.pid)
+        if self.pidfd is not None:
+            self.selector.register(self.pidfd, selectors.EVENT_READ, _EXIT)
+        self.exited_at: float | None = None  # monotonic time the leader's exit was seen
+        self.term_sent_at: float | None = None
+        self.kill_sent = False
+        self.timed_out = False
+        self.interrupted = False
+
+    def wait(self, deadline: float | None, cancel: threading.Event | None, grace: float) -> None:
+        """Pump output until the leader exited and the pipes closed (or the drain bound)."""
+        while True:
+            now = time.monotonic()
+            if self.exited_at is None:
+                if self._leader_exited():
+                    self.exited_at = now
+                    _signal_group(self.pgid, signal.SIGKILL)  # nothing outlives its step
+                else:
+                    self._enforce_limits(now, deadline, cancel, grace)
+            if self.exited_at is not None and (
+                not self._pipes_open() or now - self.exited_at >= _DRAIN_AFTER_EXIT
+            ):
+                return
+            self._pump()
+
+    def finish(self) -> int:
+        """Kill whatever is left of the group, reap the leader, close every fd.
+
+        The KILL reaches every member before the leader is reaped (its zombie pins the
+        pgid). Members that held the pipes have closed them by then; others may still be
+        finishing their exit in the kernel, but can run no more code.
+        """
+        try:
+            _signal_group(self.pgid, signal.SIGKILL)
+            return self.proc.wait()
+        finally:
+            self.selector.close()
+            for stream in (self.proc.stdout, self.proc.stderr):
+                if stream is not None:
+                    stream.close()
+            if self.pidfd is not None:
+                os.close(self.pidfd)
+
+    def _leader_exited(self) -> bool:
+        """Whether the leader exited, without reaping it (so its pgid stays ours)."""
+        if not _HAVE_WAITID:
+            return self.proc.poll() is not None
+        try:
+            flags = os.WEXITED | os.WNOHANG | os.WNOWAIT
+            return os.waitid(os.P_PID, self.proc.pid, flags) is not None
+        except ChildProcessError:  # reaped behind our back: it is gone either way
+            return True
+
+    def _enforce_limits(
+        self, now: float, deadline: float | None, cancel: threading.Event | None, grace: float
+    ) -> None:
+        """TERM the group on cancel or timeout; KILL it once the grace period is over."""
+        if self.term_sent_at is None:
+            if cancel is not None and cancel.is_set():
+                self.interrupted = True
+            elif deadline is not None and now >= deadline:
+                self.timed_out = True
+            else:
+                return
+            self.term_sent_at = now
+            _signal_group(self.pgid, signal.SIGTERM)
+        elif not self.kill_sent and now - self.term_sent_at >= grace:
+            self.kill_sent = True
+            _signal_group(self.pgid, signal.SIGKILL)
+
+    def _pipes_open(self) -> bool:
+        return any(key.data != _EXIT for key in self.selector.get_map().values())
+
+    def _pump(self) -> None:
+        """Read whatever is ready, waiting at most one poll interval."""
+        if not self.selector.get_map():
+            time.sleep(_IDLE_SLEEP)
+            return
+        for key, _ in self.selector.select(_POLL_INTERVAL):
+            if key.data == _EXIT:
+                self.selector.unregister(key.fd)  # the exit is confirmed by waitid next turn
+            else:
+                self._read(key.fd, str(key.data))
+
+    def _read(self, fd: int, stream: str) -> None:
+        try:
+            data = os.read(fd, _READ_CHUNK)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.selector.unregister(fd)
+            return
+        if self.log is not None:
+            self.log.write(stream, data)
+        if stream == "stderr":
+            self.tail.add(data)
+        elif self.capture is not None:
+            self.capture.add(data)
+
+    def result(self, returncode: int, started_at: float, t0: float) -> CommandResult:
+        return CommandResult(
+            exit_code=returncode if returncode >= 0 else None,
+            signal=-returncode if returncode < 0 else None,
+            timed_out=self.timed_out,
+            interrupted=self.interrupted,
+            spawn_error=None,
+            started_at=started_at,
+            ended_at=time.time(),
+            duration=time.monotonic() - t0,
+            stdout=self.capture.text() if self.capture is not None else None,
+            stderr_tail=self.tail.text(_TAIL_LINES),
+            pid=self.proc.pid,
+        )
+
+
+def _abandon(proc: subprocess.Popen[bytes]) -> None:
+    """Kill, reap and close a command that cannot be watched."""
+    _signal_group(proc.pid, signal.SIGKILL)
+    proc.wait()
+    for stream in (proc.stdout, proc.stderr):
+        if stream is not None:
+            stream.close()
+
+
+def _not_run(
+    spec: CommandSpec, started_at: float, t0: float, *, error: str | None, interrupted: bool
+) -> CommandResult:
+    """The result of a command that never ran (spawn failure, or cancelled beforehand)."""
+    return CommandResult(
+        exit_code=None,
+        signal=None,
+        timed_out=False,
+        interrupted=interrupted,
+        spawn_error=error,
+        started_at=started_at,
+        ended_at=time.time(),
+        duration=time.monotonic() - t0,
+        stdout="" if spec.capture_stdout else None,
+        stderr_tail="",
+        pid=None,
+    )
+
+
+def run_command(
+    spec: CommandSpec,
+    *,
+    log: LogSink | None,
+    cancel: threading.Event | None = None,
+    kill_grace: float = 5.0,
+    capture_limit: int = 1 << 20,
+    on_start: Callable[[int], None] | None = None,
+) -> CommandResult:
+    """Run ``spec`` to its end and describe how it ended; never raises for the command's sake.
+
+    ``on_start(pid)`` is called right after spawning (the pid is also the pgid, to record
+    for killing orphans after a crash). If it, or anything else here, raises, the group
+    is killed and reaped before the exception propagates. A ``cancel`` already set means
+    the command is not started (interrupted, pid None). The ``log`` is written, not closed.
+    """
+    started_at = time.time()
+    t0 = time.monotonic()
+    if cancel is not None and cancel.is_set():
+        return _not_run(spec, started_at, t0, error=None, interrupted=True)
+    try:
+        proc = _spawn(spec)
+    except (OSError, ValueError, TypeError, subprocess.SubprocessError) as exc:
+        return _not_run(spec, started_at, t0, error=_describe_spawn_error(exc), interrupted=False)
+    try:
+        run = _Run(proc, spec, log, capture_limit)
+    except BaseException:  # e.g. EMFILE for the selector: do not leave the command running
+        _abandon(proc)
+        raise
+    try:
+        if on_start is not None:
+            on_start(proc.pid)
+        deadline = None if spec.timeout is None else t0 + spec.timeout
+        run.wait(deadline, cancel, kill_grace)
+    finally:
+        returncode = run.finish()
+    return run.result(returncode, started_at, t0)

@@ -1,0 +1,287 @@
+"""Running a list of steps (setup, one item's agent template, reduce) for real.
+
+Used by the coordinator for setup and reduce, and by a pool worker for each attempt of an
+item. It turns each step into a command with the interpolation module (item data bound as
+data, never as shell code), runs it in its own process group, captures outputs, and runs
+``on_failure`` steps when a step fails. ``on_failure`` steps are clean-up: the step that
+failed still counts as failed, so an item is never reported done when its work was not.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from mapwise.domain.records import StepRecord, StepsOutcome
+from mapwise.domain.states import ErrorKind
+from mapwise.errors import InterpolationError
+from mapwise.executors.logsink import LogSink
+from mapwise.executors.process import CommandResult, CommandSpec, run_command
+from mapwise.interpolate import Scope, bind_shell, render_plain
+from mapwise.workflow.model import Step
+
+LABEL_LIMIT = 120
+
+
+@dataclass(frozen=True)
+class StepEnvironment:
+    """Where and how the steps of one list run."""
+
+    base_dir: Path  # the workflow file's folder; relative working_dir is resolved from it
+    env: Mapping[str, str]  # the full environment: os.environ, workflow env, MAPWISE_*
+    claude_command: tuple[str, ...]  # the agent CLI (MAPWISE_CLAUDE, else "claude")
+    kill_grace: float = 5.0
+    deadline: float | None = None  # time.monotonic() by which the whole list must end
+
+
+def label_of(step: Step) -> str:
+    """A one-line label of a step for records and progress, shortened."""
+    text = " ".join(step.describe().split())
+    return text if len(text) <= LABEL_LIMIT else text[: LABEL_LIMIT - 1] + "…"
+
+
+def _timeout(step: Step, senv: StepEnvironment) -> float | None:
+    """The step's own timeout, cut short by the list's deadline (the item timeout)."""
+    limits = []
+    if step.timeout is not None:
+        limits.append(step.timeout)
+    if senv.deadline is not None:
+        limits.append(max(senv.deadline - time.monotonic(), 0.001))
+    return min(limits) if limits else None
+
+
+def _command_for(step: Step, scope: Scope, senv: StepEnvironment) -> CommandSpec:
+    """Build the argv and environment of a shell or claude step (raises InterpolationError)."""
+    step_env = {name: render_plain(value, scope) for name, value in step.env.items()}
+    cwd = senv.base_dir
+    if step.working_dir is not None:
+        cwd = senv.base_dir / render_plain(step.working_dir, scope)
+    if step.shell is not None:
+        bound = bind_shell(step.shell, scope)
+        argv: tuple[str, ...] = ("/bin/sh", "-c", bound.script)
+        env = {**senv.env, **step_env, **bound.env}
+    else:
+        assert step.claude is not None
+        argv = (*senv.claude_command, "-p", render_plain(step.claude, scope))
+        env = {**senv.env, **step_env}
+    return CommandSpec(
+        argv=argv,
+        env=env,
+        cwd=cwd,
+        timeout=_timeout(step, senv),
+        capture_stdout=step.capture is not None,
+    )
+
+
+def _error_kind(result: CommandResult) -> ErrorKind | None:
+    if result.spawn_error is not None:
+        return ErrorKind.SPAWN_ERROR
+    if result.interrupted:
+        return ErrorKind.INTERRUPTED
+    if result.timed_out:
+        return ErrorKind.TIMEOUT
+    if result.signal is not None:
+        return ErrorKind.SIGNAL
+    if result.exit_code != 0:
+        return ErrorKind.EXIT_CODE
+    return None
+
+
+def _write_file(step: Step, scope: Scope, senv: StepEnvironment) -> str | None:
+    """Do a ``write_file`` step in-process; return an error message or None."""
+    assert step.write_file is not None
+    target = senv.base_dir
+    if step.working_dir is not None:
+        target = target / render_plain(step.working_dir, scope)
+    target = target / render_plain(step.write_file.path, scope)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(render_plain(step.write_file.content, scope), encoding="utf-8")
+    except OSError as exc:
+        return f"cannot write {target}: {exc.strerror or exc}"
+    return None
+
+
+@dataclass
+class _Run:
+    """The mutable progress of one list of steps while it runs."""
+
+    scope: Scope
+    records: list[StepRecord]
+    captures: dict[str, str]
+
+
+def _failure_summary(index: int, record: StepRecord) -> str:
+    """One line for tables: what failed and the last line of its stderr."""
+    kind = record.error_kind
+    if kind is ErrorKind.EXIT_CODE:
+        what = f"step {index + 1} exited {record.exit_code}"
+    elif kind is ErrorKind.SIGNAL:
+        what = f"step {index + 1} killed by signal {record.signal}"
+    elif kind is ErrorKind.TIMEOUT:
+        what = f"step {index + 1} timed out"
+    elif kind is ErrorKind.INTERRUPTED:
+        what = f"step {index + 1} interrupted"
+    else:
+        what = f"step {index + 1} failed ({kind.value if kind else 'unknown'})"
+    lines = [line for line in record.stderr_tail.splitlines() if line.strip()]
+    return f"{what}: {lines[-1].strip()}" if lines else what
+
+
+def run_one_step(
+    step: Step,
+    index: int,
+    scope: Scope,
+    senv: StepEnvironment,
+    *,
+    log: LogSink | None,
+    cancel: threading.Event | None,
+    on_failure: bool = False,
+    on_start: Callable[[int], None] | None = None,
+) -> tuple[StepRecord, str | None]:
+    """Run one step; return its record and its captured stdout (when it captures)."""
+    label = label_of(step)
+    if log is not None:
+        log.header(f"=== {'on_failure ' if on_failure else ''}step {index + 1}: {label}")
+    started, clock = time.time(), time.monotonic()
+    try:
+        if step.write_file is not None:
+            error = _write_file(step, scope, senv)
+            ended = time.time()
+            return StepRecord(
+                step_index=index,
+                label=label,
+                started_at=started,
+                ended_at=ended,
+                duration=time.monotonic() - clock,
+                exit_code=0 if error is None else None,
+                error_kind=None if error is None else ErrorKind.SPAWN_ERROR,
+                stderr_tail=error or "",
+                on_failure=on_failure,
+            ), None
+        spec = _command_for(step, scope, senv)
+    except InterpolationError as exc:
+        return StepRecord(
+            step_index=index,
+            label=label,
+            started_at=started,
+            ended_at=time.time(),
+            duration=time.monotonic() - clock,
+            error_kind=ErrorKind.INTERPOLATION,
+            stderr_tail=str(exc),
+            on_failure=on_failure,
+        ), None
+    result = run_command(
+        spec, log=log, cancel=cancel, kill_grace=senv.kill_grace, on_start=on_start
+    )
+    tail = result.stderr_tail
+    if result.spawn_error:
+        tail = (tail + "\n" + result.spawn_error).strip()
+    record = StepRecord(
+        step_index=index,
+        label=label,
+        started_at=result.started_at,
+        ended_at=result.ended_at,
+        duration=result.duration,
+        exit_code=result.exit_code,
+        signal=result.signal,
+        timed_out=result.timed_out,
+        error_kind=_error_kind(result),
+        stderr_tail=tail,
+        log_path=None,
+        on_failure=on_failure,
+    )
+    return record, result.stdout
+
+
+def run_steps(
+    steps: tuple[Step, ...],
+    scope: Scope,
+    senv: StepEnvironment,
+    *,
+    log: LogSink | None,
+    cancel: threading.Event | None = None,
+    start_at: int = 0,
+    on_step_done: Callable[[int, StepRecord, list[StepRecord], dict[str, str]], None] | None = None,
+    on_start: Callable[[int], None] | None = None,
+) -> StepsOutcome:
+    """Run ``steps`` from ``start_at`` until one fails; captures flow into later steps.
+
+    ``on_step_done(index, record, records_with_on_failure, captures)`` lets setup and
+    reduce persist each step as it ends, so that a resume starts at the first unfinished one.
+    """
+    clock = time.monotonic()
+    run = _Run(scope=scope, records=[], captures={})
+    for index in range(start_at, len(steps)):
+        step = steps[index]
+        record, stdout = run_one_step(
+            step, index, run.scope, senv, log=log, cancel=cancel, on_start=on_start
+        )
+        step_records = [record]
+        if record.ok and step.capture is not None:
+            value = (stdout or "").rstrip("\n")
+            run.captures[step.capture] = value
+            run.scope = dataclasses.replace(
+                run.scope, captures={**run.scope.captures, step.capture: value}
+            )
+        if not record.ok and step.on_failure and record.error_kind is not ErrorKind.INTERRUPTED:
+            step_records += _run_on_failure(step, run.scope, senv, log=log, cancel=cancel)
+        run.records.extend(step_records)
+        if on_step_done is not None:
+            on_step_done(index, record, step_records, dict(run.captures))
+        if not record.ok:
+            return _failed(run, index, record, log, time.monotonic() - clock)
+    return StepsOutcome(
+        steps=tuple(run.records),
+        captures=run.captures,
+        log_path=_log_path(log),
+        duration=time.monotonic() - clock,
+    )
+
+
+def _run_on_failure(
+    step: Step,
+    scope: Scope,
+    senv: StepEnvironment,
+    *,
+    log: LogSink | None,
+    cancel: threading.Event | None,
+) -> list[StepRecord]:
+    """Run a failed step's on_failure steps, stopping at the first that fails."""
+    records: list[StepRecord] = []
+    for index, handler in enumerate(step.on_failure):
+        record, _ = run_one_step(
+            handler, index, scope, senv, log=log, cancel=cancel, on_failure=True
+        )
+        records.append(record)
+        if not record.ok:
+            break
+    return records
+
+
+def _log_path(log: LogSink | None) -> str | None:
+    if log is None:
+        return None
+    path = log.path_if_written
+    return str(path) if path is not None else None
+
+
+def _failed(
+    run: _Run, index: int, record: StepRecord, log: LogSink | None, duration: float
+) -> StepsOutcome:
+    return StepsOutcome(
+        steps=tuple(run.records),
+        captures=run.captures,
+        error_kind=record.error_kind,
+        failed_step=index,
+        exit_code=record.exit_code,
+        signal=record.signal,
+        last_error=_failure_summary(index, record),
+        stderr_tail=record.stderr_tail,
+        log_path=_log_path(log),
+        duration=duration,
+    )

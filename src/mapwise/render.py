@@ -1,0 +1,140 @@
+"""Terminal output: the live progress display, periodic progress lines, tables.
+
+The engine knows no terminal; ``ProgressDisplay`` subscribes to its events.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import IO
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from mapwise.domain.states import Phase
+from mapwise.engine.events import (
+    Event,
+    ItemFinished,
+    ItemsFrozen,
+    MapProgress,
+    Notice,
+    PhaseStarted,
+    StepFinished,
+    Stopping,
+)
+
+LINE_INTERVAL = 5.0
+
+
+def human_seconds(seconds: float | None) -> str:
+    """``3.2s``, ``4m05s``, ``2h03m``: short durations for progress lines."""
+    if seconds is None:
+        return "?"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def progress_text(event: MapProgress) -> str:
+    """``120/1000 done, 3 failed, 8 running, 41.2/s, ETA 21.4s``."""
+    done = event.succeeded + event.dlq
+    rate = event.done_this_run / event.elapsed if event.elapsed > 0 else 0.0
+    remaining = event.total - done
+    eta = remaining / rate if rate > 0 else None
+    parts = [f"{done}/{event.total} done", f"{event.dlq} failed", f"{event.running} running"]
+    if event.retrying:
+        parts.append(f"{event.retrying} awaiting retry")
+    parts += [f"{rate:.1f}/s", f"ETA {human_seconds(eta) if remaining else '0s'}"]
+    return ", ".join(parts)
+
+
+class ProgressDisplay:
+    """Shows a job's progress: a live bar on a terminal, else a line every few seconds."""
+
+    def __init__(self, stream: IO[str], *, live: bool, quiet: bool = False) -> None:
+        self.console = Console(file=stream, highlight=False, soft_wrap=True)
+        self.live = live and not quiet
+        self.quiet = quiet
+        self._progress: Progress | None = None
+        self._task: int | None = None
+        self._last_line = 0.0
+        self._last_event: MapProgress | None = None
+
+    def print(self, text: str) -> None:
+        self.console.print(text, markup=False)
+
+    def __call__(self, event: Event) -> None:
+        if self.quiet:
+            return
+        if isinstance(event, MapProgress):
+            self._on_progress(event)
+        elif isinstance(event, PhaseStarted):
+            self._on_phase(event)
+        elif isinstance(event, StepFinished):
+            self._on_step(event)
+        elif isinstance(event, ItemsFrozen):
+            self.print(f"items: {event.total}")
+        elif isinstance(event, ItemFinished) and event.status == "dlq":
+            self.print(f"item {event.item_id} failed (attempt {event.attempt_no}): {event.error}")
+        elif isinstance(event, Stopping):
+            self.print(
+                f"{event.signal_name}: stopping; ending {event.running} running item(s) "
+                "(press again to stop at once)"
+            )
+        elif isinstance(event, Notice):
+            self.print(event.text)
+
+    def _on_phase(self, event: PhaseStarted) -> None:
+        self.close()
+        if event.phase is Phase.MAP:
+            if self.live:
+                self._progress = Progress(
+                    TextColumn("map"),
+                    BarColumn(),
+                    TextColumn("{task.fields[text]}"),
+                    TimeElapsedColumn(),
+                    console=self.console,
+                    transient=False,
+                )
+                self._task = self._progress.add_task("map", total=event.steps, text="")
+                self._progress.start()
+        elif event.steps:
+            self.print(f"{event.phase.value}: {event.steps} step(s)")
+
+    def _on_step(self, event: StepFinished) -> None:
+        record = event.record
+        verdict = (
+            "ok"
+            if record.ok
+            else f"FAILED ({record.error_kind.value if record.error_kind else ''})"
+        )
+        self.print(
+            f"{event.phase.value} step {event.step_index + 1} {verdict} "
+            f"in {human_seconds(record.duration)}: {record.label}"
+        )
+        if not record.ok and record.stderr_tail:
+            for line in record.stderr_tail.splitlines()[-5:]:
+                self.print(f"  | {line}")
+
+    def _on_progress(self, event: MapProgress) -> None:
+        self._last_event = event
+        if self._progress is not None and self._task is not None:
+            done = event.succeeded + event.dlq
+            self._progress.update(self._task, completed=done, text=progress_text(event))
+            return
+        now = time.monotonic()
+        finished = event.succeeded + event.dlq >= event.total
+        if now - self._last_line >= LINE_INTERVAL or finished:
+            self._last_line = now
+            self.print(f"map: {progress_text(event)}")
+
+    def close(self) -> None:
+        """Stop the live display (before printing a summary)."""
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+            self._task = None

@@ -1,0 +1,177 @@
+"""The values the API returns and ``--json`` prints: progress, summaries, DLQ entries.
+
+Field names are those of SPEC sections 6 and 7; ``to_json`` gives the exact JSON shape.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+
+def iso(timestamp: float | None) -> str | None:
+    """ISO 8601 UTC text of a Unix time, as in every ``--json`` output."""
+    if timestamp is None:
+        return None
+    moment = dt.datetime.fromtimestamp(timestamp, tz=dt.UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class JobProgress:
+    """Item counts of a job: ``progress`` in ``mapwise jobs --json``."""
+
+    total_items: int
+    completed_items: int  # succeeded
+    failed_items: int  # in the DLQ
+    pending_items: int  # the rest: pending, running, waiting for a retry
+    completion_percentage: float
+
+    @classmethod
+    def from_counts(cls, total: int, succeeded: int, dlq: int) -> JobProgress:
+        percentage = round(100.0 * succeeded / total, 2) if total else 0.0
+        return cls(total, succeeded, dlq, max(total - succeeded - dlq, 0), percentage)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "total_items": self.total_items,
+            "completed_items": self.completed_items,
+            "failed_items": self.failed_items,
+            "pending_items": self.pending_items,
+            "completion_percentage": self.completion_percentage,
+        }
+
+
+@dataclass(frozen=True)
+class ResumableJob:
+    """One job as ``mapwise jobs`` lists it."""
+
+    job_id: str
+    workflow_name: str
+    status: str  # running | interrupted | failed | completed
+    resumable: bool
+    started_at: float
+    updated_at: float
+    progress: JobProgress
+    estimated_remaining_seconds: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "job_id": self.job_id,
+            "workflow_name": self.workflow_name,
+            "status": self.status,
+            "resumable": self.resumable,
+            "started_at": iso(self.started_at),
+            "updated_at": iso(self.updated_at),
+            "progress": self.progress.to_json(),
+            "estimated_remaining_seconds": self.estimated_remaining_seconds,
+        }
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    started_at: float
+    ended_at: float | None
+    outcome: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "started_at": iso(self.started_at),
+            "ended_at": iso(self.ended_at),
+            "outcome": self.outcome,
+        }
+
+
+@dataclass(frozen=True)
+class ItemSeconds:
+    mean: float | None
+    p50: float | None
+    p95: float | None
+    max: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"mean": self.mean, "p50": self.p50, "p95": self.p95, "max": self.max}
+
+
+@dataclass(frozen=True)
+class Durations:
+    wall_seconds: float
+    compute_seconds: float
+    item_seconds: ItemSeconds
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "wall_seconds": self.wall_seconds,
+            "compute_seconds": self.compute_seconds,
+            "item_seconds": self.item_seconds.to_json(),
+        }
+
+
+@dataclass(frozen=True)
+class ItemInfo:
+    item_id: str
+    status: str
+    attempts: int
+    duration_seconds: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "item_id": self.item_id,
+            "status": self.status,
+            "attempts": self.attempts,
+            "duration_seconds": self.duration_seconds,
+        }
+
+
+@dataclass(frozen=True)
+class JobStatusReport:
+    """``mapwise status --json``: the job's listing plus phase, runs and durations."""
+
+    job: ResumableJob
+    phase: str
+    runs: tuple[RunInfo, ...]
+    durations: Durations
+    dlq_count: int
+    checkpoints: int
+    reason: str | None
+    items: tuple[ItemInfo, ...] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data = self.job.to_json()
+        data |= {
+            "phase": self.phase,
+            "runs": [run.to_json() for run in self.runs],
+            "durations": self.durations.to_json(),
+            "dlq_count": self.dlq_count,
+            "checkpoints": self.checkpoints,
+        }
+        if self.items is not None:
+            data["items"] = [item.to_json() for item in self.items]
+        return data
+
+
+@dataclass(frozen=True)
+class DlqEntry:
+    """One item in the dead letter queue: ``mapwise dlq list --json``."""
+
+    item_id: str
+    item: Any
+    attempts: int
+    error_kind: str | None
+    exit_code: int | None
+    last_error: str | None
+    failed_at: float | None
+    duration_seconds: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "item_id": self.item_id,
+            "item": self.item,
+            "attempts": self.attempts,
+            "error_kind": self.error_kind,
+            "exit_code": self.exit_code,
+            "last_error": self.last_error,
+            "failed_at": iso(self.failed_at),
+            "duration_seconds": self.duration_seconds,
+        }

@@ -1,0 +1,1 @@
+"""The job's persistent state: one SQLite database per job, checkpoints, locks, paths."""

@@ -1,0 +1,411 @@
+"""The job's state in its SQLite database: every write mapwise makes to a job.
+
+The coordinator is the single writer. Each method that changes state is one
+transaction; ``commit_batch`` records a batch of finished attempts and claims the next
+items in the same transaction, so a pool slot is reused only after its result is durable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from mapwise.domain.records import AttemptResult, StepRecord
+from mapwise.domain.states import AttemptOutcome, ItemStatus, JobStatus, Phase, RunOutcome
+from mapwise.store import db
+from mapwise.store.paths import JobPaths
+from mapwise.store.records import AttemptRecord, Claim, ItemRecord, JobRecord, RunRecord
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A finished attempt and the item's new state, as decided by the retry policy."""
+
+    result: AttemptResult
+    item_status: ItemStatus
+    retry_at: float | None
+    counted: bool  # False for an interrupted attempt: it does not use up a retry
+    result_json: dict[str, Any] | None
+
+
+def items_digest(values: Iterable[tuple[str, str]]) -> str:
+    """A hash over (item id, item JSON) pairs: the frozen item list's identity."""
+    digest = hashlib.sha256()
+    for item_id, data in values:
+        digest.update(item_id.encode())
+        digest.update(b"\0")
+        digest.update(data.encode())
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
+class JobStore:
+    """Reads and writes of one job's database."""
+
+    def __init__(self, conn: sqlite3.Connection, paths: JobPaths) -> None:
+        conn.row_factory = sqlite3.Row
+        self.conn = conn
+        self.paths = paths
+
+    # -- opening -------------------------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls,
+        paths: JobPaths,
+        *,
+        workflow_name: str,
+        workflow_path: str,
+        workflow_source: str,
+        workflow_sha256: str,
+        options: dict[str, Any],
+        now: float | None = None,
+    ) -> JobStore:
+        """Make the job's folder and database, with the workflow frozen into it."""
+        paths.root.mkdir(mode=0o700, parents=True, exist_ok=False)
+        store = cls(db.connect(paths.database, create=True), paths)
+        stamp = time.time() if now is None else now
+        with db.transaction(store.conn):
+            store.conn.execute(
+                "INSERT INTO job (id, job_id, workflow_name, workflow_path, workflow_source,"
+                " workflow_sha256, status, phase, created_at, updated_at, options)"
+                " VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    paths.job_id,
+                    workflow_name,
+                    workflow_path,
+                    workflow_source,
+                    workflow_sha256,
+                    JobStatus.RUNNING.value,
+                    Phase.SETUP.value,
+                    stamp,
+                    stamp,
+                    json.dumps(options),
+                ),
+            )
+        return store
+
+    @classmethod
+    def open(cls, paths: JobPaths, *, readonly: bool = False) -> JobStore:
+        return cls(db.connect(paths.database, readonly=readonly), paths)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # -- the job and its runs ------------------------------------------------------------
+
+    def job(self) -> JobRecord:
+        row = self.conn.execute("SELECT * FROM job WHERE id = 1").fetchone()
+        return JobRecord.from_row(row)
+
+    def set_status(
+        self,
+        status: JobStatus,
+        *,
+        phase: Phase | None = None,
+        reason: str | None = None,
+    ) -> None:
+        with db.transaction(self.conn):
+            self._set_status(status, phase=phase, reason=reason)
+
+    def _set_status(
+        self, status: JobStatus, *, phase: Phase | None = None, reason: str | None = None
+    ) -> None:
+        if phase is None:
+            self.conn.execute(
+                "UPDATE job SET status = ?, status_reason = ?, updated_at = ? WHERE id = 1",
+                (status.value, reason, time.time()),
+            )
+        else:
+            self.conn.execute(
+                "UPDATE job SET status = ?, phase = ?, status_reason = ?, updated_at = ?"
+                " WHERE id = 1",
+                (status.value, phase.value, reason, time.time()),
+            )
+
+    def begin_run(self, *, pid: int, host: str, now: float | None = None) -> int:
+        """Record a new run (a start or a resume) and mark the job running."""
+        stamp = time.time() if now is None else now
+        with db.transaction(self.conn):
+            cursor = self.conn.execute(
+                "INSERT INTO runs (started_at, outcome, pid, host) VALUES (?, ?, ?, ?)",
+                (stamp, RunOutcome.RUNNING.value, pid, host),
+            )
+            self._set_status(JobStatus.RUNNING)
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    def end_run(
+        self,
+        run_no: int,
+        *,
+        outcome: RunOutcome,
+        status: JobStatus,
+        reason: str | None = None,
+        phase: Phase | None = None,
+    ) -> None:
+        """Close a run and set the job's status in one transaction."""
+        with db.transaction(self.conn):
+            self.conn.execute(
+                "UPDATE runs SET ended_at = ?, outcome = ?, reason = ? WHERE run_no = ?",
+                (time.time(), outcome.value, reason, run_no),
+            )
+            self._set_status(status, phase=phase, reason=reason)
+
+    def runs(self) -> list[RunRecord]:
+        rows = self.conn.execute("SELECT * FROM runs ORDER BY run_no").fetchall()
+        return [RunRecord(**dict(row)) for row in rows]
+
+    def set_captures(self, captures: dict[str, str]) -> None:
+        with db.transaction(self.conn):
+            self.conn.execute(
+                "UPDATE job SET captures = ?, updated_at = ? WHERE id = 1",
+                (json.dumps(captures), time.time()),
+            )
+
+    # -- setup and reduce steps ----------------------------------------------------------
+
+    def phase_steps(self, phase: Phase) -> dict[int, tuple[str, dict[str, str]]]:
+        """Step index -> (status, captures) for the steps of setup or reduce so far."""
+        rows = self.conn.execute(
+            "SELECT step_index, status, captures FROM phase_steps WHERE phase = ?",
+            (phase.value,),
+        ).fetchall()
+        return {r["step_index"]: (r["status"], json.loads(r["captures"])) for r in rows}
+
+    def record_phase_step(
+        self,
+        phase: Phase,
+        step_index: int,
+        *,
+        run_no: int,
+        succeeded: bool,
+        records: Sequence[StepRecord],
+        captures: dict[str, str],
+    ) -> None:
+        """Record a setup or reduce step (and its on_failure steps) in one transaction."""
+        status = "succeeded" if succeeded else "failed"
+        with db.transaction(self.conn):
+            self._insert_steps(None, phase.value, run_no, records)
+            self.conn.execute(
+                "INSERT INTO phase_steps (phase, step_index, status, captures, updated_at)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (phase, step_index) DO UPDATE SET"
+                " status = excluded.status, captures = excluded.captures,"
+                " updated_at = excluded.updated_at",
+                (phase.value, step_index, status, json.dumps(captures), time.time()),
+            )
+            if succeeded and captures:
+                job_captures = self.job().captures | captures
+                self.conn.execute(
+                    "UPDATE job SET captures = ? WHERE id = 1", (json.dumps(job_captures),)
+                )
+
+    def _insert_steps(
+        self, attempt_id: int | None, phase: str, run_no: int, records: Sequence[StepRecord]
+    ) -> None:
+        self.conn.executemany(
+            "INSERT INTO steps (attempt_id, phase, run_no, step_index, on_failure, label,"
+            " started_at, ended_at, duration, exit_code, signal, timed_out, error_kind,"
+            " stderr_tail, log_path) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    attempt_id,
+                    phase,
+                    run_no,
+                    r.step_index,
+                    int(r.on_failure),
+                    r.label,
+                    r.started_at,
+                    r.ended_at,
+                    r.duration,
+                    r.exit_code,
+                    r.signal,
+                    int(r.timed_out),
+                    r.error_kind.value if r.error_kind else None,
+                    r.stderr_tail or None,
+                    r.log_path,
+                )
+                for r in records
+            ],
+        )
+
+    # -- items -----------------------------------------------------------------------------
+
+    def freeze_items(self, items: Sequence[tuple[str, Any]], *, input_sha256: str | None) -> str:
+        """Store the resolved item list (id, value) and enter the map phase; return its hash."""
+        rows = [
+            (index, item_id, json.dumps(value, separators=(",", ":"), ensure_ascii=False))
+            for index, (item_id, value) in enumerate(items)
+        ]
+        digest = items_digest((item_id, data) for _, item_id, data in rows)
+        with db.transaction(self.conn):
+            self.conn.executemany(
+                "INSERT INTO items (idx, item_id, data, status) VALUES (?, ?, ?, 'pending')",
+                rows,
+            )
+            self.conn.execute(
+                "UPDATE job SET input_sha256 = ?, items_sha256 = ?, items_frozen_at = ?,"
+                " total_items = ?, phase = ?, updated_at = ? WHERE id = 1",
+                (input_sha256, digest, time.time(), len(rows), Phase.MAP.value, time.time()),
+            )
+        return digest
+
+    def item_counts(self) -> dict[ItemStatus, int]:
+        rows = self.conn.execute("SELECT status, COUNT(*) FROM items GROUP BY status").fetchall()
+        counts = dict.fromkeys(ItemStatus, 0)
+        for status, count in rows:
+            counts[ItemStatus(status)] = count
+        return counts
+
+    def items(self, status: ItemStatus | None = None) -> list[ItemRecord]:
+        if status is None:
+            rows = self.conn.execute("SELECT * FROM items ORDER BY idx").fetchall()
+        else:
+            rows = self.conn.execute(
+                "SELECT * FROM items WHERE status = ? ORDER BY idx", (status.value,)
+            ).fetchall()
+        return [ItemRecord.from_row(r) for r in rows]
+
+    def item_by_id(self, item_id: str) -> ItemRecord | None:
+        row = self.conn.execute("SELECT * FROM items WHERE item_id = ?", (item_id,)).fetchone()
+        return ItemRecord.from_row(row) if row else None
+
+    def attempts_of(self, item_index: int) -> list[AttemptRecord]:
+        rows = self.conn.execute(
+            "SELECT * FROM attempts WHERE item_idx = ? ORDER BY attempt_no", (item_index,)
+        ).fetchall()
+        return [AttemptRecord.from_row(r) for r in rows]
+
+    def steps_of(self, attempt_id: int) -> list[sqlite3.Row]:
+        return self.conn.execute(
+            "SELECT * FROM steps WHERE attempt_id = ? ORDER BY id", (attempt_id,)
+        ).fetchall()
+
+    def next_retry_at(self) -> float | None:
+        """The earliest time a failed item waiting for its backoff may run again."""
+        row = self.conn.execute(
+            "SELECT MIN(retry_at) FROM items WHERE status = 'failed'"
+        ).fetchone()
+        return None if row[0] is None else float(row[0])
+
+    # -- the map phase's batches -----------------------------------------------------------
+
+    def commit_batch(
+        self,
+        finished: Sequence[Finished],
+        *,
+        free_slots: Sequence[int],
+        run_no: int,
+        host: str,
+        now: float,
+        claim: bool = True,
+    ) -> list[Claim]:
+        """Record finished attempts and claim items for ``free_slots``, in one transaction."""
+        with db.transaction(self.conn):
+            for done in finished:
+                self._record_finished(done, run_no)
+            claims = self._claim(free_slots, run_no, host, now) if claim else []
+            if finished:
+                self.conn.execute("UPDATE job SET updated_at = ? WHERE id = 1", (now,))
+        return claims
+
+    def _record_finished(self, done: Finished, run_no: int) -> None:
+        r = done.result
+        o = r.outcome
+        if done.result.interrupted:
+            outcome = AttemptOutcome.INTERRUPTED
+        elif o.ok:
+            outcome = AttemptOutcome.SUCCEEDED
+        else:
+            outcome = AttemptOutcome.FAILED
+        self.conn.execute(
+            "UPDATE attempts SET host = ?, started_at = ?, ended_at = ?, duration = ?,"
+            " outcome = ?, error_kind = ?, exit_code = ?, signal = ?, stderr_tail = ?,"
+            " log_path = ? WHERE id = ?",
+            (
+                r.host,
+                r.started_at,
+                r.ended_at,
+                r.duration,
+                outcome.value,
+                o.error_kind.value if o.error_kind else None,
+                o.exit_code,
+                o.signal,
+                o.stderr_tail or None,
+                o.log_path,
+                r.attempt_id,
+            ),
+        )
+        self._insert_steps(r.attempt_id, Phase.MAP.value, run_no, o.steps)
+        finished_at = (
+            r.ended_at if done.item_status in (ItemStatus.SUCCEEDED, ItemStatus.DLQ) else None
+        )
+        self.conn.execute(
+            "UPDATE items SET status = ?, attempts = attempts + ?, retry_at = ?,"
+            " duration = duration + ?, finished_at = ?, error_kind = ?, exit_code = ?,"
+            " last_error = ?, result = ? WHERE idx = ?",
+            (
+                done.item_status.value,
+                int(done.counted),
+                done.retry_at,
+                r.duration,
+                finished_at,
+                o.error_kind.value if o.error_kind else None,
+                o.exit_code,
+                o.last_error or None,
+                json.dumps(done.result_json) if done.result_json is not None else None,
+                r.item_index,
+            ),
+        )
+
+    def _claim(self, slots: Sequence[int], run_no: int, host: str, now: float) -> list[Claim]:
+        if not slots:
+            return []
+        rows = self.conn.execute(
+            "SELECT * FROM items WHERE status IN ('pending', 'failed')"
+            " AND (retry_at IS NULL OR retry_at <= ?) ORDER BY idx LIMIT ?",
+            (now, len(slots)),
+        ).fetchall()
+        claims: list[Claim] = []
+        for row, slot in zip(rows, slots, strict=False):
+            item = ItemRecord.from_row(row)
+            attempt_no = (
+                self.conn.execute(
+                    "SELECT COUNT(*) FROM attempts WHERE item_idx = ?", (item.index,)
+                ).fetchone()[0]
+                + 1
+            )
+            cursor = self.conn.execute(
+                "INSERT INTO attempts (item_idx, attempt_no, run_no, slot, host, started_at,"
+                " outcome) VALUES (?, ?, ?, ?, ?, ?, 'running')",
+                (item.index, attempt_no, run_no, slot, host, now),
+            )
+            self.conn.execute(
+                "UPDATE items SET status = 'running', retry_at = NULL WHERE idx = ?",
+                (item.index,),
+            )
+            assert cursor.lastrowid is not None
+            claims.append(Claim(item, cursor.lastrowid, attempt_no, slot))
+        return claims
+
+    def interrupt_running(self, *, now: float | None = None) -> int:
+        """Attempts left running (by a stop or a dead run) become interrupted; items pending.
+
+        Interrupted attempts do not count against ``max_attempts``. Returns how many.
+        """
+        stamp = time.time() if now is None else now
+        with db.transaction(self.conn):
+            cursor = self.conn.execute(
+                "UPDATE attempts SET outcome = 'interrupted', error_kind = 'interrupted',"
+                " ended_at = COALESCE(ended_at, ?) WHERE outcome = 'running'",
+                (stamp,),
+            )
+            self.conn.execute(
+                "UPDATE items SET status = 'pending', retry_at = NULL WHERE status = 'running'"
+            )
+        return cursor.rowcount

@@ -1,0 +1,94 @@
+"""One runner per job: an exclusive ``flock`` on the job's lock file.
+
+The OS releases the lock when its process dies, even under ``kill -9``, so a stale lock
+file never blocks a resume. The holder writes its pid, host and start time into the file
+so that a refused second runner can say who holds the job.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from mapwise.errors import JobLockedError
+
+
+@dataclass(frozen=True)
+class LockHolder:
+    """Who holds (or last held) a job's lock."""
+
+    pid: int
+    host: str
+    since: float
+
+    def describe(self) -> str:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(self.since))
+        return f"pid {self.pid} on {self.host} since {stamp}"
+
+
+def read_holder(path: Path) -> LockHolder | None:
+    """The holder recorded in a lock file, or None if it is empty or unreadable."""
+    try:
+        data = json.loads(path.read_text())
+        return LockHolder(int(data["pid"]), str(data["host"]), float(data["since"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+class JobLock:
+    """An acquired job lock; release it with ``release`` or by leaving the ``with`` block."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def acquire(self, job_id: str) -> JobLock:
+        """Take the lock or raise ``JobLockedError`` (exit 3) naming the holder."""
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            holder = read_holder(self.path)
+            who = holder.describe() if holder else "another process"
+            raise JobLockedError(
+                f"job {job_id} is held by {who}; wait for it to stop, or stop it first"
+            ) from None
+        holder = LockHolder(os.getpid(), socket.gethostname(), time.time())
+        payload = json.dumps({"pid": holder.pid, "host": holder.host, "since": holder.since})
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, payload.encode(), 0)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> JobLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def is_locked(path: Path) -> bool:
+    """Whether a live process holds the lock at ``path`` (tests it without keeping it)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False

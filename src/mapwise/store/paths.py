@@ -1,0 +1,120 @@
+"""Where state lives: the state directory, each job's folder, and new job ids.
+
+Folders are created 0700 and files 0600: a job's state and logs hold item data and
+command output, which are the user's alone.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from mapwise.errors import UnknownJobError, UserError
+
+DEFAULT_STATE_DIR = ".mapwise"
+JOB_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def resolve_state_dir(state_dir: str | Path | None) -> Path:
+    """``--state-dir``, else ``MAPWISE_STATE_DIR``, else ``./.mapwise`` (SPEC section 4)."""
+    if state_dir is not None:
+        return Path(state_dir).expanduser().absolute()
+    env = os.environ.get("MAPWISE_STATE_DIR")
+    if env:
+        return Path(env).expanduser().absolute()
+    return Path(DEFAULT_STATE_DIR).absolute()
+
+
+def make_private_dir(path: Path) -> Path:
+    """Create ``path`` (and parents) with mode 0700 for the folders mapwise creates."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return path
+
+
+def new_job_id(workflow_name: str, now: float | None = None) -> str:
+    """A readable id that two runs in the same second never share: name, UTC time, random."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(time.time() if now is None else now))
+    safe = re.sub(r"[^A-Za-z0-9._-]", "-", workflow_name)[:60] or "job"
+    return f"{safe}-{stamp}-{secrets.token_hex(3)}"
+
+
+def check_job_id(job_id: str) -> str:
+    """Reject ids that could escape the jobs folder or confuse a shell."""
+    if not JOB_ID_PATTERN.match(job_id) or job_id in {".", ".."}:
+        raise UserError(
+            f"invalid job id {job_id!r}: use letters, digits, '.', '_' and '-' (at most 128)"
+        )
+    return job_id
+
+
+@dataclass(frozen=True)
+class JobPaths:
+    """The files of one job under ``<state_dir>/jobs/<job_id>/``."""
+
+    root: Path
+
+    @property
+    def job_id(self) -> str:
+        return self.root.name
+
+    @property
+    def database(self) -> Path:
+        return self.root / "state.db"
+
+    @property
+    def lock(self) -> Path:
+        return self.root / "lock"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def work(self) -> Path:
+        """Scratch files handed to commands: item JSON files, the map results file."""
+        return self.root / "work"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def slots(self) -> Path:
+        """One small file per busy pool slot naming the process group it runs."""
+        return self.root / "slots"
+
+    def attempt_log(self, item_index: int, attempt_no: int) -> Path:
+        return self.logs / "items" / f"{item_index}" / f"attempt-{attempt_no}.log"
+
+    def phase_log(self, phase: str, step_index: int, run_no: int) -> Path:
+        return self.logs / phase / f"step-{step_index}-run-{run_no}.log"
+
+
+def jobs_root(state_dir: Path) -> Path:
+    return state_dir / "jobs"
+
+
+def job_paths(state_dir: Path, job_id: str) -> JobPaths:
+    return JobPaths(jobs_root(state_dir) / check_job_id(job_id))
+
+
+def existing_job_paths(state_dir: Path, job_id: str) -> JobPaths:
+    """The paths of a job that must exist; ``UnknownJobError`` (exit 2) otherwise."""
+    paths = job_paths(state_dir, job_id)
+    if not paths.database.exists():
+        raise UnknownJobError(f"no job {job_id!r} in {state_dir}")
+    return paths
+
+
+def list_job_ids(state_dir: Path) -> list[str]:
+    """Ids of the jobs under ``state_dir``, oldest folder first."""
+    root = jobs_root(state_dir)
+    if not root.is_dir():
+        return []
+    entries = [p for p in root.iterdir() if (p / "state.db").exists()]
+    entries.sort(key=lambda p: (p.stat().st_mtime, p.name))
+    return [p.name for p in entries]

@@ -1,0 +1,138 @@
+"""The job database's schema, its version, and the migrations from older versions.
+
+Version history:
+
+- 1: job, runs, items, attempts, steps, phase_steps, meta.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from mapwise.errors import StateDamagedError
+
+SCHEMA_VERSION = 1
+
+SCHEMA_V1 = """
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE job (
+    id              INTEGER PRIMARY KEY CHECK (id = 1),
+    job_id          TEXT NOT NULL,
+    workflow_name   TEXT NOT NULL,
+    workflow_path   TEXT NOT NULL,
+    workflow_source TEXT NOT NULL,
+    workflow_sha256 TEXT NOT NULL,
+    status          TEXT NOT NULL,
+    phase           TEXT NOT NULL,
+    status_reason   TEXT,
+    created_at      REAL NOT NULL,
+    updated_at      REAL NOT NULL,
+    input_sha256    TEXT,
+    items_sha256    TEXT,
+    items_frozen_at REAL,
+    total_items     INTEGER,
+    captures        TEXT NOT NULL DEFAULT '{}',
+    options         TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE runs (
+    run_no     INTEGER PRIMARY KEY,
+    started_at REAL NOT NULL,
+    ended_at   REAL,
+    outcome    TEXT NOT NULL,
+    pid        INTEGER NOT NULL,
+    host       TEXT NOT NULL,
+    reason     TEXT
+);
+CREATE TABLE items (
+    idx         INTEGER PRIMARY KEY,
+    item_id     TEXT NOT NULL UNIQUE,
+    data        TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    retry_at    REAL,
+    duration    REAL NOT NULL DEFAULT 0,
+    finished_at REAL,
+    error_kind  TEXT,
+    exit_code   INTEGER,
+    last_error  TEXT,
+    result      TEXT
+);
+CREATE INDEX items_by_status ON items (status, idx);
+CREATE TABLE attempts (
+    id          INTEGER PRIMARY KEY,
+    item_idx    INTEGER NOT NULL REFERENCES items (idx),
+    attempt_no  INTEGER NOT NULL,
+    run_no      INTEGER NOT NULL,
+    slot        INTEGER,
+    host        TEXT,
+    started_at  REAL NOT NULL,
+    ended_at    REAL,
+    duration    REAL,
+    outcome     TEXT NOT NULL,
+    error_kind  TEXT,
+    exit_code   INTEGER,
+    signal      INTEGER,
+    stderr_tail TEXT,
+    log_path    TEXT
+);
+CREATE INDEX attempts_by_item ON attempts (item_idx, attempt_no);
+CREATE INDEX attempts_by_outcome ON attempts (outcome);
+CREATE TABLE steps (
+    id          INTEGER PRIMARY KEY,
+    attempt_id  INTEGER REFERENCES attempts (id),
+    phase       TEXT NOT NULL,
+    run_no      INTEGER NOT NULL,
+    step_index  INTEGER NOT NULL,
+    on_failure  INTEGER NOT NULL DEFAULT 0,
+    label       TEXT NOT NULL,
+    started_at  REAL NOT NULL,
+    ended_at    REAL NOT NULL,
+    duration    REAL NOT NULL,
+    exit_code   INTEGER,
+    signal      INTEGER,
+    timed_out   INTEGER NOT NULL DEFAULT 0,
+    error_kind  TEXT,
+    stderr_tail TEXT,
+    log_path    TEXT
+);
+CREATE INDEX steps_by_attempt ON steps (attempt_id);
+CREATE TABLE phase_steps (
+    phase      TEXT NOT NULL,
+    step_index INTEGER NOT NULL,
+    status     TEXT NOT NULL,
+    captures   TEXT NOT NULL DEFAULT '{}',
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (phase, step_index)
+);
+"""
+
+
+def create_schema(conn: sqlite3.Connection) -> None:
+    """Create the current schema in an empty database and record its version."""
+    version = f"INSERT INTO meta (key, value) VALUES ('schema_version', '{SCHEMA_VERSION}');"
+    conn.executescript(f"BEGIN IMMEDIATE;\n{SCHEMA_V1}\n{version}\nCOMMIT;")
+
+
+def read_schema_version(conn: sqlite3.Connection) -> int:
+    """The version recorded in ``meta``; damaged or missing metadata is ``StateDamagedError``."""
+    try:
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    except sqlite3.DatabaseError as exc:
+        raise StateDamagedError(f"cannot read the schema version: {exc}") from exc
+    if row is None:
+        raise StateDamagedError("the database records no schema version")
+    return int(row[0])
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Bring an older database to ``SCHEMA_VERSION``; refuse a newer one (exit 4)."""
+    version = read_schema_version(conn)
+    if version > SCHEMA_VERSION:
+        raise StateDamagedError(
+            f"the job's database is schema version {version}, newer than this mapwise "
+            f"supports ({SCHEMA_VERSION}); upgrade mapwise"
+        )
+    # Version 1 is the first; later versions add their steps here, each in a transaction.

@@ -1,0 +1,207 @@
+"""Checks a valid model cannot make alone: things that need the rest of the workflow.
+
+``max_parallel: "${VAR}"`` must name an env variable holding a whole number; ``filter``,
+``sort_by``, ``distinct`` and ``json_path`` must compile; every ``${...}`` must make
+sense in its phase (no item in setup or reduce, no ``${map.*}`` outside reduce, no
+unknown ``${map.x}``, only item variables in ``map.id``); a ``capture`` must not take
+a reserved name. Catching these at load time is what makes a job fail in the first
+second instead of after hours of map phase.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, Final, Literal
+
+from mapwise.workflow.locate import Loc, Locator, Problem, unknown_key
+from mapwise.workflow.model import Step, Workflow
+from mapwise.workflow.prodigy_steps import env_reference
+
+Phase = Literal["setup", "input", "map", "reduce", "id"]
+
+RESERVED_NAMES: Final = frozenset({"item", "item_id", "item_index", "attempt", "job_id", "map"})
+_ITEM_SCOPED: Final = ("item_id", "item_index", "attempt")
+_PHASE_NAMES: Final = {"setup": "setup", "input": "map.input", "reduce": "reduce"}
+
+
+def check_workflow(workflow: Workflow, locator: Locator) -> tuple[list[Problem], list[Problem]]:
+    """Every problem (errors) and every doubtful but legal choice (warnings) found."""
+    errors: list[Problem] = []
+    errors.extend(_check_max_parallel(workflow, locator))
+    errors.extend(_check_item_pipeline(workflow, locator))
+    errors.extend(_check_placeholders(workflow, locator))
+    capture_errors, warnings = _check_captures(workflow, locator)
+    errors.extend(capture_errors)
+    return errors, warnings
+
+
+def _check_max_parallel(workflow: Workflow, locator: Locator) -> list[Problem]:
+    """``max_parallel: "${VAR}"``: VAR in env, a whole number, at least 1."""
+    value = workflow.map.max_parallel
+    if not isinstance(value, str):
+        return []
+    loc: Loc = ("map", "max_parallel")
+    name = env_reference(value)
+    if name is None:
+        return [locator.problem(loc, f'must be a number or "${{VAR}}", got {value!r}')]
+    raw = workflow.env.get(name)
+    if raw is None:
+        return [locator.problem(loc, f"{value} names no variable of the workflow's env")]
+    try:
+        number = int(raw.strip())
+    except ValueError:
+        return [locator.problem(loc, f"{value} is {raw!r}, not a whole number")]
+    if number < 1:
+        return [locator.problem(loc, f"{value} is {number}; it must be at least 1")]
+    return []
+
+
+def _check_item_pipeline(workflow: Workflow, locator: Locator) -> list[Problem]:
+    """``json_path``, ``filter``, ``sort_by`` and ``distinct`` must compile."""
+    from mapwise.fields import parse_path
+    from mapwise.items.filter import compile_filter
+    from mapwise.items.sort import compile_sort
+
+    problems: list[Problem] = []
+    phase = workflow.map
+    checks: list[tuple[str, str | None, Any]] = [
+        ("json_path", phase.json_path, _compile_json_path),
+        ("filter", phase.filter, compile_filter),
+        ("sort_by", phase.sort_by, compile_sort),
+        ("distinct", phase.distinct, parse_path),
+    ]
+    for key, text, compile_ in checks:
+        if text is None:
+            continue
+        try:
+            compile_(text)
+        except ValueError as exc:
+            problems.append(locator.problem(("map", key), _first_line(exc)))
+    return problems
+
+
+class _JSONPathSyntax(ValueError):
+    """A JSONPath that python-jsonpath cannot compile."""
+
+
+def _compile_json_path(text: str) -> None:
+    import jsonpath
+
+    try:
+        jsonpath.compile(text)
+    except jsonpath.JSONPathError as exc:
+        raise _JSONPathSyntax(f"invalid JSONPath {text!r}: {_first_line(exc)}") from None
+
+
+def _first_line(exc: Exception) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def _check_placeholders(workflow: Workflow, locator: Locator) -> list[Problem]:
+    """Every ``${...}`` in every template, judged by the phase it runs in."""
+    problems: list[Problem] = []
+    templates: list[tuple[Phase, Loc, str]] = [("input", ("map", "input"), workflow.map.input)]
+    if workflow.map.id is not None:
+        templates.append(("id", ("map", "id"), workflow.map.id))
+    for phase, base, steps in _phases(workflow):
+        for loc, step in _walk_steps(steps, base):
+            templates.extend((phase, field_loc, text) for field_loc, text in _step_texts(step, loc))
+    for phase, loc, text in templates:
+        problems.extend(_judge_template(phase, loc, text, locator))
+    return problems
+
+
+def _phases(workflow: Workflow) -> list[tuple[Phase, Loc, tuple[Step, ...]]]:
+    return [
+        ("setup", ("setup", "commands"), workflow.setup.commands),
+        ("map", ("map", "agent_template"), workflow.map.agent_template),
+        ("reduce", ("reduce",), workflow.reduce),
+    ]
+
+
+def _walk_steps(steps: tuple[Step, ...], base: Loc) -> Iterator[tuple[Loc, Step]]:
+    """Each step and, depth first, its ``on_failure`` steps, with their locations."""
+    for index, step in enumerate(steps):
+        loc = (*base, index)
+        yield loc, step
+        yield from _walk_steps(step.on_failure, (*loc, "on_failure"))
+
+
+def _step_texts(step: Step, loc: Loc) -> Iterator[tuple[Loc, str]]:
+    """The step's fields that are interpolated, with their locations."""
+    if step.shell is not None:
+        yield (*loc, "shell"), step.shell
+    if step.claude is not None:
+        yield (*loc, "claude"), step.claude
+    if step.write_file is not None:
+        yield (*loc, "write_file", "path"), step.write_file.path
+        yield (*loc, "write_file", "content"), step.write_file.content
+    if step.working_dir is not None:
+        yield (*loc, "working_dir"), step.working_dir
+    for name, value in step.env.items():
+        yield (*loc, "env", name), value
+
+
+def _judge_template(phase: Phase, loc: Loc, text: str, locator: Locator) -> list[Problem]:
+    from mapwise.interpolate import find_placeholders
+
+    problems = []
+    for placeholder in find_placeholders(text):
+        message = _judge(phase, placeholder.name, placeholder.text)
+        if message is not None:
+            problems.append(locator.problem(loc, message))
+    return problems
+
+
+def _judge(phase: Phase, name: str, text: str) -> str | None:
+    """Why ``name`` (written ``text``) cannot be used in ``phase``, or None if it can."""
+    from mapwise.interpolate import MAP_VARIABLES, is_item_path
+
+    item_variable = is_item_path(name) or name in _ITEM_SCOPED
+    if phase == "id":
+        if is_item_path(name) or name == "item_index":
+            return None
+        return f"{text}: the item id template may only use the item (${{item}}, ${{item.field}})"
+    if item_variable:
+        if phase == "map":
+            return None
+        where = _PHASE_NAMES[phase]
+        return f"{text}: item variables exist only in the map phase, not in {where}"
+    if name.startswith("map."):
+        return _judge_map_variable(phase, name, text, MAP_VARIABLES)
+    if "." in name or "[" in name:
+        return f"{text}: unknown variable (prodigy's {text} is not supported; use capture)"
+    return None
+
+
+def _judge_map_variable(phase: Phase, name: str, text: str, known: tuple[str, ...]) -> str | None:
+    key = name.removeprefix("map.")
+    if key not in known:
+        hint = unknown_key(key, known).removeprefix("unknown key ")
+        listed = ", ".join(f"map.{k}" for k in known)
+        return f"{text}: unknown map variable {hint} (known: {listed})"
+    if phase != "reduce":
+        return f"{text}: map results exist only in the reduce phase"
+    return None
+
+
+def _check_captures(workflow: Workflow, locator: Locator) -> tuple[list[Problem], list[Problem]]:
+    """A capture must not take a reserved name; one that hides an env variable is a warning."""
+    errors: list[Problem] = []
+    warnings: list[Problem] = []
+    for _phase, base, steps in _phases(workflow):
+        for loc, step in _walk_steps(steps, base):
+            name = step.capture
+            if name is None:
+                continue
+            where = (*loc, "capture")
+            if name in RESERVED_NAMES:
+                errors.append(locator.problem(where, f"{name!r} is a reserved variable name"))
+            elif name in workflow.env:
+                warnings.append(
+                    locator.problem(
+                        where, f"capture {name!r} hides the env variable of the same name"
+                    )
+                )
+    return errors, warnings

@@ -1,0 +1,166 @@
+"""The workflow model: what a workflow file says, validated, in one canonical shape.
+
+The loader (``mapwise.workflow.loader``) normalises prodigy's spellings (setup as
+``{commands, timeout}``, ``agent_timeout_secs``, ``timeout_config``) into this shape
+before validation, so the rest of mapwise sees one form. The model describes a job and
+never runs one.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+NAME_PATTERN = r"^[A-Za-z0-9._-]+$"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+class WriteFile(_Model):
+    """``write_file: {path, content}``: write interpolated content to a file."""
+
+    path: str = Field(min_length=1)
+    content: str = ""
+
+
+class Step(_Model):
+    """One command of setup, the agent template, reduce or an ``on_failure`` list.
+
+    Exactly one of ``shell``, ``claude`` and ``write_file`` is set.
+    """
+
+    shell: str | None = None
+    claude: str | None = None
+    write_file: WriteFile | None = None
+    timeout: float | None = Field(default=None, gt=0)
+    capture: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    env: dict[str, str] = Field(default_factory=dict)
+    working_dir: str | None = None
+    on_failure: tuple[Step, ...] = ()
+
+    @model_validator(mode="after")
+    def _exactly_one_kind(self) -> Step:
+        kinds = [k for k in ("shell", "claude", "write_file") if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            found = ", ".join(kinds) if kinds else "none"
+            raise ValueError(
+                f"a step needs exactly one of shell, claude, write_file (found: {found})"
+            )
+        return self
+
+    @property
+    def kind(self) -> Literal["shell", "claude", "write_file"]:
+        if self.shell is not None:
+            return "shell"
+        if self.claude is not None:
+            return "claude"
+        return "write_file"
+
+    def describe(self) -> str:
+        """A short one-line label for progress output and records."""
+        if self.shell is not None:
+            return f"shell: {self.shell}"
+        if self.claude is not None:
+            return f"claude: {self.claude}"
+        assert self.write_file is not None
+        return f"write_file: {self.write_file.path}"
+
+
+class Backoff(StrEnum):
+    """How the delay between attempts of one item grows."""
+
+    FIXED = "fixed"  # initial_delay every time
+    LINEAR = "linear"  # initial_delay * attempt
+    EXPONENTIAL = "exponential"  # initial_delay * 2 ** (attempt - 1)
+
+
+class RetryPolicy(_Model):
+    """``map.retry``: how many attempts an item gets and how long to wait between them."""
+
+    max_attempts: int = Field(default=1, ge=1)
+    backoff: Backoff = Backoff.EXPONENTIAL
+    initial_delay: float = Field(default=1.0, ge=0)
+    max_delay: float = Field(default=60.0, ge=0)
+
+
+class SetupPhase(_Model):
+    """The setup phase: its steps and an optional timeout for the whole phase."""
+
+    commands: tuple[Step, ...] = ()
+    timeout: float | None = Field(default=None, gt=0)
+
+
+class MapPhase(_Model):
+    """``map:``: where items come from, how they are chosen, and what runs per item."""
+
+    input: str = Field(min_length=1)
+    json_path: str | None = None
+    filter: str | None = None
+    sort_by: str | None = None
+    distinct: str | None = None
+    offset: int = Field(default=0, ge=0)
+    max_items: int | None = Field(default=None, ge=0)
+    id: str | None = None
+    max_parallel: int | str = 1
+    timeout: float | None = Field(default=None, gt=0)
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    agent_template: tuple[Step, ...] = Field(min_length=1)
+
+    @field_validator("max_parallel")
+    @classmethod
+    def _parallel_positive(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("max_parallel must be at least 1")
+        if isinstance(value, str) and not value.strip().startswith("$"):
+            raise ValueError('max_parallel must be a number or "${VAR}" naming an env variable')
+        return value
+
+
+class OnItemFailure(StrEnum):
+    """What a failed item (attempts spent) does to the job."""
+
+    DLQ = "dlq"  # park it in the dead letter queue and go on
+    STOP = "stop"  # stop the map phase; the job fails and stays resumable
+
+
+class ErrorPolicy(_Model):
+    """``error_policy``: when failures stop the map phase."""
+
+    on_item_failure: OnItemFailure = OnItemFailure.DLQ
+    max_failures: int | None = Field(default=None, ge=0)
+    failure_threshold: float | None = Field(default=None, ge=0, le=1)
+
+
+class Workflow(_Model):
+    """A whole workflow file, validated and normalised."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    mode: Literal["mapreduce"] = "mapreduce"
+    env: dict[str, str] = Field(default_factory=dict)
+    setup: SetupPhase = Field(default_factory=SetupPhase)
+    map: MapPhase
+    reduce: tuple[Step, ...] = ()
+    error_policy: ErrorPolicy = Field(default_factory=ErrorPolicy)
+
+    def resolved_max_parallel(self) -> int:
+        """``map.max_parallel`` as a number, resolving ``${VAR}`` from the workflow env."""
+        value = self.map.max_parallel
+        if isinstance(value, int):
+            return value
+        name = value.strip().removeprefix("$").strip("{}")
+        raw = self.env.get(name)
+        if raw is None:
+            raise ValueError(f"max_parallel refers to {value!r}, which env does not define")
+        number = int(raw)
+        if number < 1:
+            raise ValueError(f"max_parallel {value!r} is {number}; it must be at least 1")
+        return number
+
+
+def model_json_schema() -> dict[str, Any]:
+    """The JSON schema of a (normalised) workflow, for docs and editors."""
+    return Workflow.model_json_schema()

@@ -5,11 +5,12 @@ The engine knows no terminal; ``ProgressDisplay`` subscribes to its events.
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import IO
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from mapwise.domain.states import Phase
 from mapwise.engine.events import (
@@ -18,6 +19,7 @@ from mapwise.engine.events import (
     ItemsFrozen,
     MapProgress,
     Notice,
+    Output,
     PhaseStarted,
     StepFinished,
     Stopping,
@@ -55,12 +57,15 @@ def progress_text(event: MapProgress) -> str:
 class ProgressDisplay:
     """Shows a job's progress: a live bar on a terminal, else a line every few seconds."""
 
-    def __init__(self, stream: IO[str], *, live: bool, quiet: bool = False) -> None:
+    def __init__(
+        self, stream: IO[str], *, live: bool, quiet: bool = False, output: IO[bytes] | None = None
+    ) -> None:
         self.console = Console(file=stream, highlight=False, soft_wrap=True)
+        self.output = output if output is not None else sys.stdout.buffer
         self.live = live and not quiet
         self.quiet = quiet
         self._progress: Progress | None = None
-        self._task: int | None = None
+        self._task: TaskID | None = None
         self._last_line = 0.0
         self._last_event: MapProgress | None = None
 
@@ -68,6 +73,12 @@ class ProgressDisplay:
         self.console.print(text, markup=False)
 
     def __call__(self, event: Event) -> None:
+        if isinstance(event, Output):
+            # reduce's standard output is the job's result: shown even with --quiet
+            self.close()
+            self.output.write(event.data)
+            self.output.flush()
+            return
         if self.quiet:
             return
         if isinstance(event, MapProgress):

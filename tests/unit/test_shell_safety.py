@@ -297,3 +297,70 @@ def test_same_placeholder_shares_one_variable_and_names_never_collide() -> None:
 def test_unresolvable_item_field_is_an_error() -> None:
     with pytest.raises(InterpolationError, match=r"\$\{item\.nope\}.*'item-1'"):
         bind_shell("echo '${item.nope}'", _scope("v"))
+
+
+_FRAGMENTS = [
+    "${item.v}",
+    "${item.w}",
+    "$DIR",
+    "${raw:DIR}",
+    "${HOME}",
+    "'",
+    '"',
+    "\\",
+    "$(",
+    "$((",
+    ")",
+    "(",
+    "`",
+    "${x:-",
+    "}",
+    "<<EOF\n",
+    "<<-'EOF'\n",
+    '<<"E"\n',
+    "EOF\n",
+    "E\n",
+    "\tEOF\n",
+    "#",
+    " ",
+    "\n",
+    ";",
+    "$'",
+    "$$",
+    "$1",
+    "printf '%s' ",
+    "a",
+    "=",
+    "<<<",
+]
+
+
+def _bind_or_none(template: str, scope: Scope) -> BoundShell | None:
+    try:
+        return bind_shell(template, scope)
+    except InterpolationError as exc:
+        assert "$((...))" in str(exc)
+        return None
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    parts=st.lists(st.sampled_from(_FRAGMENTS), max_size=25),
+    first=_VALUES,
+    second=_VALUES,
+)
+def test_the_script_never_depends_on_item_values(parts: list[str], first: str, second: str) -> None:
+    # Given any template (shell syntax or not) and two different items
+    template = "".join(parts)
+    env = {"DIR": "d"}
+    scopes = [
+        Scope(job_id="j", env=env, item={"v": value, "w": "7"}, item_id="i")
+        for value in (first, second)
+    ]
+    # When both are bound (arithmetic may refuse a non-integer: that is not this test)
+    bound = [_bind_or_none(template, scope) for scope in scopes]
+    if bound[0] is None or bound[1] is None:
+        return
+    # Then the scripts are the same text: values live only in the environment
+    assert bound[0].script == bound[1].script
+    assert bound[0].env.keys() == bound[1].env.keys()

@@ -163,8 +163,9 @@ def dlq_show_command(job_id: str, item_id: str, state_dir: str | None) -> None:
             f"started {_when(attempt.started_at)}"
         )
         for step in detail.steps.get(attempt.id, ()):
+            handler = " (on_failure)" if step["on_failure"] else ""
             click.echo(
-                f"    step {step['step_index'] + 1}{' (on_failure)' if step['on_failure'] else ''}: "
+                f"    step {step['step_index'] + 1}{handler}: "
                 f"{step['label']} -> exit={step['exit_code']} signal={step['signal']} "
                 f"timed_out={bool(step['timed_out'])} {step['duration']:.3f}s"
             )

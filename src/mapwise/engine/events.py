@@ -72,6 +72,14 @@ class Stopping:
 
 
 @dataclass(frozen=True)
+class Output:
+    """Standard output of a reduce step: the job's result, shown to the user as it comes."""
+
+    phase: Phase
+    data: bytes
+
+
+@dataclass(frozen=True)
 class Notice:
     """Something the user should read (a warning, an orphan killed, a policy stop)."""
 
@@ -86,6 +94,7 @@ Event = (
     | MapProgress
     | ItemFinished
     | Stopping
+    | Output
     | Notice
 )
 Observer = Callable[[Event], None]

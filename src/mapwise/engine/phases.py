@@ -16,7 +16,7 @@ from pathlib import Path
 from mapwise.domain.records import StepRecord, StepsOutcome
 from mapwise.domain.states import ItemStatus, Phase
 from mapwise.engine.context import JobContext
-from mapwise.engine.events import PhaseStarted, StepFinished
+from mapwise.engine.events import EventBus, Output, PhaseStarted, StepFinished
 from mapwise.executors.logsink import LogSink
 from mapwise.executors.steps import StepEnvironment, run_steps
 from mapwise.interpolate import Scope, find_placeholders
@@ -32,6 +32,20 @@ def first_unfinished(ctx: JobContext, phase: Phase) -> int:
     return index
 
 
+class _EchoingLogSink(LogSink):
+    """A phase log that also publishes the steps' standard output as ``Output`` events."""
+
+    def __init__(self, path: Path, bus: EventBus, phase: Phase) -> None:
+        super().__init__(path)
+        self._bus = bus
+        self._phase = phase
+
+    def write(self, stream: str, data: bytes) -> None:
+        super().write(stream, data)
+        if stream == "stdout" and data:
+            self._bus.publish(Output(self._phase, data))
+
+
 def _run_phase(
     ctx: JobContext, phase: Phase, steps: tuple[Step, ...], scope: Scope, deadline: float | None
 ) -> StepsOutcome:
@@ -44,7 +58,8 @@ def _run_phase(
         kill_grace=ctx.kill_grace,
         deadline=deadline,
     )
-    log = LogSink(ctx.paths.logs / phase.value / f"run-{ctx.run_no}.log")
+    path = ctx.paths.logs / phase.value / f"run-{ctx.run_no}.log"
+    log = _EchoingLogSink(path, ctx.bus, phase) if phase is Phase.REDUCE else LogSink(path)
 
     def persist(
         index: int, record: StepRecord, records: list[StepRecord], captures: dict[str, str]

@@ -154,9 +154,8 @@ class _Run:
                 return self.failed(f"setup {outcome.last_error}")
             total = freeze(self.ctx)
             self.ctx.bus.publish(ItemsFrozen(total))
-        if self.store.job().phase is Phase.MAP:
-            if (result := self._map()) is not None:
-                return result
+        if self.store.job().phase is Phase.MAP and (result := self._map()) is not None:
+            return result
         outcome = run_reduce(self.ctx)
         if self.ctx.stop.requested.is_set():
             return self.interrupted()

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from mapwise.domain.records import AttemptResult, AttemptTask
 from mapwise.domain.states import ErrorKind
-from mapwise.executors.logsink import LogSink
+from mapwise.executors.logsink import LogSink, make_private_dirs
 from mapwise.executors.steps import StepEnvironment, run_steps
 from mapwise.interpolate import Scope
 from mapwise.workflow.model import Step
@@ -42,7 +42,7 @@ class AttemptConfig:
 
 def _write_private(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` with mode 0600, creating 0700 parents."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    make_private_dirs(path.parent)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(text)
@@ -62,8 +62,13 @@ class _SlotNote:
     def started(self, pgid: int) -> None:
         if self.path is None:
             return
-        note = {"attempt_id": self.task.attempt_id, "item_index": self.task.item_index}
-        note |= {"pgid": pgid, "host": socket.gethostname(), "since": time.time()}
+        note: dict[str, object] = {
+            "attempt_id": self.task.attempt_id,
+            "item_index": self.task.item_index,
+            "pgid": pgid,
+            "host": socket.gethostname(),
+            "since": time.time(),
+        }
         _write_private(self.path, json.dumps(note))
 
     def clear(self) -> None:

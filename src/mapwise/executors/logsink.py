@@ -26,7 +26,7 @@ _DIR_MODE = 0o700
 _OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
 
 
-def _make_private_dirs(folder: Path) -> None:
+def make_private_dirs(folder: Path) -> None:
     """Create each missing folder of ``folder`` with mode 0700 (``mkdir -p`` would not)."""
     missing: list[Path] = []
     current = folder
@@ -133,7 +133,7 @@ class LogSink:
         if self._error is not None:
             return False
         try:
-            _make_private_dirs(self._path.parent)
+            make_private_dirs(self._path.parent)
             fd = os.open(self._path, _OPEN_FLAGS, _FILE_MODE)
             os.fchmod(fd, _FILE_MODE)
             self._size = os.fstat(fd).st_size

@@ -29,9 +29,11 @@ LINE_INTERVAL = 5.0
 
 
 def human_seconds(seconds: float | None) -> str:
-    """``3.2s``, ``4m05s``, ``2h03m``: short durations for progress lines."""
+    """``120ms``, ``3.2s``, ``4m05s``, ``2h03m``: short durations for progress lines."""
     if seconds is None:
         return "?"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
     if seconds < 60:
         return f"{seconds:.1f}s"
     minutes, secs = divmod(int(seconds), 60)

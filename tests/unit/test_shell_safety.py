@@ -343,7 +343,7 @@ def _bind_or_none(template: str, scope: Scope) -> BoundShell | None:
         return None
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(
     parts=st.lists(st.sampled_from(_FRAGMENTS), max_size=25),
     first=_VALUES,

@@ -299,6 +299,27 @@ def test_prodigy_fibonacci_backoff_falls_back_to_exponential_with_a_warning() ->
     )
 
 
+def test_prodigy_handler_form_of_on_failure_and_secret_env_values() -> None:
+    # Given prodigy's {commands, strategy} handler and an env value written as a secret
+    text = SPEC_EXAMPLE.replace(
+        "env: { REPORT_DIR: .reports }",
+        "env:\n  TOKEN: {secret: true, value: abc}",
+    ).replace(
+        "      on_failure:\n        - shell:",
+        "      on_failure:\n        strategy: recovery\n        commands:\n          - shell:",
+    )
+    loaded = parse_workflow(text, path="wf.yml")
+    # Then the handler's commands are the on_failure steps, the secret's value is used
+    step = loaded.workflow.map.agent_template[1]
+    assert [s.shell for s in step.on_failure] == ["git checkout -- '${item.filename}'"]
+    assert loaded.workflow.env == {"TOKEN": "abc"}
+    assert loaded.warnings == (
+        "wf.yml:4: env.TOKEN.secret: prodigy secret masking not supported; value used",
+        "wf.yml:25: map.agent_template[1].on_failure.strategy: "
+        "prodigy key not supported by mapwise; ignored",
+    )
+
+
 def test_a_capture_that_hides_an_env_variable_is_a_warning() -> None:
     text = SPEC_EXAMPLE.replace("capture: fix_output", "capture: REPORT_DIR")
     loaded = parse_workflow(text, path="wf.yml")

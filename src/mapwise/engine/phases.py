@@ -18,9 +18,12 @@ from mapwise.domain.states import ItemStatus, Phase
 from mapwise.engine.context import JobContext
 from mapwise.engine.events import EventBus, Output, PhaseStarted, StepFinished
 from mapwise.executors.logsink import LogSink
+from mapwise.executors.orphans import clear_note, make_note, write_note
 from mapwise.executors.steps import StepEnvironment, run_steps
 from mapwise.interpolate import Scope, find_placeholders
 from mapwise.workflow.model import Step
+
+COORDINATOR_SLOT = "coordinator"  # the slot note of setup and reduce commands
 
 
 def first_unfinished(ctx: JobContext, phase: Phase) -> int:
@@ -76,6 +79,9 @@ def _run_phase(
         )
         ctx.bus.publish(StepFinished(phase, index, stamped[0]))
 
+    def note(pgid: int) -> None:
+        write_note(ctx.paths.slots, make_note(COORDINATOR_SLOT, pgid))
+
     try:
         return run_steps(
             steps,
@@ -85,9 +91,11 @@ def _run_phase(
             cancel=ctx.stop.requested,
             start_at=start_at,
             on_step_done=persist,
+            on_start=note,
         )
     finally:
         log.close()
+        clear_note(ctx.paths.slots, COORDINATOR_SLOT)
 
 
 def _with_log(record: StepRecord, path: Path | None) -> StepRecord:

@@ -25,6 +25,7 @@ from mapwise.engine.signals import StopController
 from mapwise.errors import MapwiseError, UserError
 from mapwise.executors.attempt import AttemptConfig
 from mapwise.executors.local import LocalExecutor
+from mapwise.executors.orphans import kill_orphans
 from mapwise.store.jobstore import JobStore
 from mapwise.store.lock import JobLock
 from mapwise.store.paths import JobPaths, job_paths, new_job_id, resolve_state_dir
@@ -196,6 +197,20 @@ def _attempt_config(ctx: JobContext) -> AttemptConfig:
     )
 
 
+def _stop_at_once(paths: JobPaths, signum: int) -> None:
+    """The second signal: kill every running command now and exit; resume fixes the rest.
+
+    Safe because the state is consistent at every instant: attempts left ``running`` are
+    found and marked interrupted by the next resume, as after a ``kill -9``.
+    """
+    kill_orphans(paths.slots)
+    message = (
+        f"mapwise: second signal: stopped at once; resume with: mapwise resume {paths.job_id}\n"
+    )
+    os.write(2, message.encode())
+    os._exit(128 + signum)
+
+
 def execute(
     store: JobStore,
     workflow: Workflow,
@@ -210,7 +225,7 @@ def execute(
     paths = store.paths
     run_no = store.begin_run(pid=os.getpid(), host=socket.gethostname(), now=time.time())
     bus = EventBus(observers)
-    stop = StopController()
+    stop = StopController(on_second=lambda signum: _stop_at_once(paths, signum))
     ctx = JobContext(
         job_id=paths.job_id,
         paths=paths,

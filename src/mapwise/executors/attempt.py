@@ -20,6 +20,7 @@ from pathlib import Path
 from mapwise.domain.records import AttemptResult, AttemptTask
 from mapwise.domain.states import ErrorKind
 from mapwise.executors.logsink import LogSink, make_private_dirs
+from mapwise.executors.orphans import clear_note, make_note, write_note
 from mapwise.executors.steps import StepEnvironment, run_steps
 from mapwise.interpolate import Scope
 from mapwise.workflow.model import Step
@@ -56,25 +57,22 @@ class _SlotNote:
     """Notes which process group a slot runs, so a resume can kill it if we die."""
 
     def __init__(self, config: AttemptConfig, task: AttemptTask) -> None:
-        self.path = None if config.slots_dir is None else config.slots_dir / f"{task.slot}.json"
+        self.folder = config.slots_dir
         self.task = task
 
     def started(self, pgid: int) -> None:
-        if self.path is None:
-            return
-        note: dict[str, object] = {
-            "attempt_id": self.task.attempt_id,
-            "item_index": self.task.item_index,
-            "pgid": pgid,
-            "host": socket.gethostname(),
-            "since": time.time(),
-        }
-        _write_private(self.path, json.dumps(note))
+        if self.folder is not None:
+            note = make_note(
+                str(self.task.slot),
+                pgid,
+                attempt_id=self.task.attempt_id,
+                item_index=self.task.item_index,
+            )
+            write_note(self.folder, note)
 
     def clear(self) -> None:
-        if self.path is not None:
-            with contextlib.suppress(FileNotFoundError):
-                self.path.unlink()
+        if self.folder is not None:
+            clear_note(self.folder, str(self.task.slot))
 
 
 def run_attempt(

@@ -109,7 +109,7 @@ def _build(text: str) -> tuple[Workflow, list[Problem]]:
 
 def _error(problems: list[Problem], shown: str) -> WorkflowError:
     """One ``WorkflowError`` for all problems, sorted by line, the first one leading."""
-    ordered = sorted(problems, key=_sort_key)
+    ordered = sorted(problems, key=_sort_key) or [Problem("invalid workflow")]
     first, rest = ordered[0], ordered[1:]
     extra = [f"\n{text}" for text in _lines(rest[: MAX_REPORTED - 1], shown)]
     if len(rest) >= MAX_REPORTED:

@@ -1,0 +1,144 @@
+"""Process groups a run leaves behind, noted per slot, and killing them later.
+
+A pool slot (or the coordinator, for setup and reduce) notes the process group it runs
+in ``slots/<name>.json``. If the coordinator dies (``kill -9``), its commands live on;
+before a resume re-runs those attempts it kills what still lives of their groups, so the
+same item never runs twice at once. A second Ctrl-C uses the same notes to stop at once.
+
+A note carries the boot id and the group leader's start time, so a group id that the
+kernel has since given to an unrelated process is never killed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+_BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+
+
+def boot_id() -> str:
+    try:
+        return _BOOT_ID.read_text().strip()
+    except OSError:
+        return ""
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """Fields of /proc/<pid>/stat after the command name (which may hold spaces)."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return raw[raw.rfind(")") + 2 :].split()
+
+
+def start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (field 22 of /proc/pid/stat)."""
+    fields = _stat_fields(pid)
+    return int(fields[19]) if fields and len(fields) > 19 else None
+
+
+@dataclass(frozen=True)
+class SlotNote:
+    """What one slot was running when last noted."""
+
+    slot: str
+    pgid: int
+    host: str
+    boot_id: str
+    leader_start: int | None
+    attempt_id: int | None
+    item_index: int | None
+    since: float
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__)
+
+
+def write_note(folder: Path, note: SlotNote) -> None:
+    """Write a slot's note (0600); a plain write is enough: it must survive us, not a crash
+    of the machine, which ends the commands as well."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = folder / f"{note.slot}.json"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(note.to_json())
+
+
+def make_note(
+    slot: str, pgid: int, *, attempt_id: int | None = None, item_index: int | None = None
+) -> SlotNote:
+    return SlotNote(
+        slot=slot,
+        pgid=pgid,
+        host=socket.gethostname(),
+        boot_id=boot_id(),
+        leader_start=start_time(pgid),
+        attempt_id=attempt_id,
+        item_index=item_index,
+        since=time.time(),
+    )
+
+
+def clear_note(folder: Path, slot: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        (folder / f"{slot}.json").unlink()
+
+
+def read_notes(folder: Path) -> list[SlotNote]:
+    notes: list[SlotNote] = []
+    if not folder.is_dir():
+        return notes
+    for path in sorted(folder.glob("*.json")):
+        try:
+            notes.append(SlotNote(**json.loads(path.read_text())))
+        except (OSError, ValueError, TypeError):
+            continue
+    return notes
+
+
+def _members(note: SlotNote) -> list[int]:
+    """Live processes of the noted group that are not younger impostors of a reused id."""
+    members: list[int] = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        fields = _stat_fields(int(entry))
+        if not fields or len(fields) < 20 or fields[0] == "Z":
+            continue
+        if int(fields[2]) != note.pgid:
+            continue
+        if note.leader_start is not None and int(fields[19]) < note.leader_start:
+            continue
+        members.append(int(entry))
+    return members
+
+
+def live_orphans(note: SlotNote) -> list[int]:
+    """The pids still alive of a noted group on this machine and this boot."""
+    if note.host != socket.gethostname() or note.boot_id != boot_id():
+        return []
+    return _members(note)
+
+
+def kill_orphans(folder: Path, *, sig: int = signal.SIGKILL) -> list[SlotNote]:
+    """Kill what lives of every noted group; return the notes whose groups were alive."""
+    killed: list[SlotNote] = []
+    for note in read_notes(folder):
+        pids = live_orphans(note)
+        if pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(note.pgid, sig)
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, sig)
+            killed.append(note)
+        clear_note(folder, note.slot)
+    return killed

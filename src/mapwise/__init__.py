@@ -11,8 +11,10 @@ from mapwise.api import (
     job_status,
     list_jobs,
     list_resumable_jobs,
+    resume_job,
     run_workflow,
 )
+from mapwise.engine.resume import Restored, ResumeOptions
 from mapwise.engine.runner import JobResult
 from mapwise.errors import MapwiseError
 from mapwise.reports import DlqEntry, JobProgress, JobStatusReport, ResumableJob
@@ -23,7 +25,9 @@ __all__ = [
     "JobResult",
     "JobStatusReport",
     "MapwiseError",
+    "Restored",
     "ResumableJob",
+    "ResumeOptions",
     "__version__",
     "dlq_list",
     "get_job_progress",
@@ -31,5 +35,6 @@ __all__ = [
     "job_status",
     "list_jobs",
     "list_resumable_jobs",
+    "resume_job",
     "run_workflow",
 ]

@@ -6,13 +6,15 @@ never exit or print; progress reaches callers through ``observers``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mapwise.engine.events import Observer
+from mapwise.engine.resume import Restored, ResumeOptions
+from mapwise.engine.resume import resume_job as _resume_job
 from mapwise.engine.runner import JobResult, StartOptions, start_job
 from mapwise.errors import UnknownJobError, UserError
 from mapwise.reports import DlqEntry, JobProgress, JobStatusReport, ResumableJob
@@ -68,6 +70,17 @@ def start_loaded(
         install_signal_handlers=install_signal_handlers,
     )
     return start_job(loaded, options)
+
+
+def resume_job(
+    job_id: str,
+    options: ResumeOptions | None = None,
+    state_dir: str | Path | None = None,
+    *,
+    on_restored: Callable[[Restored], None] | None = None,
+) -> JobResult:
+    """Continue a stopped job where it stopped: succeeded items never run again."""
+    return _resume_job(job_id, options, state_dir, on_restored=on_restored)
 
 
 @contextmanager

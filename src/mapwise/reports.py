@@ -29,9 +29,10 @@ class JobProgress:
     completion_percentage: float
 
     @classmethod
-    def from_counts(cls, total: int, succeeded: int, dlq: int) -> JobProgress:
+    def from_counts(cls, total: int, succeeded: int, dlq: int, purged: int = 0) -> JobProgress:
+        """Purged items (given up on with ``dlq purge``) are neither failed nor pending."""
         percentage = round(100.0 * succeeded / total, 2) if total else 0.0
-        return cls(total, succeeded, dlq, max(total - succeeded - dlq, 0), percentage)
+        return cls(total, succeeded, dlq, max(total - succeeded - dlq - purged, 0), percentage)
 
     def to_json(self) -> dict[str, Any]:
         return {

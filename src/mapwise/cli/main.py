@@ -19,6 +19,7 @@ def cli() -> None:
 
 
 cli.add_command(run.run_command)
+cli.add_command(run.resume_command_cli)
 cli.add_command(run.validate_command)
 cli.add_command(inspect.status_command)
 cli.add_command(inspect.jobs_command)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 import sys
-from pathlib import Path
+import time
 
 import click
 
@@ -13,6 +14,7 @@ from mapwise.cli.common import echo_err, state_dir_option
 from mapwise.domain.states import JobStatus
 from mapwise.engine.context import base_environment
 from mapwise.engine.freeze import resolve_items
+from mapwise.engine.resume import ResumeOptions
 from mapwise.engine.runner import JobResult
 from mapwise.render import ProgressDisplay, human_seconds
 from mapwise.store.paths import new_job_id
@@ -60,8 +62,6 @@ def run_command(
     quiet: bool,
 ) -> None:
     """Start a job for WORKFLOW and run setup, map and reduce."""
-    import time
-
     loaded = api.load(workflow)
     chosen = job_id or new_job_id(loaded.workflow.name)
     echo_err(f"job {chosen}")
@@ -79,6 +79,60 @@ def run_command(
         )
     finally:
         display.close()
+    report_end(result, state_dir, time.monotonic() - started)
+    sys.exit(result.exit_code)
+
+
+@click.command("resume")
+@click.argument("job_id")
+@state_dir_option
+@click.option("--retry-failed", is_flag=True, help="Also send the DLQ's items back to pending.")
+@click.option(
+    "--max-parallel",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Override the job's parallelism.",
+)
+@click.option(
+    "--reload-workflow",
+    is_flag=True,
+    help="Use the edited workflow file (agent template, reduce, retry, parallelism).",
+)
+@click.option(
+    "--keep-workflow",
+    is_flag=True,
+    help="Use the workflow frozen in the job even though the file changed.",
+)
+@click.option("--quiet", "-q", is_flag=True, help="Print only the summary.")
+def resume_command_cli(
+    job_id: str,
+    state_dir: str | None,
+    retry_failed: bool,
+    max_parallel: int | None,
+    reload_workflow: bool,
+    keep_workflow: bool,
+    quiet: bool,
+) -> None:
+    """Continue JOB_ID where it stopped; succeeded items never run again."""
+    echo_err(f"job {job_id}")
+    display = ProgressDisplay(sys.stderr, live=sys.stderr.isatty(), quiet=quiet)
+    options = ResumeOptions(
+        retry_failed=retry_failed,
+        max_parallel=max_parallel,
+        reload_workflow=reload_workflow,
+        keep_workflow=keep_workflow,
+        observers=[display],
+    )
+    started = time.monotonic()
+    try:
+        result = api.resume_job(
+            job_id, options, state_dir, on_restored=lambda r: echo_err(r.describe())
+        )
+    finally:
+        display.close()
+    if result.reason == "nothing to resume":
+        echo_err(f"job {job_id} is completed and its DLQ is empty: nothing to resume")
+        sys.exit(0)
     report_end(result, state_dir, time.monotonic() - started)
     sys.exit(result.exit_code)
 
@@ -115,10 +169,5 @@ def validate_command(workflow: str) -> None:
 
 
 def _preview(value: object, limit: int = 100) -> str:
-    import json
-
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-__all__ = ["Path", "run_command", "validate_command"]

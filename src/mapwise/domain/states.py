@@ -31,6 +31,7 @@ class ItemStatus(StrEnum):
     SUCCEEDED = "succeeded"  # an attempt succeeded; never runs again
     FAILED = "failed"  # its last attempt failed and a retry waits for its backoff
     DLQ = "dlq"  # attempts spent: parked in the dead letter queue
+    PURGED = "purged"  # taken out of the DLQ by `dlq purge`: given up on, never retried
 
 
 class AttemptOutcome(StrEnum):

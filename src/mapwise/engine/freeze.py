@@ -101,8 +101,40 @@ def resolve_items(
     return items, input_digest(data)
 
 
+def input_file_identity(path: Path) -> dict[str, Any] | None:
+    """Size, mtime and hash of an input file, to tell on resume whether it was edited."""
+    try:
+        stat = path.stat()
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+    return {"path": str(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": digest}
+
+
+def input_file_changed(identity: dict[str, Any]) -> bool:
+    """Whether the input file recorded at freeze time differs now (missing counts)."""
+    path = Path(identity["path"])
+    try:
+        stat = path.stat()
+    except OSError:
+        return True
+    if stat.st_size == identity["size"] and stat.st_mtime_ns == identity["mtime_ns"]:
+        return False
+    current = input_file_identity(path)
+    return current is None or current["sha256"] != identity["sha256"]
+
+
 def freeze(ctx: JobContext) -> int:
     """Resolve the items and store them; the job enters the map phase. Returns the count."""
+    source = render_plain(
+        ctx.workflow.map.input,
+        Scope(job_id=ctx.job_id, env=ctx.workflow.env, captures=ctx.store.job().captures),
+    )
+    candidate = ctx.base_dir / source
+    if candidate.is_file():
+        identity = input_file_identity(candidate)
+        if identity is not None:
+            ctx.store.set_options({"input_file": identity})
     items, digest = resolve_items(
         ctx.workflow,
         job_id=ctx.job_id,

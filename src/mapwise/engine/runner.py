@@ -99,7 +99,7 @@ def start_job(loaded: LoadedWorkflow, options: StartOptions) -> JobResult:
         store.close()
 
 
-def _counts_result(
+def job_result(
     store: JobStore, status: JobStatus, reason: str | None, exit_code: int, run_no: int
 ) -> JobResult:
     counts = store.item_counts()
@@ -112,7 +112,10 @@ def _counts_result(
         total_items=total,
         succeeded=counts[ItemStatus.SUCCEEDED],
         dlq=counts[ItemStatus.DLQ],
-        pending=total - counts[ItemStatus.SUCCEEDED] - counts[ItemStatus.DLQ],
+        pending=total
+        - counts[ItemStatus.SUCCEEDED]
+        - counts[ItemStatus.DLQ]
+        - counts[ItemStatus.PURGED],
         reason=reason,
         exit_code=exit_code,
         run_no=run_no,
@@ -133,7 +136,7 @@ class _Run:
         self.store.end_run(
             self.ctx.run_no, outcome=outcome, status=status, reason=reason, phase=phase
         )
-        return _counts_result(self.store, status, reason, exit_code, self.ctx.run_no)
+        return job_result(self.store, status, reason, exit_code, self.ctx.run_no)
 
     def interrupted(self) -> JobResult:
         self.store.interrupt_running()

@@ -409,3 +409,73 @@ class JobStore:
                 "UPDATE items SET status = 'pending', retry_at = NULL WHERE status = 'running'"
             )
         return cursor.rowcount
+
+    # -- resume ----------------------------------------------------------------------------
+
+    def set_options(self, options: dict[str, Any]) -> None:
+        """Merge ``options`` into the job's options (max_parallel, input file identity)."""
+        with db.transaction(self.conn):
+            merged = self.job().options | options
+            self.conn.execute("UPDATE job SET options = ? WHERE id = 1", (json.dumps(merged),))
+
+    def replace_workflow(self, *, source: str, sha256: str, path: str) -> None:
+        """Adopt an edited workflow (``resume --reload-workflow``); the items stay frozen."""
+        with db.transaction(self.conn):
+            self.conn.execute(
+                "UPDATE job SET workflow_source = ?, workflow_sha256 = ?, workflow_path = ?"
+                " WHERE id = 1",
+                (source, sha256, path),
+            )
+
+    def requeue_dlq(self, item_ids: Sequence[str] | None = None) -> int:
+        """DLQ items (all, or those named) back to pending with a fresh retry budget.
+
+        Their attempt history stays. If the job had gone past the map phase, it returns to
+        it and reduce will run again over the new results.
+        """
+        with db.transaction(self.conn):
+            if item_ids is None:
+                cursor = self.conn.execute(
+                    "UPDATE items SET status = 'pending', attempts = 0, retry_at = NULL,"
+                    " finished_at = NULL WHERE status = 'dlq'"
+                )
+            else:
+                cursor = self.conn.executemany(
+                    "UPDATE items SET status = 'pending', attempts = 0, retry_at = NULL,"
+                    " finished_at = NULL WHERE status = 'dlq' AND item_id = ?",
+                    [(item_id,) for item_id in item_ids],
+                )
+            changed = cursor.rowcount
+            if changed:
+                self._back_to_map()
+        return changed
+
+    def purge_dlq(self, item_ids: Sequence[str] | None = None) -> int:
+        """Give up on DLQ items (all, or those named): they leave the DLQ for good."""
+        with db.transaction(self.conn):
+            if item_ids is None:
+                cursor = self.conn.execute(
+                    "UPDATE items SET status = 'purged' WHERE status = 'dlq'"
+                )
+            else:
+                cursor = self.conn.executemany(
+                    "UPDATE items SET status = 'purged' WHERE status = 'dlq' AND item_id = ?",
+                    [(item_id,) for item_id in item_ids],
+                )
+        return cursor.rowcount
+
+    def _back_to_map(self) -> None:
+        phase = Phase(self.conn.execute("SELECT phase FROM job WHERE id = 1").fetchone()[0])
+        if phase in (Phase.REDUCE, Phase.DONE):
+            self.conn.execute("DELETE FROM phase_steps WHERE phase = 'reduce'")
+            self.conn.execute(
+                "UPDATE job SET phase = 'map', updated_at = ? WHERE id = 1", (time.time(),)
+            )
+
+    def interrupted_attempts(self) -> int:
+        """Attempts the last run left unfinished: interrupted by a stop, or left running."""
+        row = self.conn.execute(
+            "SELECT COUNT(*) FROM attempts WHERE outcome IN ('running', 'interrupted')"
+            " AND run_no = (SELECT MAX(run_no) FROM runs)"
+        ).fetchone()
+        return int(row[0])

@@ -58,7 +58,9 @@ def summarize(store: JobStore) -> ResumableJob:
     total = sum(counts.values())
     status = effective_status(job.status, is_locked(store.paths.lock))
     dlq = counts[ItemStatus.DLQ]
-    progress = JobProgress.from_counts(total, counts[ItemStatus.SUCCEEDED], dlq)
+    progress = JobProgress.from_counts(
+        total, counts[ItemStatus.SUCCEEDED], dlq, counts[ItemStatus.PURGED]
+    )
     return ResumableJob(
         job_id=job.job_id,
         workflow_name=job.workflow_name,

@@ -1,0 +1,192 @@
+"""Resuming a stopped job: restore what its state says, then run it from there.
+
+Resume is a sweep over stored state (rq's ``StartedJobRegistry.cleanup``): process groups
+a dead run left alive are killed, attempts left ``running`` become ``interrupted`` (they do
+not use up a retry), and the phases continue from the first unfinished step or item.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from mapwise.domain.states import ItemStatus, JobStatus, Phase
+from mapwise.engine.events import Observer
+from mapwise.engine.freeze import input_file_changed
+from mapwise.engine.runner import JobResult, execute, job_result
+from mapwise.errors import UserError, WorkflowChangedError
+from mapwise.executors.orphans import SlotNote, kill_orphans
+from mapwise.store.jobstore import JobStore
+from mapwise.store.lock import JobLock
+from mapwise.store.paths import existing_job_paths, resolve_state_dir
+from mapwise.store.records import JobRecord
+from mapwise.store.summary import status_report
+from mapwise.workflow.loader import LoadedWorkflow, load_workflow, parse_workflow
+
+
+@dataclass(frozen=True)
+class ResumeOptions:
+    """How to resume a job (the options of ``mapwise resume``)."""
+
+    retry_failed: bool = False  # also send the DLQ's items back to pending
+    max_parallel: int | None = None
+    reload_workflow: bool = False  # use the edited workflow file (items stay frozen)
+    keep_workflow: bool = False  # use the frozen copy even though the file changed
+    observers: Sequence[Observer] = ()
+    install_signal_handlers: bool = True
+
+
+@dataclass(frozen=True)
+class Restored:
+    """What a resume found and restored, shown before the work starts."""
+
+    job_id: str
+    phase: Phase
+    succeeded: int
+    dlq: int
+    remaining: int
+    interrupted_attempts: int
+    requeued: int
+    run_no: int  # the number this run will have
+    spent_seconds: float
+    killed_orphans: tuple[SlotNote, ...]
+    notices: tuple[str, ...]
+
+    def describe(self) -> str:
+        lines = [
+            f"resuming job {self.job_id} (run {self.run_no}) in phase {self.phase.value}: "
+            f"{self.succeeded} succeeded, {self.dlq} in the DLQ, {self.remaining} remaining; "
+            f"{self.interrupted_attempts} interrupted attempt(s) will run again; "
+            f"{self.spent_seconds:.1f}s spent so far"
+        ]
+        if self.requeued:
+            lines.append(f"{self.requeued} DLQ item(s) sent back to pending (--retry-failed)")
+        for note in self.killed_orphans:
+            what = f"item index {note.item_index}" if note.item_index is not None else note.slot
+            lines.append(f"killed process group {note.pgid} left running by a dead run ({what})")
+        lines += list(self.notices)
+        return "\n".join(lines)
+
+
+def _choose_workflow(
+    job: JobRecord, options: ResumeOptions, notices: list[str]
+) -> tuple[LoadedWorkflow, bool]:
+    """The workflow to resume with: frozen, or the edited file. True if it was reloaded."""
+    if options.reload_workflow and options.keep_workflow:
+        raise UserError("choose one of --reload-workflow and --keep-workflow")
+    frozen = parse_workflow(job.workflow_source, path=job.workflow_path)
+    path = Path(job.workflow_path)
+    try:
+        current = path.read_bytes()
+    except OSError:
+        if options.reload_workflow:
+            raise UserError(f"--reload-workflow: cannot read {path}") from None
+        notices.append(f"the workflow file {path} is gone; using the copy frozen in the job")
+        return frozen, False
+    if hashlib.sha256(current).hexdigest() == job.workflow_sha256:
+        return frozen, False
+    if options.reload_workflow:
+        notices.append(f"using the edited workflow {path} (the items stay frozen)")
+        return load_workflow(path), True
+    if options.keep_workflow:
+        notices.append(f"{path} changed since the job started; using the frozen copy")
+        return frozen, False
+    raise WorkflowChangedError(
+        f"the workflow file {path} changed since job {job.job_id} started; resume with "
+        "--reload-workflow to use the edited agent template, reduce, retry and parallelism "
+        "(the items stay frozen), or --keep-workflow to use the copy frozen in the job"
+    )
+
+
+def _max_parallel(
+    job: JobRecord, loaded: LoadedWorkflow, options: ResumeOptions, reloaded: bool
+) -> int:
+    if options.max_parallel is not None:
+        return options.max_parallel
+    stored = job.options.get("max_parallel")
+    if stored and not reloaded:
+        return int(stored)
+    try:
+        return loaded.workflow.resolved_max_parallel()
+    except ValueError as exc:
+        raise UserError(str(exc)) from exc
+
+
+def _restore(store: JobStore, options: ResumeOptions) -> tuple[LoadedWorkflow, int, Restored]:
+    """Sweep the stored state and decide how to run; returns the restored summary."""
+    job = store.job()
+    notices: list[str] = []
+    loaded, reloaded = _choose_workflow(job, options, notices)
+    if reloaded:
+        store.replace_workflow(source=loaded.source, sha256=loaded.sha256, path=str(loaded.path))
+    max_parallel = _max_parallel(job, loaded, options, reloaded)
+    if options.max_parallel is not None or reloaded:
+        store.set_options({"max_parallel": max_parallel})
+    identity = job.options.get("input_file")
+    if identity and input_file_changed(identity):
+        notices.append(
+            f"the input {identity['path']} changed since the items were frozen; "
+            "the frozen items are kept"
+        )
+    killed = tuple(kill_orphans(store.paths.slots))
+    interrupted = store.interrupted_attempts()
+    store.interrupt_running()
+    requeued = store.requeue_dlq() if options.retry_failed else 0
+    report = status_report(store)
+    progress = report.job.progress
+    restored = Restored(
+        job_id=job.job_id,
+        phase=store.job().phase,
+        succeeded=progress.completed_items,
+        dlq=progress.failed_items,
+        remaining=progress.pending_items,
+        interrupted_attempts=interrupted,
+        requeued=requeued,
+        run_no=len(report.runs) + 1,
+        spent_seconds=report.durations.wall_seconds,
+        killed_orphans=killed,
+        notices=tuple(notices),
+    )
+    return loaded, max_parallel, restored
+
+
+def nothing_to_do(store: JobStore) -> bool:
+    """A completed job with an empty DLQ has nothing left to resume."""
+    job = store.job()
+    counts = store.item_counts()
+    return job.status is JobStatus.COMPLETED and counts[ItemStatus.DLQ] == 0
+
+
+def resume_job(
+    job_id: str,
+    options: ResumeOptions | None = None,
+    state_dir: str | Path | None = None,
+    *,
+    on_restored: Callable[[Restored], None] | None = None,
+) -> JobResult:
+    """Continue a stopped job where it stopped (SPEC section 5)."""
+    options = options or ResumeOptions()
+    if options.max_parallel is not None and options.max_parallel < 1:
+        raise UserError("--max-parallel must be at least 1")
+    paths = existing_job_paths(resolve_state_dir(state_dir), job_id)
+    with JobLock(paths.lock).acquire(job_id):
+        store = JobStore.open(paths)
+        try:
+            if nothing_to_do(store):
+                return job_result(store, JobStatus.COMPLETED, "nothing to resume", 0, 0)
+            loaded, max_parallel, restored = _restore(store, options)
+            if on_restored is not None:
+                on_restored(restored)
+            return execute(
+                store,
+                loaded.workflow,
+                base_dir=loaded.base_dir,
+                max_parallel=max_parallel,
+                observers=options.observers,
+                install_signal_handlers=options.install_signal_handlers,
+                resumed=True,
+            )
+        finally:
+            store.close()

@@ -1,0 +1,655 @@
+"""Whole jobs run for real: durations, timeouts, retries, the DLQ, error policy, reduce,
+captures, variables, agent and write_file steps, hostile data, state permissions, job ids.
+
+Each test writes a workflow into a temporary project, runs it through the library or the
+real CLI, and asserts from the files its commands wrote and from the job's database.
+"""
+
+from __future__ import annotations
+
+import json
+import stat
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import Project, mapreduce, pid_alive
+
+import mapwise
+from mapwise.domain.states import JobStatus
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX shells and groups")
+
+SLEEP = 0.3
+
+
+# -- durations -------------------------------------------------------------------------
+
+
+def test_durations_are_never_shorter_than_the_sleep_for_any_outcome(project: Project) -> None:
+    # Given a step that sleeps 0.3 s then succeeds, one that sleeps 0.3 s then exits 3, and
+    # one that sleeps 5 s under a 0.3 s step timeout; setup and reduce sleep 0.3 s too
+    items = [
+        {"kind": "ok", "code": 0},
+        {"kind": "fail", "code": 3},
+        {"kind": "timeout", "code": 0},
+    ]
+    template = [
+        {"shell": '[ "${item.kind}" != timeout ] || sleep 5', "timeout": SLEEP},
+        "sleep 0.3; exit ${item.code}",
+    ]
+    project.workflow(
+        mapreduce(
+            template,
+            id="${item.kind}",
+            max_parallel=3,
+            setup=["sleep 0.3"],
+            reduce=["sleep 0.3"],
+        ),
+        items=items,
+    )
+
+    # When it runs
+    result = project.run()
+
+    # Then each outcome is what it should be
+    db = project.db(result.job_id)
+    assert db.statuses() == {"ok": "succeeded", "fail": "dlq", "timeout": "dlq"}
+    attempts = {a["item_id"]: a for a in db.attempts()}
+    assert attempts["fail"]["error_kind"] == "exit_code"
+    assert attempts["fail"]["exit_code"] == 3
+    assert attempts["timeout"]["error_kind"] == "timeout"
+    # And no attempt, item or step lasted less than the real sleep
+    for item_id, attempt in attempts.items():
+        assert attempt["duration"] >= SLEEP, item_id
+        assert db.item(item_id)["duration"] >= SLEEP, item_id
+        steps = db.rows("SELECT * FROM steps WHERE attempt_id = ?", (attempt["id"],))
+        assert max(s["duration"] for s in steps) >= SLEEP, item_id
+    timed_out = db.rows(
+        "SELECT s.* FROM steps s JOIN attempts a ON a.id = s.attempt_id "
+        "JOIN items i ON i.idx = a.item_idx WHERE i.item_id = 'timeout'"
+    )
+    assert [(s["step_index"], s["timed_out"], s["error_kind"]) for s in timed_out] == [
+        (0, 1, "timeout")
+    ]
+    assert timed_out[0]["duration"] >= SLEEP
+    failed_step = db.rows(
+        "SELECT s.* FROM steps s JOIN attempts a ON a.id = s.attempt_id "
+        "JOIN items i ON i.idx = a.item_idx WHERE i.item_id = 'fail' AND s.step_index = 1"
+    )[0]
+    assert failed_step["exit_code"] == 3
+    assert failed_step["duration"] >= SLEEP
+    for phase in ("setup", "reduce"):
+        (step,) = db.steps(phase)
+        assert step["duration"] >= SLEEP, phase
+    # And the job's reported durations add up to at least the sleeps
+    durations = mapwise.job_status(result.job_id, project.state_dir).durations
+    assert durations.compute_seconds >= 3 * SLEEP
+    assert durations.wall_seconds >= 3 * SLEEP
+    assert durations.item_seconds.max is not None
+    assert durations.item_seconds.max >= SLEEP
+
+
+def test_an_item_timeout_kills_the_commands_grandchildren(project: Project) -> None:
+    # Given a template that starts a background sleep and a TERM-ignoring background
+    # sleep, writes their pids, and waits, under a 0.5 s item timeout
+    (project.root / "pids").mkdir()
+    script = (
+        'sleep 30 & echo $! > "pids/${item_id}.plain"; '
+        "sh -c 'trap \"\" TERM; echo $$ > \"$0\"; exec sleep 30' \"pids/${item_id}.stubborn\" & "
+        "wait"
+    )
+    project.workflow(mapreduce([script], max_parallel=2, timeout=0.5), items=["a", "b"])
+
+    # When it runs
+    result = project.run()
+
+    # Then both items timed out, and none of the processes they started is alive
+    db = project.db(result.job_id)
+    assert sorted(db.statuses().values()) == ["dlq", "dlq"]
+    assert {a["error_kind"] for a in db.attempts()} == {"timeout"}
+    pid_files = sorted((project.root / "pids").iterdir())
+    assert [p.name for p in pid_files] == ["0.plain", "0.stubborn", "1.plain", "1.stubborn"]
+    for pid_file in pid_files:
+        pid = int(pid_file.read_text())
+        assert not pid_alive(pid), f"{pid_file.name}: pid {pid} outlived its item"
+
+
+# -- retries and the DLQ ---------------------------------------------------------------
+
+FLAKY = (
+    'n=$(cat "counts/${item_id}" 2>/dev/null || echo 0); n=$((n + 1)); '
+    'echo "$n" > "counts/${item_id}"; echo "$MAPWISE_ATTEMPT" >> "seen/${item_id}"; '
+    'echo "attempt $n of ${item_id}"; echo "failing $n" >&2; [ "$n" -ge 3 ]'
+)
+
+
+def _flaky_project(project: Project, retry: dict[str, Any]) -> None:
+    """One item that fails twice, then succeeds (a counter file)."""
+    (project.root / "counts").mkdir()
+    (project.root / "seen").mkdir()
+    project.workflow(
+        mapreduce([FLAKY], id="${item.name}", retry=retry), items=[{"name": "flaky"}]
+    )
+
+
+@pytest.mark.parametrize(
+    ("backoff", "delays"),
+    [("fixed", [0.2, 0.2]), ("exponential", [0.1, 0.2])],
+)
+def test_an_item_that_fails_twice_succeeds_on_its_third_attempt(
+    project: Project, backoff: str, delays: list[float]
+) -> None:
+    # Given an item that fails twice then succeeds, with three attempts allowed
+    retry = {"max_attempts": 3, "backoff": backoff, "initial_delay": delays[0]}
+    _flaky_project(project, retry)
+
+    # When it runs
+    result = project.run()
+
+    # Then it succeeded with three attempts on record, each told its attempt number
+    assert (result.status, result.succeeded, result.dlq, result.exit_code) == (
+        JobStatus.COMPLETED,
+        1,
+        0,
+        0,
+    )
+    db = project.db(result.job_id)
+    attempts = db.attempts("flaky")
+    assert [a["attempt_no"] for a in attempts] == [1, 2, 3]
+    assert [a["outcome"] for a in attempts] == ["failed", "failed", "succeeded"]
+    assert db.item("flaky")["attempts"] == 3
+    assert project.lines("seen/flaky") == ["1", "2", "3"]
+    # And each retry started at least its backoff after the previous attempt started
+    starts = [a["started_at"] for a in attempts]
+    for delay, earlier, later in zip(delays, starts, starts[1:], strict=True):
+        assert later - earlier >= delay
+
+
+def test_an_item_whose_attempts_are_spent_goes_to_the_dlq(project: Project) -> None:
+    # Given the same flaky item with only two attempts allowed
+    _flaky_project(project, {"max_attempts": 2, "backoff": "fixed", "initial_delay": 0.2})
+
+    # When it runs
+    result = project.run()
+
+    # Then it is in the DLQ after two failed attempts, and the job exits 1
+    assert (result.status, result.succeeded, result.dlq, result.exit_code) == (
+        JobStatus.COMPLETED,
+        0,
+        1,
+        1,
+    )
+    db = project.db(result.job_id)
+    attempts = db.attempts("flaky")
+    assert [(a["attempt_no"], a["outcome"], a["exit_code"]) for a in attempts] == [
+        (1, "failed", 1),
+        (2, "failed", 1),
+    ]
+    assert attempts[1]["started_at"] - attempts[0]["started_at"] >= 0.2
+    assert project.lines("seen/flaky") == ["1", "2"]
+    (entry,) = mapwise.dlq_list(result.job_id, project.state_dir)
+    assert (entry.item_id, entry.attempts, entry.error_kind, entry.exit_code) == (
+        "flaky",
+        2,
+        "exit_code",
+        1,
+    )
+    assert entry.last_error is not None
+    assert "failing 2" in entry.last_error
+
+
+DLQ_KEYS = {
+    "item_id",
+    "item",
+    "attempts",
+    "error_kind",
+    "exit_code",
+    "last_error",
+    "failed_at",
+    "duration_seconds",
+}
+
+
+def test_the_dlq_holds_exactly_the_failed_items_with_their_history(project: Project) -> None:
+    # Given six items of which two always fail (exit 7), two attempts each
+    items = [{"name": f"i{n}", "code": 7 if n in (1, 4) else 0} for n in range(6)]
+    project.workflow(
+        mapreduce(
+            ['echo "boom ${item.name}" >&2; exit ${item.code}'],
+            id="${item.name}",
+            max_parallel=3,
+            retry={"max_attempts": 2, "backoff": "fixed", "initial_delay": 0},
+        ),
+        items=items,
+    )
+
+    # When it runs through the CLI
+    run = project.run_cli("--quiet")
+    assert run.returncode == 1, run.stderr
+
+    # Then `dlq list --json` lists exactly the two, with the fields of SPEC section 6
+    listing = project.inspect("dlq", "list", run.job_id, "--json")
+    assert listing.returncode == 0, listing.stderr
+    entries = {e["item_id"]: e for e in listing.json()}
+    assert set(entries) == {"i1", "i4"}
+    for name, entry in entries.items():
+        assert set(entry) == DLQ_KEYS
+        assert entry["item"] == {"name": name, "code": 7}
+        assert (entry["attempts"], entry["error_kind"], entry["exit_code"]) == (
+            2,
+            "exit_code",
+            7,
+        )
+        assert f"boom {name}" in entry["last_error"]
+        assert entry["failed_at"].endswith("Z")
+        assert isinstance(entry["duration_seconds"], int | float)
+    # And the database holds their two failed attempts; the others succeeded at once
+    db = project.db(run.job_id)
+    for item in items:
+        outcomes = [a["outcome"] for a in db.attempts(item["name"])]
+        failing = item["code"] == 7
+        assert outcomes == (["failed", "failed"] if failing else ["succeeded"]), item
+    # And `dlq show` prints the attempt history with the error
+    shown = project.inspect("dlq", "show", run.job_id, "i4")
+    assert shown.returncode == 0, shown.stderr
+    assert "attempt 1" in shown.stdout
+    assert "attempt 2" in shown.stdout
+    assert "boom i4" in shown.stdout
+
+
+# -- error policy ----------------------------------------------------------------------
+
+
+def _policy_project(project: Project, failing: set[int], count: int, policy: dict[str, Any]) -> None:
+    """``count`` items run one at a time; those in ``failing`` exit 1; each leaves a mark."""
+    (project.root / "ran").mkdir()
+    items = [{"n": n, "code": 1 if n in failing else 0} for n in range(count)]
+    project.workflow(
+        mapreduce(
+            ['touch "ran/${item.n}"; exit ${item.code}'],
+            id="item-${item.n}",
+            max_parallel=1,
+            reduce=["touch reduced"],
+            error_policy=policy,
+        ),
+        items=items,
+    )
+
+
+def _assert_stopped(project: Project, job_id: str, *, ran: int, dlq: int) -> None:
+    """The map phase stopped after ``ran`` items; reduce did not run; the rest are pending."""
+    db = project.db(job_id)
+    assert db.job()["status"] == "failed"
+    assert not project.path("reduced").exists()
+    assert db.rows("SELECT * FROM phase_steps WHERE phase = 'reduce'") == []
+    assert sorted(int(n) for n in project.files("ran")) == list(range(ran))
+    items = db.items()
+    assert [i["status"] for i in items[ran:]] == ["pending"] * (len(items) - ran)
+    assert all(i["attempts"] == 0 for i in items[ran:])
+    assert sum(i["status"] == "dlq" for i in items) == dlq
+    assert mapwise.job_status(job_id, project.state_dir).job.resumable
+
+
+def test_on_item_failure_stop_fails_the_job_and_skips_reduce(project: Project) -> None:
+    # Given ten items run one at a time, the third of which fails, and policy "stop"
+    _policy_project(project, {2}, 10, {"on_item_failure": "stop"})
+
+    # When it runs through the CLI
+    run = project.run_cli("--quiet")
+
+    # Then the job failed (exit 1) after the third item; the rest never ran
+    assert run.returncode == 1, run.stderr
+    assert "failed" in run.stderr
+    _assert_stopped(project, run.job_id, ran=3, dlq=1)
+
+
+def test_max_failures_stops_once_the_dlq_exceeds_it(project: Project) -> None:
+    # Given ten failing items and max_failures 2
+    _policy_project(project, set(range(10)), 10, {"max_failures": 2})
+
+    # When it runs
+    result = project.run()
+
+    # Then the map phase stopped at the third DLQ item
+    assert (result.status, result.exit_code) == (JobStatus.FAILED, 1)
+    assert result.reason is not None
+    assert "max_failures" in result.reason
+    _assert_stopped(project, result.job_id, ran=3, dlq=3)
+
+
+def test_failure_threshold_applies_only_after_ten_finished_items(project: Project) -> None:
+    # Given twenty items: the first three fail (3/3 > 0.3, but fewer than 10 finished),
+    # the next seven succeed (3/10 is not above 0.3), then every item fails
+    failing = {0, 1, 2, *range(10, 20)}
+    _policy_project(project, failing, 20, {"failure_threshold": 0.3})
+
+    # When it runs
+    result = project.run()
+
+    # Then it stopped at the eleventh finished item (4/11 > 0.3)
+    assert (result.status, result.exit_code) == (JobStatus.FAILED, 1)
+    assert (result.succeeded, result.dlq, result.pending) == (7, 4, 9)
+    assert result.reason is not None
+    assert "failure_threshold" in result.reason
+    _assert_stopped(project, result.job_id, ran=11, dlq=4)
+
+
+# -- reduce ----------------------------------------------------------------------------
+
+
+def test_reduce_sees_the_map_counts_and_results(project: Project) -> None:
+    # Given five items of which two fail
+    items = [{"name": f"r{n}", "code": 1 if n in (1, 3) else 0} for n in range(5)]
+    project.workflow(
+        mapreduce(
+            ["echo out-${item.name}; exit ${item.code}"],
+            id="${item.name}",
+            max_parallel=2,
+            reduce=[
+                'echo "${map.successful} ${map.failed} ${map.total}" > counts.txt',
+                'cp "${map.results_file}" results.json',
+                "printf '%s' '${map.results}' > inline.json",
+            ],
+        ),
+        items=items,
+    )
+
+    # When it runs
+    result = project.run()
+
+    # Then reduce saw 3 succeeded, 2 failed, 5 in all
+    assert result.exit_code == 1
+    assert project.read("counts.txt") == "3 2 5\n"
+    # And the results file and the inline results hold every finished item
+    from_file = json.loads(project.read("results.json"))
+    inline = json.loads(project.read("inline.json"))
+    assert from_file == inline
+    assert {r["item_id"]: r["status"] for r in from_file} == {
+        "r0": "succeeded",
+        "r1": "failed",
+        "r2": "succeeded",
+        "r3": "failed",
+        "r4": "succeeded",
+    }
+    assert {r["item_id"]: r["item"] for r in from_file} == {i["name"]: i for i in items}
+
+
+@pytest.mark.slow
+def test_the_results_file_holds_ten_thousand_items(project: Project) -> None:
+    # Given 10,000 items whose template is `true`, eight at a time
+    project.workflow(
+        mapreduce(
+            ["true"],
+            max_parallel=8,
+            reduce=['cp "${map.results_file}" results.json', 'echo "${map.successful}" > n'],
+        ),
+        items=list(range(10_000)),
+    )
+
+    # When it runs
+    result = project.run()
+
+    # Then every item succeeded and the results file parses, with one entry each
+    assert (result.succeeded, result.dlq, result.exit_code) == (10_000, 0, 0)
+    rows = json.loads(project.read("results.json"))
+    assert len(rows) == 10_000
+    assert {r["item_id"] for r in rows} == {str(n) for n in range(10_000)}
+    assert {r["status"] for r in rows} == {"succeeded"}
+    assert project.read("n") == "10000\n"
+
+
+# -- variables, captures, steps --------------------------------------------------------
+
+
+def test_captures_flow_from_setup_to_map_and_reduce_and_between_steps(
+    project: Project,
+) -> None:
+    # Given a setup capture and a step capture used by a later step of the same item
+    (project.root / "out").mkdir()
+    project.workflow(
+        mapreduce(
+            [
+                {"shell": 'echo "${greeting}-${item}"', "capture": "first"},
+                'printf "%s" "${first}/${greeting}" > "out/${item}"',
+            ],
+            setup=[{"shell": "echo hello", "capture": "greeting"}],
+            reduce=['printf "%s" "${greeting} ${map.total}" > reduced.txt'],
+            max_parallel=2,
+        ),
+        items=["a", "b"],
+    )
+
+    # When it runs
+    result = project.run()
+
+    # Then each item saw both captures, and reduce saw the setup capture
+    assert result.exit_code == 0
+    assert project.files("out") == {"a": "hello-a/hello", "b": "hello-b/hello"}
+    assert project.read("reduced.txt") == "hello 2"
+
+
+def test_every_command_gets_the_mapwise_variables_and_the_item_file(project: Project) -> None:
+    # Given items with nested data and an id template
+    items: list[Any] = [
+        {"name": "alpha", "text": "it's \"x\""},
+        {"name": "beta", "nested": {"xs": [1, "two", None]}},
+    ]
+    (project.root / "env").mkdir()
+    script = (
+        'printf "%s\\n" "$MAPWISE_JOB_ID" "$MAPWISE_ITEM_ID" "$MAPWISE_ITEM_INDEX" '
+        '"$MAPWISE_ATTEMPT" "${job_id}" "${item_id}" "${item_index}" "${attempt}" '
+        '> "env/$MAPWISE_ITEM_INDEX.txt"; cp "$MAPWISE_ITEM_FILE" "env/$MAPWISE_ITEM_INDEX.json"'
+    )
+    project.workflow(
+        mapreduce(
+            [script],
+            id="${item.name}",
+            max_parallel=2,
+            setup=['echo "$MAPWISE_JOB_ID" > setup_job'],
+        ),
+        items=items,
+    )
+
+    # When it runs with a chosen job id
+    result = project.run(job_id="vars-job")
+
+    # Then each command saw the job id, its item id, index and attempt
+    assert result.exit_code == 0
+    for index, item in enumerate(items):
+        expected = ["vars-job", item["name"], str(index), "1"]
+        assert project.lines(f"env/{index}.txt") == expected * 2
+        # And the item file holds exactly the item
+        assert json.loads(project.read(f"env/{index}.json")) == item
+    assert project.read("setup_job") == "vars-job\n"
+
+
+HOSTILE = [
+    "x'; touch PWNED; '",
+    "$(touch PWNED)",
+    "`touch PWNED`",
+    '"; touch PWNED; "',
+    "a\nb; touch PWNED",
+    "${HOME}$(touch PWNED) $HOME",
+    "' \" \\ $$ ; | & > PWNED < /dev/null",
+]
+
+
+def _no_pwned(root: Path) -> None:
+    assert not [p for p in root.rglob("PWNED*")], "item data ran as shell code"
+
+
+def test_hostile_item_data_in_shell_steps_runs_nothing(project: Project) -> None:
+    # Given items that try to break out of every quoting context
+    (project.root / "out").mkdir()
+    template = [
+        "printf '%s\\n' 'Processing ${item.v}' > \"out/${item_index}.single\"",
+        'printf "%s\\n" "${item.v}" > "out/${item_index}.double"',
+        'printf "%s\\n" ${item.v} > "out/${item_index}.bare"',
+        'cat > "out/${item_index}.heredoc" <<EOF\n${item.v}\nEOF',
+        'x=$(printf "%s" "${item.v}"); printf "%s\\n" "$x" > "out/${item_index}.subst"',
+    ]
+    project.workflow(
+        mapreduce(template, max_parallel=4), items=[{"v": value} for value in HOSTILE]
+    )
+
+    # When it runs
+    result = project.run()
+
+    # Then every item succeeded, nothing was executed, and each command saw the exact text
+    assert (result.succeeded, result.exit_code) == (len(HOSTILE), 0)
+    _no_pwned(project.root)
+    for index, value in enumerate(HOSTILE):
+        for kind in ("double", "bare", "heredoc", "subst"):
+            assert project.read(f"out/{index}.{kind}") == value + "\n", (index, kind)
+        assert project.read(f"out/{index}.single") == f"Processing {value}\n"
+
+
+def test_a_claude_step_gets_the_prompt_as_one_argument(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the fake agent, a prompt holding quotes and $(...) from item data, and an
+    # exit code per item through the step's env
+    record = project.root / "argv"
+    monkeypatch.setenv("FAKE_CLAUDE_RECORD_DIR", str(record))
+    (project.root / "answers").mkdir()
+    text = "it's \"quoted\" $(touch PWNED) `touch PWNED` ; echo hi > PWNED"
+    items = [{"name": "q1", "text": text, "exit": "0"}, {"name": "q2", "text": "plain", "exit": "5"}]
+    project.workflow(
+        mapreduce(
+            [
+                {
+                    "claude": "/fix ${item.text} --id ${item_id}",
+                    "env": {"FAKE_CLAUDE_EXIT": "${item.exit}"},
+                    "capture": "answer",
+                },
+                'printf "%s" "${answer}" > "answers/${item_id}"',
+            ],
+            id="${item.name}",
+            max_parallel=2,
+        ),
+        items=items,
+    )
+
+    # When it runs
+    result = project.run()
+
+    # Then the agent got `-p PROMPT`, the prompt as one argument with the data verbatim
+    assert json.loads((record / "q1.json").read_text()) == ["-p", f"/fix {text} --id q1"]
+    assert json.loads((record / "q2.json").read_text()) == ["-p", "/fix plain --id q2"]
+    assert project.files("answers") == {"q1": f"/fix {text} --id q1"}
+    _no_pwned(project.root)
+    # And the agent's exit code decided the item's fate
+    (entry,) = mapwise.dlq_list(result.job_id, project.state_dir)
+    assert (entry.item_id, entry.exit_code, entry.error_kind) == ("q2", 5, "exit_code")
+
+
+def test_write_file_writes_interpolated_content(project: Project) -> None:
+    # Given write_file steps in map and reduce, with data that looks like shell code
+    items = [{"name": "a", "body": "x'; $(touch PWNED) ${HOME}"}, {"name": "b", "body": "plain"}]
+    project.workflow(
+        mapreduce(
+            [
+                {
+                    "write_file": {
+                        "path": "out/${item.name}.txt",
+                        "content": "body=${item.body}\nid=${item_id} index=${item_index}\n",
+                    }
+                }
+            ],
+            id="${item.name}",
+            reduce=[{"write_file": {"path": "summary.txt", "content": "${map.successful}"}}],
+        ),
+        items=items,
+    )
+
+    # When it runs
+    result = project.run()
+
+    # Then the files hold the interpolated text, data verbatim
+    assert result.exit_code == 0
+    assert project.files("out") == {
+        "a.txt": "body=x'; $(touch PWNED) ${HOME}\nid=a index=0\n",
+        "b.txt": "body=plain\nid=b index=1\n",
+    }
+    assert project.read("summary.txt") == "2"
+    _no_pwned(project.root)
+
+
+# -- state files and job ids -----------------------------------------------------------
+
+
+def test_state_files_are_0600_and_folders_0700(project: Project) -> None:
+    # Given a job that writes logs, item files and a results file, run under umask 022
+    project.workflow(
+        mapreduce(
+            ["echo out ${item}; echo err >&2"],
+            setup=["echo setup"],
+            reduce=['echo "${map.results_file}"'],
+        ),
+        items=["a", "b"],
+    )
+    import os
+
+    run = project.cli(
+        "run",
+        str(project.workflow_path),
+        "--state-dir",
+        str(project.state_dir),
+        preexec_fn=lambda: os.umask(0o022),
+    )
+    assert run.returncode == 0, run.stderr
+
+    # Then the job folder and everything in it is private to the user
+    job_dir = project.job_dir(run.job_id)
+    for name in ("state.db", "lock"):
+        assert stat.S_IMODE((job_dir / name).stat().st_mode) == 0o600, name
+    assert (job_dir / "logs").is_dir()
+    wrong = []
+    for path in [project.state_dir / "jobs", job_dir, *job_dir.rglob("*")]:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        expected = 0o700 if path.is_dir() else 0o600
+        if mode != expected:
+            wrong.append(f"{path.relative_to(project.state_dir)}: {oct(mode)}")
+    assert wrong == []
+
+
+def test_two_runs_in_the_same_second_get_different_job_ids(project: Project) -> None:
+    # Given a quick workflow
+    project.workflow(mapreduce(["true"]), items=["a"])
+
+    # When it runs twice in a row (well within a second)
+    first, second = project.run(), project.run()
+
+    # Then the jobs have different ids and each has its own folder
+    assert first.job_id != second.job_id
+    assert project.job_dir(first.job_id).is_dir()
+    assert project.job_dir(second.job_id).is_dir()
+    from mapwise.store.paths import new_job_id
+
+    assert len({new_job_id("t", now=1_700_000_000.0) for _ in range(20)}) == 20
+
+
+def test_a_chosen_job_id_is_used_and_cannot_be_reused(project: Project) -> None:
+    # Given a quick workflow
+    project.workflow(mapreduce(["true"]), items=["a"])
+
+    # When it runs with --job-id
+    first = project.run_cli("--job-id", "my-job.1")
+
+    # Then that id is the job's
+    assert first.returncode == 0, first.stderr
+    assert first.job_id == "my-job.1"
+    assert project.db("my-job.1").job()["job_id"] == "my-job.1"
+
+    # When the same id is used again
+    again = project.run_cli("--job-id", "my-job.1")
+
+    # Then it is refused (exit 2) without a traceback, and the first job is untouched
+    assert again.returncode == 2
+    assert "already exists" in again.stderr
+    assert "Traceback" not in again.stderr
+    db = project.db("my-job.1")
+    assert db.job()["status"] == "completed"
+    assert len(db.rows("SELECT * FROM runs")) == 1

@@ -11,6 +11,8 @@ quick, and ``MAPWISE_CLAUDE`` pointing at the fake agent in ``tests/fixtures``.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import shlex
@@ -26,6 +28,7 @@ from typing import Any
 import pytest
 
 import mapwise
+from mapwise.cli.main import main
 from mapwise.engine.runner import JobResult
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -217,8 +220,9 @@ class Project:
         )
 
     def inspect(self, *args: str) -> CliRun:
-        """A read-only command (``status``, ``dlq``, ``jobs``, ``logs``) on this state dir."""
-        return self.cli(*args, "--state-dir", str(self.state_dir))
+        """A read-only command (``status``, ``dlq``, ``jobs``, ``logs``) on this state dir,
+        in-process through the CLI's entry point (see :func:`run_main`)."""
+        return run_main(*args, "--state-dir", str(self.state_dir))
 
     # -- state -------------------------------------------------------------------------
 
@@ -227,6 +231,23 @@ class Project:
 
     def db(self, job_id: str) -> JobDb:
         return JobDb(self.job_dir(job_id) / "state.db")
+
+
+def run_main(*args: str) -> CliRun:
+    """Run ``mapwise ARGS`` in this process through ``mapwise.cli.main.main``.
+
+    The same code as the console script (parsing, rendering, the mapping of errors to
+    exit codes) without the ~0.5 s interpreter start; used for commands that only read
+    state. Commands that run jobs go through a real subprocess (``Project.cli``).
+    """
+    out, err = io.StringIO(), io.StringIO()
+    code: int = 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main(list(args))
+        except SystemExit as done:
+            code = done.code if isinstance(done.code, int) else int(done.code is not None)
+    return CliRun(tuple(args), code, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mapwise.engine import maintenance
 from mapwise.engine.events import Observer
 from mapwise.engine.resume import Restored, ResumeOptions
 from mapwise.engine.resume import resume_job as _resume_job
@@ -19,8 +20,11 @@ from mapwise.engine.runner import JobResult, StartOptions, start_job
 from mapwise.errors import UnknownJobError, UserError
 from mapwise.reports import DlqEntry, JobProgress, JobStatusReport, ResumableJob
 from mapwise.store import summary
+from mapwise.store.checkpoint import CheckpointInfo
+from mapwise.store.integrity import Finding, RepairReport
 from mapwise.store.jobstore import JobStore
 from mapwise.store.paths import (
+    JobPaths,
     check_job_id,
     existing_job_paths,
     list_job_ids,
@@ -159,3 +163,58 @@ def item_detail(job_id: str, item_id: str, state_dir: str | Path | None = None) 
 def load(path: str | Path) -> LoadedWorkflow:
     """Load and validate a workflow file without running anything."""
     return load_workflow(path)
+
+
+def _paths(job_id: str, state_dir: str | Path | None) -> JobPaths:
+    return existing_job_paths(resolve_state_dir(state_dir), job_id)
+
+
+def list_checkpoints(job_id: str, state_dir: str | Path | None = None) -> list[CheckpointInfo]:
+    """A job's checkpoints, oldest first, each checked against its checksum."""
+    return maintenance.list_checkpoints(_paths(job_id, state_dir))
+
+
+def verify_job(job_id: str, state_dir: str | Path | None = None) -> list[Finding]:
+    """Every finding about a job's state (database, checkpoints, invariants)."""
+    return maintenance.verify_job(_paths(job_id, state_dir))
+
+
+def repair_checkpoint(job_id: str, state_dir: str | Path | None = None) -> RepairReport:
+    """Repair a damaged job: rebuild its database from the newest valid checkpoint."""
+    return maintenance.repair_job(_paths(job_id, state_dir))
+
+
+def export_job(job_id: str, target: str | Path, state_dir: str | Path | None = None) -> Path:
+    """Write a checkpoint file of the job, to import it elsewhere."""
+    return maintenance.export_job(_paths(job_id, state_dir), Path(target))
+
+
+def import_job(
+    source: str | Path,
+    state_dir: str | Path | None = None,
+    *,
+    job_id: str | None = None,
+    workflow: str | Path | None = None,
+) -> str:
+    """Make a job from a checkpoint file; returns its id."""
+    paths = maintenance.import_job(
+        Path(source),
+        resolve_state_dir(state_dir),
+        job_id=job_id,
+        workflow=Path(workflow) if workflow is not None else None,
+    )
+    return paths.job_id
+
+
+def dlq_retry(
+    job_id: str, item_ids: Sequence[str] | None = None, state_dir: str | Path | None = None
+) -> int:
+    """Send DLQ items (all, or those named) back to pending; returns how many."""
+    return maintenance.dlq_retry(_paths(job_id, state_dir), item_ids or None)
+
+
+def dlq_purge(
+    job_id: str, item_ids: Sequence[str] | None = None, state_dir: str | Path | None = None
+) -> int:
+    """Give up on DLQ items (all, or those named); returns how many."""
+    return maintenance.dlq_purge(_paths(job_id, state_dir), item_ids or None)

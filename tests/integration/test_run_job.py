@@ -7,16 +7,18 @@ real CLI, and asserts from the files its commands wrote and from the job's datab
 
 from __future__ import annotations
 
+import itertools
 import json
+import os
 import stat
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Project, mapreduce, pid_alive
 
 import mapwise
+from conftest import Project, mapreduce, pid_alive
 from mapwise.domain.states import JobStatus
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX shells and groups")
@@ -97,7 +99,7 @@ def test_an_item_timeout_kills_the_commands_grandchildren(project: Project) -> N
     (project.root / "pids").mkdir()
     script = (
         'sleep 30 & echo $! > "pids/${item_id}.plain"; '
-        "sh -c 'trap \"\" TERM; echo $$ > \"$0\"; exec sleep 30' \"pids/${item_id}.stubborn\" & "
+        'sh -c \'trap "" TERM; echo $$ > "$0"; exec sleep 30\' "pids/${item_id}.stubborn" & '
         "wait"
     )
     project.workflow(mapreduce([script], max_parallel=2, timeout=0.5), items=["a", "b"])
@@ -109,6 +111,7 @@ def test_an_item_timeout_kills_the_commands_grandchildren(project: Project) -> N
     db = project.db(result.job_id)
     assert sorted(db.statuses().values()) == ["dlq", "dlq"]
     assert {a["error_kind"] for a in db.attempts()} == {"timeout"}
+    assert pid_alive(os.getpid())  # the probe itself sees a live process
     pid_files = sorted((project.root / "pids").iterdir())
     assert [p.name for p in pid_files] == ["0.plain", "0.stubborn", "1.plain", "1.stubborn"]
     for pid_file in pid_files:
@@ -129,9 +132,7 @@ def _flaky_project(project: Project, retry: dict[str, Any]) -> None:
     """One item that fails twice, then succeeds (a counter file)."""
     (project.root / "counts").mkdir()
     (project.root / "seen").mkdir()
-    project.workflow(
-        mapreduce([FLAKY], id="${item.name}", retry=retry), items=[{"name": "flaky"}]
-    )
+    project.workflow(mapreduce([FLAKY], id="${item.name}", retry=retry), items=[{"name": "flaky"}])
 
 
 @pytest.mark.parametrize(
@@ -163,8 +164,9 @@ def test_an_item_that_fails_twice_succeeds_on_its_third_attempt(
     assert project.lines("seen/flaky") == ["1", "2", "3"]
     # And each retry started at least its backoff after the previous attempt started
     starts = [a["started_at"] for a in attempts]
-    for delay, earlier, later in zip(delays, starts, starts[1:], strict=True):
-        assert later - earlier >= delay
+    gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
+    for delay, gap in zip(delays, gaps, strict=True):
+        assert gap >= delay
 
 
 def test_an_item_whose_attempts_are_spent_goes_to_the_dlq(project: Project) -> None:
@@ -262,7 +264,9 @@ def test_the_dlq_holds_exactly_the_failed_items_with_their_history(project: Proj
 # -- error policy ----------------------------------------------------------------------
 
 
-def _policy_project(project: Project, failing: set[int], count: int, policy: dict[str, Any]) -> None:
+def _policy_project(
+    project: Project, failing: set[int], count: int, policy: dict[str, Any]
+) -> None:
     """``count`` items run one at a time; those in ``failing`` exit 1; each leaves a mark."""
     (project.root / "ran").mkdir()
     items = [{"n": n, "code": 1 if n in failing else 0} for n in range(count)]
@@ -433,7 +437,7 @@ def test_captures_flow_from_setup_to_map_and_reduce_and_between_steps(
 def test_every_command_gets_the_mapwise_variables_and_the_item_file(project: Project) -> None:
     # Given items with nested data and an id template
     items: list[Any] = [
-        {"name": "alpha", "text": "it's \"x\""},
+        {"name": "alpha", "text": 'it\'s "x"'},
         {"name": "beta", "nested": {"xs": [1, "two", None]}},
     ]
     (project.root / "env").mkdir()
@@ -490,9 +494,7 @@ def test_hostile_item_data_in_shell_steps_runs_nothing(project: Project) -> None
         'cat > "out/${item_index}.heredoc" <<EOF\n${item.v}\nEOF',
         'x=$(printf "%s" "${item.v}"); printf "%s\\n" "$x" > "out/${item_index}.subst"',
     ]
-    project.workflow(
-        mapreduce(template, max_parallel=4), items=[{"v": value} for value in HOSTILE]
-    )
+    project.workflow(mapreduce(template, max_parallel=4), items=[{"v": value} for value in HOSTILE])
 
     # When it runs
     result = project.run()
@@ -514,8 +516,11 @@ def test_a_claude_step_gets_the_prompt_as_one_argument(
     record = project.root / "argv"
     monkeypatch.setenv("FAKE_CLAUDE_RECORD_DIR", str(record))
     (project.root / "answers").mkdir()
-    text = "it's \"quoted\" $(touch PWNED) `touch PWNED` ; echo hi > PWNED"
-    items = [{"name": "q1", "text": text, "exit": "0"}, {"name": "q2", "text": "plain", "exit": "5"}]
+    text = 'it\'s "quoted" $(touch PWNED) `touch PWNED` ; echo hi > PWNED'
+    items = [
+        {"name": "q1", "text": text, "exit": "0"},
+        {"name": "q2", "text": "plain", "exit": "5"},
+    ]
     project.workflow(
         mapreduce(
             [
@@ -590,7 +595,6 @@ def test_state_files_are_0600_and_folders_0700(project: Project) -> None:
         ),
         items=["a", "b"],
     )
-    import os
 
     run = project.cli(
         "run",

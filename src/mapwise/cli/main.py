@@ -8,7 +8,7 @@ import sys
 import click
 
 from mapwise import __version__
-from mapwise.cli import inspect, run
+from mapwise.cli import inspect, run, state
 from mapwise.errors import MapwiseError
 
 
@@ -25,6 +25,11 @@ cli.add_command(inspect.status_command)
 cli.add_command(inspect.jobs_command)
 cli.add_command(inspect.dlq_group)
 cli.add_command(inspect.logs_command)
+cli.add_command(state.checkpoints_command)
+cli.add_command(state.verify_command)
+cli.add_command(state.repair_command)
+cli.add_command(state.export_command)
+cli.add_command(state.import_command)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -6,6 +6,7 @@ import json
 import shlex
 import sys
 import time
+from dataclasses import replace
 
 import click
 
@@ -103,6 +104,13 @@ def run_command(
     is_flag=True,
     help="Use the workflow frozen in the job even though the file changed.",
 )
+@click.option(
+    "--from-checkpoint",
+    type=int,
+    default=None,
+    metavar="N",
+    help="Rebuild the state from checkpoint N first (the current state is backed up).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="Print only the summary.")
 def resume_command_cli(
     job_id: str,
@@ -111,18 +119,27 @@ def resume_command_cli(
     max_parallel: int | None,
     reload_workflow: bool,
     keep_workflow: bool,
+    from_checkpoint: int | None,
     quiet: bool,
 ) -> None:
     """Continue JOB_ID where it stopped; succeeded items never run again."""
-    echo_err(f"job {job_id}")
-    display = ProgressDisplay(sys.stderr, live=sys.stderr.isatty(), quiet=quiet)
     options = ResumeOptions(
         retry_failed=retry_failed,
         max_parallel=max_parallel,
         reload_workflow=reload_workflow,
         keep_workflow=keep_workflow,
-        observers=[display],
+        from_checkpoint=from_checkpoint,
     )
+    resume_and_exit(job_id, state_dir, options, quiet=quiet)
+
+
+def resume_and_exit(
+    job_id: str, state_dir: str | None, options: ResumeOptions, *, quiet: bool
+) -> None:
+    """Resume a job with a progress display, print the summary, exit with its code."""
+    echo_err(f"job {job_id}")
+    display = ProgressDisplay(sys.stderr, live=sys.stderr.isatty(), quiet=quiet)
+    options = replace(options, observers=[display])
     started = time.monotonic()
     try:
         result = api.resume_job(

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from mapwise.engine.checkpointer import Checkpointer
 from mapwise.engine.events import EventBus
 from mapwise.engine.signals import StopController
 from mapwise.store.jobstore import JobStore
@@ -54,3 +55,4 @@ class JobContext:
     bus: EventBus
     stop: StopController
     base_env: Mapping[str, str]
+    checkpointer: Checkpointer

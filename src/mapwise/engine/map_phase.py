@@ -112,6 +112,9 @@ class MapScheduler:
             claim=claim,
         )
         self._submit(claims)
+        ended = sum(1 for f in finished if f.item_status is not ItemStatus.PENDING)
+        if ended:
+            self.ctx.checkpointer.items_finished(ended)
 
     # -- results -------------------------------------------------------------------------
 

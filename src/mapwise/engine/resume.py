@@ -15,6 +15,7 @@ from pathlib import Path
 from mapwise.domain.states import ItemStatus, JobStatus, Phase
 from mapwise.engine.events import Observer
 from mapwise.engine.freeze import input_file_changed
+from mapwise.engine.maintenance import ensure_sound, rewind_to_checkpoint
 from mapwise.engine.runner import JobResult, execute, job_result
 from mapwise.errors import UserError, WorkflowChangedError
 from mapwise.executors.orphans import SlotNote, kill_orphans
@@ -34,6 +35,7 @@ class ResumeOptions:
     max_parallel: int | None = None
     reload_workflow: bool = False  # use the edited workflow file (items stay frozen)
     keep_workflow: bool = False  # use the frozen copy even though the file changed
+    from_checkpoint: int | None = None  # rebuild the state from this checkpoint first
     observers: Sequence[Observer] = ()
     install_signal_handlers: bool = True
 
@@ -114,10 +116,11 @@ def _max_parallel(
         raise UserError(str(exc)) from exc
 
 
-def _restore(store: JobStore, options: ResumeOptions) -> tuple[LoadedWorkflow, int, Restored]:
+def _restore(
+    store: JobStore, options: ResumeOptions, notices: list[str]
+) -> tuple[LoadedWorkflow, int, Restored]:
     """Sweep the stored state and decide how to run; returns the restored summary."""
     job = store.job()
-    notices: list[str] = []
     loaded, reloaded = _choose_workflow(job, options, notices)
     if reloaded:
         store.replace_workflow(source=loaded.source, sha256=loaded.sha256, path=str(loaded.path))
@@ -172,11 +175,19 @@ def resume_job(
         raise UserError("--max-parallel must be at least 1")
     paths = existing_job_paths(resolve_state_dir(state_dir), job_id)
     with JobLock(paths.lock).acquire(job_id):
+        notices: list[str] = []
+        if options.from_checkpoint is not None:
+            backup = rewind_to_checkpoint(paths, options.from_checkpoint)
+            notices.append(
+                f"state rebuilt from checkpoint {options.from_checkpoint}; "
+                f"the previous state is kept in {backup}"
+            )
+        ensure_sound(paths)
         store = JobStore.open(paths)
         try:
             if nothing_to_do(store):
                 return job_result(store, JobStatus.COMPLETED, "nothing to resume", 0, 0)
-            loaded, max_parallel, restored = _restore(store, options)
+            loaded, max_parallel, restored = _restore(store, options, notices)
             if on_restored is not None:
                 on_restored(restored)
             return execute(

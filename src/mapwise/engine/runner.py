@@ -16,6 +16,7 @@ from pathlib import Path
 
 from mapwise.domain.states import ItemStatus, JobStatus, Phase, RunOutcome
 from mapwise.engine import context as ctxmod
+from mapwise.engine.checkpointer import Checkpointer, policy_from_environment
 from mapwise.engine.context import JobContext
 from mapwise.engine.events import EventBus, ItemsFrozen, JobStarted, Observer
 from mapwise.engine.freeze import freeze
@@ -158,6 +159,7 @@ class _Run:
                 return self.failed(f"setup {outcome.last_error}")
             total = freeze(self.ctx)
             self.ctx.bus.publish(ItemsFrozen(total))
+            self.ctx.checkpointer.now()
         if self.store.job().phase is Phase.MAP and (result := self._map()) is not None:
             return result
         outcome = run_reduce(self.ctx)
@@ -182,6 +184,7 @@ class _Run:
         if outcome.interrupted:
             return self.interrupted()
         self.store.set_status(JobStatus.RUNNING, phase=Phase.REDUCE)
+        self.ctx.checkpointer.now()
         return None
 
 
@@ -227,6 +230,7 @@ def execute(
     """Run the job held in ``store`` from where it stands; the caller holds its lock."""
     paths = store.paths
     run_no = store.begin_run(pid=os.getpid(), host=socket.gethostname(), now=time.time())
+    checkpointer = Checkpointer(paths, policy_from_environment())
     bus = EventBus(observers)
     stop = StopController(on_second=lambda signum: _stop_at_once(paths, signum))
     ctx = JobContext(
@@ -243,6 +247,7 @@ def execute(
         bus=bus,
         stop=stop,
         base_env=ctxmod.base_environment(workflow, paths.job_id),
+        checkpointer=checkpointer,
     )
     if install_signal_handlers:
         stop.install()
@@ -255,3 +260,4 @@ def execute(
         raise
     finally:
         stop.restore()
+        checkpointer.close()

@@ -1,0 +1,133 @@
+"""Commands on a job's state: checkpoints, verify, repair, export, import, DLQ changes."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from mapwise import api
+from mapwise.cli.common import echo_err, json_option, print_json, state_dir_option, table
+from mapwise.cli.inspect import dlq_group
+from mapwise.cli.run import resume_and_exit
+from mapwise.engine.resume import ResumeOptions
+from mapwise.reports import iso
+
+
+@click.command("checkpoints")
+@click.argument("job_id")
+@state_dir_option
+@json_option
+def checkpoints_command(job_id: str, state_dir: str | None, as_json: bool) -> None:
+    """List JOB_ID's checkpoints (resume from one with --from-checkpoint N)."""
+    infos = api.list_checkpoints(job_id, state_dir)
+    if as_json:
+        print_json([info.to_json() for info in infos])
+        return
+    if not infos:
+        click.echo(f"job {job_id} has no checkpoints yet")
+        return
+    rows = [
+        [
+            str(i.sequence),
+            (iso(i.created_at) or "-").replace("T", " ")[:19],
+            i.phase or "-",
+            "-" if i.completed_items is None else str(i.completed_items),
+            str(i.bytes),
+            "yes" if i.valid else f"NO: {i.problem}",
+        ]
+        for i in infos
+    ]
+    click.echo(table(rows, ["CHECKPOINT", "CREATED", "PHASE", "SUCCEEDED", "BYTES", "VALID"]))
+
+
+@click.command("verify")
+@click.argument("job_id")
+@state_dir_option
+def verify_command(job_id: str, state_dir: str | None) -> None:
+    """Check JOB_ID's database, checkpoints and invariants; exit 4 on any damage."""
+    findings = api.verify_job(job_id, state_dir)
+    for finding in findings:
+        label = "damage" if finding.damage else "note"
+        click.echo(f"{label}: {finding.where}: {finding.message}")
+    if any(f.damage for f in findings):
+        echo_err(f"job {job_id} is damaged; `mapwise repair {job_id}` rebuilds it")
+        sys.exit(4)
+    if findings:
+        sys.exit(1)
+    click.echo(f"job {job_id}: state verified, no findings")
+
+
+@click.command("repair")
+@click.argument("job_id")
+@state_dir_option
+def repair_command(job_id: str, state_dir: str | None) -> None:
+    """Rebuild a damaged JOB_ID from its newest valid checkpoint; back up what changes."""
+    report = api.repair_checkpoint(job_id, state_dir)
+    for action in report.actions or ("nothing to repair",):
+        click.echo(action)
+    if report.backup_dir:
+        click.echo(f"the replaced files are kept in {report.backup_dir}")
+    if report.remaining:
+        for finding in report.remaining:
+            echo_err(f"still damaged: {finding.where}: {finding.message}")
+        sys.exit(4)
+
+
+@click.command("export")
+@click.argument("job_id")
+@click.option(
+    "-o",
+    "--output",
+    "output",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="The checkpoint file to write.",
+)
+@state_dir_option
+def export_command(job_id: str, output: str, state_dir: str | None) -> None:
+    """Write JOB_ID's whole state as one checkpoint file (to move it elsewhere)."""
+    path = api.export_job(job_id, output, state_dir)
+    click.echo(f"exported job {job_id} to {path}")
+
+
+@click.command("import")
+@click.argument("checkpoint_file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--job-id", default=None, help="Import under another id.")
+@click.option(
+    "--workflow",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Where the workflow file is on this machine.",
+)
+@state_dir_option
+def import_command(
+    checkpoint_file: str, job_id: str | None, workflow: str | None, state_dir: str | None
+) -> None:
+    """Make a job from a checkpoint file written by `mapwise export`."""
+    imported = api.import_job(checkpoint_file, state_dir, job_id=job_id, workflow=workflow)
+    click.echo(f"imported job {imported}; continue it with: mapwise resume {imported}")
+
+
+@dlq_group.command("retry")
+@click.argument("job_id")
+@click.argument("item_ids", nargs=-1)
+@state_dir_option
+@click.option("--quiet", "-q", is_flag=True, help="Print only the summary.")
+def dlq_retry_command(
+    job_id: str, item_ids: tuple[str, ...], state_dir: str | None, quiet: bool
+) -> None:
+    """Send DLQ items (all, or ITEM_IDS) back to pending and resume JOB_ID at once."""
+    count = api.dlq_retry(job_id, list(item_ids), state_dir)
+    echo_err(f"{count} item(s) sent back from the DLQ to pending")
+    resume_and_exit(job_id, state_dir, ResumeOptions(), quiet=quiet)
+
+
+@dlq_group.command("purge")
+@click.argument("job_id")
+@click.argument("item_ids", nargs=-1)
+@state_dir_option
+def dlq_purge_command(job_id: str, item_ids: tuple[str, ...], state_dir: str | None) -> None:
+    """Give up on DLQ items (all, or ITEM_IDS): they leave the DLQ and never run again."""
+    count = api.dlq_purge(job_id, list(item_ids), state_dir)
+    click.echo(f"{count} item(s) purged from the DLQ of {job_id}")

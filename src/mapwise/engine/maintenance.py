@@ -1,0 +1,151 @@
+"""Operations on a stopped job's state: checkpoints, verify, repair, export, import, DLQ.
+
+Each takes the job's lock where it changes the state, so it never races a running job.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+from mapwise.errors import StateDamagedError, UserError
+from mapwise.store import db
+from mapwise.store.checkpoint import (
+    CheckpointInfo,
+    checkpoint_files,
+    inspect_checkpoints,
+    next_sequence,
+    read_checkpoint,
+    restore_database,
+    write_checkpoint,
+)
+from mapwise.store.integrity import Finding, RepairReport, _Backup, rebuild_from_checkpoint
+from mapwise.store.integrity import repair as repair_state
+from mapwise.store.integrity import verify as verify_state
+from mapwise.store.jobstore import JobStore
+from mapwise.store.lock import JobLock
+from mapwise.store.paths import JobPaths, check_job_id, job_paths
+
+
+def list_checkpoints(paths: JobPaths) -> list[CheckpointInfo]:
+    return inspect_checkpoints(paths.checkpoints)
+
+
+def verify_job(paths: JobPaths) -> list[Finding]:
+    return verify_state(paths)
+
+
+def ensure_sound(paths: JobPaths) -> None:
+    """Refuse to resume a damaged job (exit 4), naming ``verify`` and ``repair``."""
+    damage = [f for f in verify_state(paths, full=False) if f.damage]
+    if damage:
+        found = "; ".join(f"{f.where}: {f.message}" for f in damage[:3])
+        raise StateDamagedError(
+            f"the state of job {paths.job_id} is damaged ({found}); run `mapwise verify "
+            f"{paths.job_id}` for details and `mapwise repair {paths.job_id}` to fix it"
+        )
+
+
+def repair_job(paths: JobPaths) -> RepairReport:
+    with JobLock(paths.lock).acquire(paths.job_id):
+        return repair_state(paths)
+
+
+def rewind_to_checkpoint(paths: JobPaths, sequence: int) -> str:
+    """``resume --from-checkpoint N``: keep the current state as a backup, restore N.
+
+    Newer checkpoints move into the backup too: they describe a future this job no
+    longer has. The caller holds the lock.
+    """
+    files = dict(checkpoint_files(paths.checkpoints))
+    if sequence not in files:
+        known = ", ".join(str(n) for n in sorted(files)) or "none"
+        raise UserError(f"job {paths.job_id} has no checkpoint {sequence} (it has: {known})")
+    read_checkpoint(files[sequence])  # refuse a damaged one before touching anything
+    backup = _Backup(paths)
+    rebuild_from_checkpoint(paths, files[sequence], backup)
+    for number, path in files.items():
+        if number > sequence:
+            backup.keep(path)
+    return str(backup.folder)
+
+
+def export_job(paths: JobPaths, target: Path) -> Path:
+    """Write a fresh checkpoint of the job to ``target`` (to move it to another machine)."""
+    conn = db.connect(paths.database)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return write_checkpoint(
+            conn, target.parent, paths.job_id, next_sequence(paths.checkpoints), target=target
+        )
+    finally:
+        conn.close()
+
+
+def import_job(
+    source: Path, state_dir: Path, *, job_id: str | None = None, workflow: Path | None = None
+) -> JobPaths:
+    """Make a job from a checkpoint file; optionally under another id or workflow path."""
+    checkpoint = read_checkpoint(source)
+    chosen = check_job_id(job_id or checkpoint.job_id)
+    paths = job_paths(state_dir, chosen)
+    if paths.root.exists():
+        raise UserError(f"job {chosen!r} already exists in {state_dir}; choose --job-id")
+    paths.root.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    paths.root.mkdir(mode=0o700)
+    try:
+        restore_database(checkpoint, paths.database)
+        store = JobStore.open(paths)
+        try:
+            updates: dict[str, object] = {"job_id": chosen}
+            if workflow is not None:
+                updates["workflow_path"] = str(workflow.absolute())
+            with db.transaction(store.conn):
+                for column, value in updates.items():
+                    store.conn.execute(f"UPDATE job SET {column} = ? WHERE id = 1", (value,))
+                options = store.job().options
+                options.pop("input_file", None)  # the input's identity is the old machine's
+                store.conn.execute(
+                    "UPDATE job SET options = ? WHERE id = 1", (json.dumps(options),)
+                )
+        finally:
+            store.close()
+    except BaseException:
+        shutil.rmtree(paths.root, ignore_errors=True)
+        raise
+    return paths
+
+
+def dlq_retry(paths: JobPaths, item_ids: Sequence[str] | None) -> int:
+    """DLQ items back to pending (all, or those named); the caller resumes the job."""
+    with JobLock(paths.lock).acquire(paths.job_id):
+        store = JobStore.open(paths)
+        try:
+            _check_dlq_ids(store, item_ids)
+            return store.requeue_dlq(item_ids)
+        finally:
+            store.close()
+
+
+def dlq_purge(paths: JobPaths, item_ids: Sequence[str] | None) -> int:
+    """Give up on DLQ items (all, or those named)."""
+    with JobLock(paths.lock).acquire(paths.job_id):
+        store = JobStore.open(paths)
+        try:
+            _check_dlq_ids(store, item_ids)
+            return store.purge_dlq(item_ids)
+        finally:
+            store.close()
+
+
+def _check_dlq_ids(store: JobStore, item_ids: Sequence[str] | None) -> None:
+    if not item_ids:
+        return
+    for item_id in item_ids:
+        item = store.item_by_id(item_id)
+        if item is None:
+            raise UserError(f"job {store.paths.job_id} has no item {item_id!r}")
+        if item.status.value != "dlq":
+            raise UserError(f"item {item_id!r} is not in the DLQ (it is {item.status.value})")

@@ -1,0 +1,300 @@
+"""Checkpoints: versioned, checksummed, compressed snapshots of a job's whole state.
+
+A checkpoint is a gzip file of JSON lines::
+
+    {"format": "mapwise-checkpoint", "version": 1, "job_id": ..., "sequence": ...,
+     "created_at": ..., "phase": ..., "status": ..., "counts": {...}}
+    {"t": "job", ...}            the job row (workflow frozen in it)
+    {"t": "run", ...}            every run
+    {"t": "item", ...}           every item: id, value, status, attempts, durations, result
+    {"t": "attempt", ...}        every attempt: slot (the agent), host, times, outcome, error
+    {"t": "step", ...}           every step record
+    {"t": "phase_step", ...}     setup and reduce progress
+    {"t": "end", "records": N, "sha256": "..."}   checksum of every line above
+
+It holds what prodigy's ``MapReduceCheckpoint`` holds (completed and remaining items, the
+DLQ with attempt history, per-agent assignments, durations) and is enough to rebuild the
+database. Files are written atomically: temporary file, fsync, rename, fsync of the folder.
+
+Version history:
+
+- 1: the format above.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mapwise.errors import StateDamagedError
+from mapwise.store import schema
+
+FORMAT = "mapwise-checkpoint"
+FORMAT_VERSION = 1
+SUFFIX = ".ckpt"
+TMP_SUFFIX = ".tmp"
+TABLES = (
+    ("job", "job", "id"),
+    ("run", "runs", "run_no"),
+    ("item", "items", "idx"),
+    ("attempt", "attempts", "id"),
+    ("step", "steps", "id"),
+    ("phase_step", "phase_steps", "phase, step_index"),
+)
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """One checkpoint file as ``mapwise checkpoints`` lists it."""
+
+    sequence: int
+    path: Path
+    created_at: float | None
+    phase: str | None
+    completed_items: int | None
+    bytes: int
+    valid: bool
+    problem: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        from mapwise.reports import iso
+
+        return {
+            "checkpoint": self.sequence,
+            "created_at": iso(self.created_at),
+            "phase": self.phase,
+            "completed_items": self.completed_items,
+            "bytes": self.bytes,
+            "valid": self.valid,
+        }
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A checkpoint read and verified: its header and its records by kind."""
+
+    header: dict[str, Any]
+    records: dict[str, list[dict[str, Any]]]
+
+    @property
+    def job_id(self) -> str:
+        return str(self.header["job_id"])
+
+    def completed_items(self) -> int:
+        return sum(1 for r in self.records.get("item", []) if r["status"] == "succeeded")
+
+
+def checkpoint_path(folder: Path, sequence: int) -> Path:
+    return folder / f"ckpt-{sequence:06d}{SUFFIX}"
+
+
+def _sequence_of(path: Path) -> int | None:
+    stem = path.name.removesuffix(SUFFIX)
+    try:
+        return int(stem.removeprefix("ckpt-"))
+    except ValueError:
+        return None
+
+
+def checkpoint_files(folder: Path) -> list[tuple[int, Path]]:
+    """(sequence, path) of the checkpoint files in ``folder``, oldest first."""
+    if not folder.is_dir():
+        return []
+    found = []
+    for path in folder.glob(f"ckpt-*{SUFFIX}"):
+        sequence = _sequence_of(path)
+        if sequence is not None:
+            found.append((sequence, path))
+    return sorted(found)
+
+
+def _lines(conn: sqlite3.Connection, job_id: str, sequence: int) -> Iterator[bytes]:
+    """The checkpoint's JSON lines, read inside the caller's read transaction."""
+    job = conn.execute("SELECT phase, status FROM job WHERE id = 1").fetchone()
+    counts = dict(conn.execute("SELECT status, COUNT(*) FROM items GROUP BY status").fetchall())
+    max_attempt = conn.execute("SELECT COALESCE(MAX(id), 0) FROM attempts").fetchone()[0]
+    header = {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "schema_version": schema.SCHEMA_VERSION,
+        "job_id": job_id,
+        "sequence": sequence,
+        "created_at": time.time(),
+        "phase": job[0],
+        "status": job[1],
+        "counts": counts,
+        "max_attempt_id": max_attempt,
+    }
+    yield json.dumps(header).encode() + b"\n"
+    for kind, table, order in TABLES:
+        cursor = conn.execute(f"SELECT * FROM {table} ORDER BY {order}")
+        names = [d[0] for d in cursor.description]
+        for row in cursor:
+            record = dict(zip(names, row, strict=True))
+            record["t"] = kind
+            yield json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_checkpoint(
+    conn: sqlite3.Connection,
+    folder: Path,
+    job_id: str,
+    sequence: int,
+    *,
+    target: Path | None = None,
+) -> Path:
+    """Snapshot the database (one read transaction) into a new checkpoint file, atomically."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    final = target or checkpoint_path(folder, sequence)
+    tmp = final.with_name(final.name + TMP_SUFFIX)
+    digest = hashlib.sha256()
+    count = 0
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as raw:
+        with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=3, mtime=0) as packed:
+            conn.execute("BEGIN")
+            try:
+                for line in _lines(conn, job_id, sequence):
+                    digest.update(line)
+                    packed.write(line)
+                    count += 1
+            finally:
+                conn.execute("COMMIT")
+            end = {"t": "end", "records": count, "sha256": digest.hexdigest()}
+            packed.write(json.dumps(end).encode() + b"\n")
+        raw.flush()
+        os.fsync(raw.fileno())
+    os.replace(tmp, final)
+    _fsync_dir(final.parent)
+    return final
+
+
+def _migrate(header: dict[str, Any], path: Path) -> None:
+    """Refuse newer formats; older ones would be upgraded here, record by record."""
+    version = header.get("version")
+    if header.get("format") != FORMAT or not isinstance(version, int):
+        raise StateDamagedError(f"{path} is not a mapwise checkpoint")
+    if version > FORMAT_VERSION:
+        raise StateDamagedError(
+            f"{path} is checkpoint format version {version}, newer than this mapwise "
+            f"reads ({FORMAT_VERSION}); upgrade mapwise"
+        )
+
+
+def read_checkpoint(path: Path) -> Checkpoint:
+    """Read and verify a checkpoint; any damage is ``StateDamagedError`` naming the file."""
+    digest = hashlib.sha256()
+    records: dict[str, list[dict[str, Any]]] = {}
+    header: dict[str, Any] | None = None
+    end: dict[str, Any] | None = None
+    count = 0
+    try:
+        with gzip.open(path, "rb") as packed:
+            for line in packed:
+                if end is not None:
+                    raise StateDamagedError(f"{path}: data after the end record")
+                data = json.loads(line)
+                if data.get("t") == "end":
+                    end = data
+                    continue
+                digest.update(line)
+                count += 1
+                if header is None:
+                    header = data
+                    _migrate(header, path)
+                    continue
+                records.setdefault(data.pop("t"), []).append(data)
+    except (OSError, EOFError, ValueError, gzip.BadGzipFile) as exc:
+        raise StateDamagedError(f"{path} is damaged: {exc}") from exc
+    if header is None or end is None:
+        raise StateDamagedError(f"{path} is truncated (no end record)")
+    if end.get("records") != count or end.get("sha256") != digest.hexdigest():
+        raise StateDamagedError(f"{path} fails its checksum")
+    return Checkpoint(header, records)
+
+
+def read_header(path: Path) -> dict[str, Any]:
+    """Only the first line of a checkpoint: cheap, for comparing it with the database."""
+    try:
+        with gzip.open(path, "rb") as packed:
+            header: dict[str, Any] = json.loads(packed.readline())
+    except (OSError, EOFError, ValueError, gzip.BadGzipFile) as exc:
+        raise StateDamagedError(f"{path} is damaged: {exc}") from exc
+    _migrate(header, path)
+    return header
+
+
+def inspect_checkpoints(folder: Path) -> list[CheckpointInfo]:
+    """Every checkpoint in ``folder`` with whether it reads back valid."""
+    infos = []
+    for sequence, path in checkpoint_files(folder):
+        size = path.stat().st_size
+        try:
+            checkpoint = read_checkpoint(path)
+        except StateDamagedError as exc:
+            infos.append(CheckpointInfo(sequence, path, None, None, None, size, False, str(exc)))
+            continue
+        header = checkpoint.header
+        infos.append(
+            CheckpointInfo(
+                sequence,
+                path,
+                header.get("created_at"),
+                header.get("phase"),
+                checkpoint.completed_items(),
+                size,
+                True,
+            )
+        )
+    return infos
+
+
+def restore_database(checkpoint: Checkpoint, db_path: Path) -> None:
+    """Build a new database at ``db_path`` (must not exist) from ``checkpoint``."""
+    from mapwise.store import db
+
+    conn = db.connect(db_path, create=True)
+    try:
+        with db.transaction(conn):
+            for kind, table, _ in TABLES:
+                rows = checkpoint.records.get(kind, [])
+                if not rows:
+                    continue
+                names = list(rows[0].keys())
+                marks = ", ".join("?" for _ in names)
+                conn.executemany(
+                    f"INSERT INTO {table} ({', '.join(names)}) VALUES ({marks})",
+                    [tuple(row[n] for n in names) for row in rows],
+                )
+    finally:
+        conn.close()
+
+
+def prune(folder: Path, keep: int) -> None:
+    """Keep the newest ``keep`` checkpoints; older ones are removed."""
+    files = checkpoint_files(folder)
+    for _, path in files[: max(len(files) - keep, 0)]:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def next_sequence(folder: Path) -> int:
+    files = checkpoint_files(folder)
+    return files[-1][0] + 1 if files else 1

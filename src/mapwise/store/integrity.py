@@ -1,0 +1,232 @@
+"""Verify and repair a job's state: the database, its checkpoints, and the invariants.
+
+``verify`` reports every finding; ``repair`` rebuilds a damaged database from the newest
+valid checkpoint and moves damaged or orphaned files aside. Nothing is deleted: whatever
+repair replaces goes into a ``backup-<time>/`` folder beside it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mapwise.errors import StateDamagedError
+from mapwise.store import db
+from mapwise.store.checkpoint import (
+    TMP_SUFFIX,
+    CheckpointInfo,
+    inspect_checkpoints,
+    read_checkpoint,
+    read_header,
+    restore_database,
+)
+from mapwise.store.jobstore import items_digest
+from mapwise.store.paths import JobPaths
+
+VALID_ITEM_STATUSES = {"pending", "running", "succeeded", "failed", "dlq", "purged"}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem ``verify`` found; ``damage`` findings make ``resume`` refuse the job."""
+
+    where: str  # "database", "checkpoint 3", "checkpoints folder", ...
+    message: str
+    damage: bool = True
+
+
+def _database_findings(paths: JobPaths) -> tuple[list[Finding], sqlite3.Connection | None]:
+    if not paths.database.exists():
+        return [Finding("database", f"{paths.database} is missing")], None
+    try:
+        conn = db.connect(paths.database)
+        result = conn.execute("PRAGMA integrity_check").fetchall()
+    except (StateDamagedError, sqlite3.DatabaseError) as exc:
+        return [Finding("database", f"cannot be read: {exc}")], None
+    if result != [("ok",)]:
+        text = "; ".join(str(r[0]) for r in result[:5])
+        return [Finding("database", f"integrity check failed: {text}")], conn
+    return [], conn
+
+
+def _invariant_findings(conn: sqlite3.Connection) -> list[Finding]:
+    """The state's own rules: what a consistent job database always satisfies."""
+    findings: list[Finding] = []
+    try:
+        job = conn.execute("SELECT total_items, items_sha256 FROM job WHERE id = 1").fetchone()
+        if job is None:
+            return [Finding("database", "the job record is missing")]
+        total, digest = job
+        rows = conn.execute("SELECT item_id, data, status FROM items ORDER BY idx").fetchall()
+    except sqlite3.DatabaseError as exc:
+        return [Finding("database", f"cannot be read: {exc}")]
+    if total is not None and total != len(rows):
+        findings.append(Finding("database", f"{len(rows)} items stored, {total} frozen"))
+    if digest is not None and items_digest((r[0], r[1]) for r in rows) != digest:
+        findings.append(Finding("database", "the frozen items do not match their hash"))
+    bad = sorted({r[2] for r in rows} - VALID_ITEM_STATUSES)
+    if bad:
+        findings.append(Finding("database", f"unknown item statuses: {', '.join(bad)}"))
+    unproven = conn.execute(
+        "SELECT COUNT(*) FROM items i WHERE i.status = 'succeeded' AND NOT EXISTS"
+        " (SELECT 1 FROM attempts a WHERE a.item_idx = i.idx AND a.outcome = 'succeeded')"
+    ).fetchone()[0]
+    if unproven:
+        findings.append(
+            Finding("database", f"{unproven} succeeded items have no succeeded attempt")
+        )
+    return findings
+
+
+def _checkpoint_findings(paths: JobPaths) -> tuple[list[Finding], list[CheckpointInfo]]:
+    infos = inspect_checkpoints(paths.checkpoints)
+    findings = [
+        Finding(f"checkpoint {i.sequence}", i.problem or "invalid") for i in infos if not i.valid
+    ]
+    if paths.checkpoints.is_dir():
+        for tmp in sorted(paths.checkpoints.glob(f"*{TMP_SUFFIX}")):
+            findings.append(
+                Finding("checkpoints folder", f"orphaned temporary file {tmp.name}", damage=False)
+            )
+    return findings, infos
+
+
+def _staleness_findings(conn: sqlite3.Connection, infos: list[CheckpointInfo]) -> list[Finding]:
+    """A database older than its newest checkpoint lost commits (a deleted WAL, say)."""
+    valid = [i for i in infos if i.valid]
+    if not valid:
+        return []
+    newest = valid[-1]
+    try:
+        header = read_header(newest.path)
+        succeeded = conn.execute("SELECT COUNT(*) FROM items WHERE status = 'succeeded'").fetchone()
+        max_attempt = conn.execute("SELECT COALESCE(MAX(id), 0) FROM attempts").fetchone()
+    except (StateDamagedError, sqlite3.DatabaseError):
+        return []
+    behind_items = int(header.get("counts", {}).get("succeeded", 0)) - int(succeeded[0])
+    behind_attempts = int(header.get("max_attempt_id", 0)) - int(max_attempt[0])
+    if behind_items > 0 or behind_attempts > 0:
+        return [
+            Finding(
+                "database",
+                f"older than checkpoint {newest.sequence} ({max(behind_items, 0)} succeeded "
+                "items and some attempts missing): committed changes were lost, e.g. a deleted "
+                "WAL file",
+            )
+        ]
+    return []
+
+
+def verify(paths: JobPaths, *, full: bool = True) -> list[Finding]:
+    """Every finding about a job's state; an empty list means it is sound."""
+    findings, conn = _database_findings(paths)
+    checkpoint_findings, infos = _checkpoint_findings(paths) if full else ([], [])
+    findings += checkpoint_findings
+    if conn is not None:
+        try:
+            if not findings or full:
+                findings += _invariant_findings(conn)
+                findings += _staleness_findings(conn, infos)
+        finally:
+            conn.close()
+    return findings
+
+
+@dataclass(frozen=True)
+class RepairReport:
+    """What ``repair`` did."""
+
+    job_id: str
+    actions: tuple[str, ...]
+    restored_from: int | None = None  # the checkpoint the database was rebuilt from
+    rerun_items: int | None = None  # items recorded done that will run again (None: unknown)
+    backup_dir: str | None = None
+    remaining: tuple[Finding, ...] = field(default_factory=tuple)
+
+
+def _succeeded_in(path: Path) -> int | None:
+    with contextlib.suppress(Exception):
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            row = conn.execute("SELECT COUNT(*) FROM items WHERE status = 'succeeded'").fetchone()
+            return int(row[0])
+        finally:
+            conn.close()
+    return None
+
+
+class _Backup:
+    """A folder beside the job's files where repair moves what it replaces."""
+
+    def __init__(self, paths: JobPaths) -> None:
+        self.folder = paths.root / f"backup-{time.strftime('%Y%m%d-%H%M%S')}"
+        self.used = False
+
+    def keep(self, path: Path) -> None:
+        if not path.exists():
+            return
+        self.folder.mkdir(mode=0o700, exist_ok=True)
+        self.used = True
+        shutil.move(str(path), self.folder / path.name)
+
+
+def _database_damaged(findings: list[Finding]) -> bool:
+    return any(f.where == "database" and f.damage for f in findings)
+
+
+def rebuild_from_checkpoint(paths: JobPaths, checkpoint_file: Path, backup: _Backup) -> int | None:
+    """Move the database aside and rebuild it from a checkpoint; return items to rerun."""
+    checkpoint = read_checkpoint(checkpoint_file)
+    before = _succeeded_in(paths.database) if paths.database.exists() else None
+    for suffix in ("", "-wal", "-shm"):
+        backup.keep(paths.database.with_name(paths.database.name + suffix))
+    restore_database(checkpoint, paths.database)
+    if before is None:
+        return None
+    return max(before - checkpoint.completed_items(), 0)
+
+
+def repair(paths: JobPaths) -> RepairReport:
+    """Bring a damaged job back; the caller holds the job's lock."""
+    findings = verify(paths)
+    backup = _Backup(paths)
+    actions: list[str] = []
+    restored_from: int | None = None
+    rerun: int | None = None
+    infos = inspect_checkpoints(paths.checkpoints)
+    if _database_damaged(findings):
+        valid = [i for i in infos if i.valid]
+        if not valid:
+            raise StateDamagedError(
+                f"the database of job {paths.job_id} is damaged and no valid checkpoint exists "
+                "to rebuild it from"
+            )
+        newest = valid[-1]
+        rerun = rebuild_from_checkpoint(paths, newest.path, backup)
+        restored_from = newest.sequence
+        lost = "an unknown number of" if rerun is None else str(rerun)
+        actions.append(
+            f"rebuilt the database from checkpoint {newest.sequence}; {lost} items finished "
+            "after it will run again"
+        )
+    for info in infos:
+        if not info.valid:
+            backup.keep(info.path)
+            actions.append(f"moved damaged checkpoint {info.sequence} aside")
+    if paths.checkpoints.is_dir():
+        for tmp in sorted(paths.checkpoints.glob(f"*{TMP_SUFFIX}")):
+            backup.keep(tmp)
+            actions.append(f"moved orphaned temporary file {tmp.name} aside")
+    remaining = tuple(f for f in verify(paths) if f.damage)
+    return RepairReport(
+        job_id=paths.job_id,
+        actions=tuple(actions),
+        restored_from=restored_from,
+        rerun_items=rerun,
+        backup_dir=str(backup.folder) if backup.used else None,
+        remaining=remaining,
+    )

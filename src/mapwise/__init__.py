@@ -1,30 +1,41 @@
-"""mapwise: map-reduce workflows of commands over JSON work items, always resumable."""
+"""mapwise: map-reduce workflows of commands over JSON work items, always resumable.
+
+The public API is imported lazily (PEP 562), so that reading commands such as
+``mapwise jobs`` do not pay for the workflow model and the engine at start-up.
+"""
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
 
-from mapwise.api import (
-    dlq_list,
-    dlq_purge,
-    dlq_retry,
-    export_job,
-    get_job_progress,
-    import_job,
-    item_detail,
-    job_status,
-    list_checkpoints,
-    list_jobs,
-    list_resumable_jobs,
-    repair_checkpoint,
-    resume_job,
-    run_workflow,
-    verify_job,
-)
-from mapwise.engine.resume import Restored, ResumeOptions
-from mapwise.engine.runner import JobResult
-from mapwise.errors import MapwiseError
-from mapwise.reports import DlqEntry, JobProgress, JobStatusReport, ResumableJob
+_EXPORTS = {
+    "DlqEntry": "mapwise.reports",
+    "JobProgress": "mapwise.reports",
+    "JobResult": "mapwise.engine.runner",
+    "JobStatusReport": "mapwise.reports",
+    "MapwiseError": "mapwise.errors",
+    "Restored": "mapwise.engine.resume",
+    "ResumableJob": "mapwise.reports",
+    "ResumeOptions": "mapwise.engine.resume",
+    "dlq_list": "mapwise.api",
+    "dlq_purge": "mapwise.api",
+    "dlq_retry": "mapwise.api",
+    "export_job": "mapwise.api",
+    "get_job_progress": "mapwise.api",
+    "import_job": "mapwise.api",
+    "item_detail": "mapwise.api",
+    "job_status": "mapwise.api",
+    "list_checkpoints": "mapwise.api",
+    "list_jobs": "mapwise.api",
+    "list_resumable_jobs": "mapwise.api",
+    "repair_checkpoint": "mapwise.api",
+    "resume_job": "mapwise.api",
+    "run_workflow": "mapwise.api",
+    "verify_job": "mapwise.api",
+}
 
 __all__ = [
     "DlqEntry",
@@ -52,3 +63,33 @@ __all__ = [
     "run_workflow",
     "verify_job",
 ]
+
+if TYPE_CHECKING:
+    from mapwise.api import (
+        dlq_list,
+        dlq_purge,
+        dlq_retry,
+        export_job,
+        get_job_progress,
+        import_job,
+        item_detail,
+        job_status,
+        list_checkpoints,
+        list_jobs,
+        list_resumable_jobs,
+        repair_checkpoint,
+        resume_job,
+        run_workflow,
+        verify_job,
+    )
+    from mapwise.engine.resume import Restored, ResumeOptions
+    from mapwise.engine.runner import JobResult
+    from mapwise.errors import MapwiseError
+    from mapwise.reports import DlqEntry, JobProgress, JobStatusReport, ResumableJob
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mapwise' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

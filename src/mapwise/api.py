@@ -6,18 +6,15 @@ never exit or print; progress reaches callers through ``observers``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mapwise.engine import maintenance
-from mapwise.engine.events import Observer
-from mapwise.engine.resume import Restored, ResumeOptions
-from mapwise.engine.resume import resume_job as _resume_job
-from mapwise.engine.runner import JobResult, StartOptions, start_job
-from mapwise.errors import UnknownJobError, UserError
+from mapwise.errors import StateDamagedError, UnknownJobError, UserError
 from mapwise.reports import DlqEntry, JobProgress, JobStatusReport, ResumableJob
 from mapwise.store import summary
 from mapwise.store.checkpoint import CheckpointInfo
@@ -27,11 +24,21 @@ from mapwise.store.paths import (
     JobPaths,
     check_job_id,
     existing_job_paths,
+    job_paths,
     list_job_ids,
     resolve_state_dir,
 )
 from mapwise.store.records import AttemptRecord, ItemRecord
-from mapwise.workflow.loader import LoadedWorkflow, load_workflow
+
+log = logging.getLogger(__name__)
+
+if TYPE_CHECKING:
+    # run and resume need the workflow model and the engine; reading commands do not,
+    # so those imports wait until a function needs them (``mapwise jobs`` starts fast)
+    from mapwise.engine.events import Observer
+    from mapwise.engine.resume import Restored, ResumeOptions
+    from mapwise.engine.runner import JobResult
+    from mapwise.workflow.loader import LoadedWorkflow
 
 
 def run_workflow(
@@ -44,6 +51,8 @@ def run_workflow(
     install_signal_handlers: bool = True,
 ) -> JobResult:
     """Load the workflow at ``path``, start a job for it and run it to its end."""
+    from mapwise.workflow.loader import load_workflow
+
     return start_loaded(
         load_workflow(path),
         state_dir=state_dir,
@@ -64,6 +73,8 @@ def start_loaded(
     install_signal_handlers: bool = True,
 ) -> JobResult:
     """Start a job for an already loaded workflow (the CLI loads first to report warnings)."""
+    from mapwise.engine.runner import StartOptions, start_job
+
     if max_parallel is not None and max_parallel < 1:
         raise UserError("--max-parallel must be at least 1")
     options = StartOptions(
@@ -84,6 +95,8 @@ def resume_job(
     on_restored: Callable[[Restored], None] | None = None,
 ) -> JobResult:
     """Continue a stopped job where it stopped: succeeded items never run again."""
+    from mapwise.engine.resume import resume_job as _resume_job
+
     return _resume_job(job_id, options, state_dir, on_restored=on_restored)
 
 
@@ -91,7 +104,7 @@ def resume_job(
 def open_job(job_id: str, state_dir: str | Path | None = None) -> Iterator[JobStore]:
     """Open an existing job's store for reading; ``UnknownJobError`` if there is none."""
     paths = existing_job_paths(resolve_state_dir(state_dir), job_id)
-    store = JobStore.open(paths)
+    store = JobStore.open(paths, readonly=True)
     try:
         yield store
     finally:
@@ -119,11 +132,14 @@ def list_jobs(
     root = resolve_state_dir(state_dir)
     jobs: list[ResumableJob] = []
     for job_id in list_job_ids(root):
-        try:
-            with open_job(job_id, root) as store:
-                listing = summary.summarize(store)
-        except UnknownJobError:
-            continue
+        listing = summary.read_summary_file(job_paths(root, job_id))
+        if listing is None:
+            try:
+                with open_job(job_id, root) as store:
+                    listing = summary.summarize(store)
+            except (UnknownJobError, StateDamagedError) as error:
+                log.warning("job %s cannot be listed: %s", job_id, error)
+                continue
         if include_all or listing.resumable:
             jobs.append(listing)
     return jobs
@@ -162,6 +178,8 @@ def item_detail(job_id: str, item_id: str, state_dir: str | Path | None = None) 
 
 def load(path: str | Path) -> LoadedWorkflow:
     """Load and validate a workflow file without running anything."""
+    from mapwise.workflow.loader import load_workflow
+
     return load_workflow(path)
 
 

@@ -24,23 +24,9 @@ from mapwise.engine.events import (
     StepFinished,
     Stopping,
 )
+from mapwise.reports import human_seconds
 
 LINE_INTERVAL = 5.0
-
-
-def human_seconds(seconds: float | None) -> str:
-    """``120ms``, ``3.2s``, ``4m05s``, ``2h03m``: short durations for progress lines."""
-    if seconds is None:
-        return "?"
-    if seconds < 1:
-        return f"{seconds * 1000:.0f}ms"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
 
 
 def progress_text(event: MapProgress) -> str:

@@ -18,6 +18,21 @@ def iso(timestamp: float | None) -> str | None:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def human_seconds(seconds: float | None) -> str:
+    """``120ms``, ``3.2s``, ``4m05s``, ``2h03m``: short durations for progress lines."""
+    if seconds is None:
+        return "?"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
 @dataclass(frozen=True)
 class JobProgress:
     """Item counts of a job: ``progress`` in ``mapwise jobs --json``."""

@@ -10,8 +10,7 @@ import click
 from mapwise import api
 from mapwise.cli.common import json_option, print_json, state_dir_option, table
 from mapwise.errors import UserError
-from mapwise.render import human_seconds
-from mapwise.reports import JobStatusReport, ResumableJob, iso
+from mapwise.reports import JobStatusReport, ResumableJob, human_seconds, iso
 
 LOG_TAIL_LINES = 40
 

@@ -7,18 +7,19 @@ import shlex
 import sys
 import time
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import click
 
 from mapwise import api
 from mapwise.cli.common import echo_err, state_dir_option
 from mapwise.domain.states import JobStatus
-from mapwise.engine.context import base_environment
-from mapwise.engine.freeze import resolve_items
-from mapwise.engine.resume import ResumeOptions
-from mapwise.engine.runner import JobResult
-from mapwise.render import ProgressDisplay, human_seconds
+from mapwise.reports import human_seconds
 from mapwise.store.paths import new_job_id
+
+if TYPE_CHECKING:
+    from mapwise.engine.resume import ResumeOptions
+    from mapwise.engine.runner import JobResult
 
 PREVIEW_ITEMS = 5
 
@@ -63,6 +64,8 @@ def run_command(
     quiet: bool,
 ) -> None:
     """Start a job for WORKFLOW and run setup, map and reduce."""
+    from mapwise.render import ProgressDisplay
+
     loaded = api.load(workflow)
     chosen = job_id or new_job_id(loaded.workflow.name)
     echo_err(f"job {chosen}")
@@ -123,6 +126,8 @@ def resume_command_cli(
     quiet: bool,
 ) -> None:
     """Continue JOB_ID where it stopped; succeeded items never run again."""
+    from mapwise.engine.resume import ResumeOptions
+
     options = ResumeOptions(
         retry_failed=retry_failed,
         max_parallel=max_parallel,
@@ -137,6 +142,8 @@ def resume_and_exit(
     job_id: str, state_dir: str | None, options: ResumeOptions, *, quiet: bool
 ) -> None:
     """Resume a job with a progress display, print the summary, exit with its code."""
+    from mapwise.render import ProgressDisplay
+
     echo_err(f"job {job_id}")
     display = ProgressDisplay(sys.stderr, live=sys.stderr.isatty(), quiet=quiet)
     options = replace(options, observers=[display])
@@ -158,6 +165,9 @@ def resume_and_exit(
 @click.argument("workflow", type=click.Path(dir_okay=False))
 def validate_command(workflow: str) -> None:
     """Check WORKFLOW without running it; show how many items it would run."""
+    from mapwise.engine.context import base_environment
+    from mapwise.engine.freeze import resolve_items
+
     loaded = api.load(workflow)
     for warning in loaded.warnings:
         echo_err(f"warning: {warning}")

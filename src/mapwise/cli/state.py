@@ -10,7 +10,6 @@ from mapwise import api
 from mapwise.cli.common import echo_err, json_option, print_json, state_dir_option, table
 from mapwise.cli.inspect import dlq_group
 from mapwise.cli.run import resume_and_exit
-from mapwise.engine.resume import ResumeOptions
 from mapwise.reports import iso
 
 
@@ -118,6 +117,8 @@ def dlq_retry_command(
     job_id: str, item_ids: tuple[str, ...], state_dir: str | None, quiet: bool
 ) -> None:
     """Send DLQ items (all, or ITEM_IDS) back to pending and resume JOB_ID at once."""
+    from mapwise.engine.resume import ResumeOptions
+
     count = api.dlq_retry(job_id, list(item_ids), state_dir)
     echo_err(f"{count} item(s) sent back from the DLQ to pending")
     resume_and_exit(job_id, state_dir, ResumeOptions(), quiet=quiet)

@@ -24,7 +24,7 @@ from mapwise.store.checkpoint import (
     read_header,
     restore_database,
 )
-from mapwise.store.jobstore import items_digest
+from mapwise.store.jobstore import JobStore, items_digest
 from mapwise.store.paths import JobPaths
 
 VALID_ITEM_STATUSES = {"pending", "running", "succeeded", "failed", "dlq", "purged"}
@@ -71,6 +71,10 @@ def _invariant_findings(conn: sqlite3.Connection) -> list[Finding]:
     bad = sorted({r[2] for r in rows} - VALID_ITEM_STATUSES)
     if bad:
         findings.append(Finding("database", f"unknown item statuses: {', '.join(bad)}"))
+    actual = dict(conn.execute("SELECT status, COUNT(*) FROM items GROUP BY status").fetchall())
+    kept = dict(conn.execute("SELECT status, n FROM item_counts WHERE n != 0").fetchall())
+    if actual != kept:
+        findings.append(Finding("database", f"item counts {kept} do not match the items {actual}"))
     unproven = conn.execute(
         "SELECT COUNT(*) FROM items i WHERE i.status = 'succeeded' AND NOT EXISTS"
         " (SELECT 1 FROM attempts a WHERE a.item_idx = i.idx AND a.outcome = 'succeeded')"
@@ -185,6 +189,11 @@ def rebuild_from_checkpoint(paths: JobPaths, checkpoint_file: Path, backup: _Bac
     for suffix in ("", "-wal", "-shm"):
         backup.keep(paths.database.with_name(paths.database.name + suffix))
     restore_database(checkpoint, paths.database)
+    refreshed = JobStore.open(paths)
+    try:
+        refreshed.refresh_summary()
+    finally:
+        refreshed.close()
     if before is None:
         return None
     return max(before - checkpoint.completed_items(), 0)

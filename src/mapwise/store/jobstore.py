@@ -19,7 +19,14 @@ from mapwise.domain.records import AttemptResult, StepRecord
 from mapwise.domain.states import AttemptOutcome, ItemStatus, JobStatus, Phase, RunOutcome
 from mapwise.store import db
 from mapwise.store.paths import JobPaths
-from mapwise.store.records import AttemptRecord, Claim, ItemRecord, JobRecord, RunRecord
+from mapwise.store.records import (
+    AttemptRecord,
+    Claim,
+    ItemRecord,
+    JobHeader,
+    JobRecord,
+    RunRecord,
+)
 
 
 @dataclass(frozen=True)
@@ -47,10 +54,23 @@ def items_digest(values: Iterable[tuple[str, str]]) -> str:
 class JobStore:
     """Reads and writes of one job's database."""
 
+    SUMMARY_INTERVAL = 1.0  # seconds between summary.json refreshes during the map phase
+
     def __init__(self, conn: sqlite3.Connection, paths: JobPaths) -> None:
         conn.row_factory = sqlite3.Row
         self.conn = conn
         self.paths = paths
+        self._summary_at = 0.0
+
+    def refresh_summary(self, *, force: bool = True) -> None:
+        """Rewrite ``summary.json`` (the listing cache); throttled unless ``force``."""
+        now = time.monotonic()
+        if not force and now - self._summary_at < self.SUMMARY_INTERVAL:
+            return
+        self._summary_at = now
+        from mapwise.store.summary import write_summary_file
+
+        write_summary_file(self)
 
     # -- opening -------------------------------------------------------------------------
 
@@ -88,6 +108,7 @@ class JobStore:
                     json.dumps(options),
                 ),
             )
+        store.refresh_summary()
         return store
 
     @classmethod
@@ -103,6 +124,21 @@ class JobStore:
         row = self.conn.execute("SELECT * FROM job WHERE id = 1").fetchone()
         return JobRecord.from_row(row)
 
+    def job_header(self) -> JobHeader:
+        """The few job fields a listing needs, without the frozen workflow text."""
+        row = self.conn.execute(
+            "SELECT job_id, workflow_name, status, created_at, updated_at,"
+            " json_extract(options, '$.max_parallel') FROM job WHERE id = 1"
+        ).fetchone()
+        return JobHeader(
+            job_id=row[0],
+            workflow_name=row[1],
+            status=JobStatus(row[2]),
+            created_at=row[3],
+            updated_at=row[4],
+            max_parallel=int(row[5]) if row[5] else 1,
+        )
+
     def set_status(
         self,
         status: JobStatus,
@@ -112,6 +148,7 @@ class JobStore:
     ) -> None:
         with db.transaction(self.conn):
             self._set_status(status, phase=phase, reason=reason)
+        self.refresh_summary()
 
     def _set_status(
         self, status: JobStatus, *, phase: Phase | None = None, reason: str | None = None
@@ -137,6 +174,7 @@ class JobStore:
                 (stamp, RunOutcome.RUNNING.value, pid, host),
             )
             self._set_status(JobStatus.RUNNING)
+        self.refresh_summary()
         assert cursor.lastrowid is not None
         return cursor.lastrowid
 
@@ -156,6 +194,7 @@ class JobStore:
                 (time.time(), outcome.value, reason, run_no),
             )
             self._set_status(status, phase=phase, reason=reason)
+        self.refresh_summary()
 
     def runs(self) -> list[RunRecord]:
         rows = self.conn.execute("SELECT * FROM runs ORDER BY run_no").fetchall()
@@ -253,10 +292,12 @@ class JobStore:
                 " total_items = ?, phase = ?, updated_at = ? WHERE id = 1",
                 (input_sha256, digest, time.time(), len(rows), Phase.MAP.value, time.time()),
             )
+        self.refresh_summary()
         return digest
 
     def item_counts(self) -> dict[ItemStatus, int]:
-        rows = self.conn.execute("SELECT status, COUNT(*) FROM items GROUP BY status").fetchall()
+        """Items per status, from the trigger-kept ``item_counts`` table (no item scan)."""
+        rows = self.conn.execute("SELECT status, n FROM item_counts WHERE n > 0").fetchall()
         counts = dict.fromkeys(ItemStatus, 0)
         for status, count in rows:
             counts[ItemStatus(status)] = count
@@ -286,6 +327,14 @@ class JobStore:
             "SELECT * FROM steps WHERE attempt_id = ? ORDER BY id", (attempt_id,)
         ).fetchall()
 
+    def finished_seconds(self) -> tuple[int, float]:
+        """(count, total seconds) of finished items (succeeded or in the DLQ), without a scan."""
+        row = self.conn.execute(
+            "SELECT COALESCE(SUM(n), 0), COALESCE(SUM(seconds), 0) FROM item_counts"
+            " WHERE status IN ('succeeded', 'dlq')"
+        ).fetchone()
+        return int(row[0]), float(row[1])
+
     def next_retry_at(self) -> float | None:
         """The earliest time a failed item waiting for its backoff may run again."""
         row = self.conn.execute(
@@ -312,6 +361,8 @@ class JobStore:
             claims = self._claim(free_slots, run_no, host, now) if claim else []
             if finished:
                 self.conn.execute("UPDATE job SET updated_at = ? WHERE id = 1", (now,))
+        if finished:
+            self.refresh_summary(force=False)
         return claims
 
     def _record_finished(self, done: Finished, run_no: int) -> None:
@@ -408,6 +459,7 @@ class JobStore:
             self.conn.execute(
                 "UPDATE items SET status = 'pending', retry_at = NULL WHERE status = 'running'"
             )
+        self.refresh_summary()
         return cursor.rowcount
 
     # -- resume ----------------------------------------------------------------------------
@@ -448,6 +500,7 @@ class JobStore:
             changed = cursor.rowcount
             if changed:
                 self._back_to_map()
+        self.refresh_summary()
         return changed
 
     def purge_dlq(self, item_ids: Sequence[str] | None = None) -> int:
@@ -462,6 +515,7 @@ class JobStore:
                     "UPDATE items SET status = 'purged' WHERE status = 'dlq' AND item_id = ?",
                     [(item_id,) for item_id in item_ids],
                 )
+        self.refresh_summary()
         return cursor.rowcount
 
     def _back_to_map(self) -> None:

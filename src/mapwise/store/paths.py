@@ -66,6 +66,11 @@ class JobPaths:
         return self.root / "state.db"
 
     @property
+    def summary(self) -> Path:
+        """A small cache of the job's listing, so ``mapwise jobs`` opens no database."""
+        return self.root / "summary.json"
+
+    @property
     def lock(self) -> Path:
         return self.root / "lock"
 

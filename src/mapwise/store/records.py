@@ -52,6 +52,18 @@ class JobRecord:
 
 
 @dataclass(frozen=True)
+class JobHeader:
+    """What listing a job needs: cheap to read for a thousand jobs."""
+
+    job_id: str
+    workflow_name: str
+    status: JobStatus
+    created_at: float
+    updated_at: float
+    max_parallel: int
+
+
+@dataclass(frozen=True)
 class RunRecord:
     """One start or resume of a job."""
 

@@ -2,7 +2,8 @@
 
 Version history:
 
-- 1: job, runs, items, attempts, steps, phase_steps, meta.
+- 1: job, runs, items, attempts, steps, phase_steps, meta; ``item_counts`` kept by
+  triggers so that listing many jobs reads a few rows per job, never every item.
 """
 
 from __future__ import annotations
@@ -99,6 +100,25 @@ CREATE TABLE steps (
     log_path    TEXT
 );
 CREATE INDEX steps_by_attempt ON steps (attempt_id);
+CREATE TABLE item_counts (
+    status  TEXT PRIMARY KEY,
+    n       INTEGER NOT NULL DEFAULT 0,
+    seconds REAL NOT NULL DEFAULT 0
+);
+CREATE TRIGGER items_counted_insert AFTER INSERT ON items BEGIN
+    INSERT INTO item_counts (status, n, seconds) VALUES (new.status, 1, new.duration)
+    ON CONFLICT (status) DO UPDATE SET n = n + 1, seconds = seconds + new.duration;
+END;
+CREATE TRIGGER items_counted_update AFTER UPDATE OF status, duration ON items BEGIN
+    UPDATE item_counts SET n = n - 1, seconds = seconds - old.duration
+    WHERE status = old.status;
+    INSERT INTO item_counts (status, n, seconds) VALUES (new.status, 1, new.duration)
+    ON CONFLICT (status) DO UPDATE SET n = n + 1, seconds = seconds + new.duration;
+END;
+CREATE TRIGGER items_counted_delete AFTER DELETE ON items BEGIN
+    UPDATE item_counts SET n = n - 1, seconds = seconds - old.duration
+    WHERE status = old.status;
+END;
 CREATE TABLE phase_steps (
     phase      TEXT NOT NULL,
     step_index INTEGER NOT NULL,

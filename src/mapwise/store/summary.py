@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
 import statistics
 import time
+from typing import Any
 
 from mapwise.domain.states import ItemStatus, JobStatus
 from mapwise.reports import (
@@ -18,6 +21,9 @@ from mapwise.reports import (
 )
 from mapwise.store.jobstore import JobStore
 from mapwise.store.lock import is_locked
+from mapwise.store.paths import JobPaths
+
+SUMMARY_VERSION = 1
 
 
 def effective_status(stored: JobStatus, locked: bool) -> JobStatus:
@@ -38,39 +44,79 @@ def _estimate(store: JobStore, pending: int, max_parallel: int) -> float | None:
     """Seconds left: pending items times the mean item duration, over the slots."""
     if pending == 0:
         return 0.0
-    row = store.conn.execute(
-        "SELECT AVG(duration), COUNT(*) FROM items WHERE status IN ('succeeded', 'dlq')"
-    ).fetchone()
-    if not row[1]:
+    count, seconds = store.finished_seconds()
+    if not count:
         return None
-    return round(float(row[0]) * pending / max(max_parallel, 1), 1)
+    return round(seconds / count * pending / max(max_parallel, 1), 1)
 
 
-def _max_parallel(store: JobStore) -> int:
-    option = store.job().options.get("max_parallel")
-    return int(option) if option else 1
+def _listing(stored: dict[str, Any], locked: bool) -> ResumableJob:
+    """A listing from stored summary fields, with the status a live lock implies."""
+    status = effective_status(JobStatus(stored["status"]), locked)
+    progress = JobProgress(**stored["progress"])
+    return ResumableJob(
+        job_id=stored["job_id"],
+        workflow_name=stored["workflow_name"],
+        status=status.value,
+        resumable=is_resumable(status, progress.failed_items),
+        started_at=stored["started_at"],
+        updated_at=stored["updated_at"],
+        progress=progress,
+        estimated_remaining_seconds=stored["estimated_remaining_seconds"],
+    )
+
+
+def summary_fields(store: JobStore) -> dict[str, Any]:
+    """The fields of a listing as stored: from the job row and the kept counts."""
+    job = store.job_header()
+    counts = store.item_counts()
+    total = sum(counts.values())
+    progress = JobProgress.from_counts(
+        total, counts[ItemStatus.SUCCEEDED], counts[ItemStatus.DLQ], counts[ItemStatus.PURGED]
+    )
+    return {
+        "version": SUMMARY_VERSION,
+        "job_id": job.job_id,
+        "workflow_name": job.workflow_name,
+        "status": job.status.value,
+        "started_at": job.created_at,
+        "updated_at": job.updated_at,
+        "progress": progress.to_json(),
+        "estimated_remaining_seconds": _estimate(store, progress.pending_items, job.max_parallel),
+    }
 
 
 def summarize(store: JobStore) -> ResumableJob:
     """The listing of one job, from its counts (no per-item work)."""
-    job = store.job()
-    counts = store.item_counts()
-    total = sum(counts.values())
-    status = effective_status(job.status, is_locked(store.paths.lock))
-    dlq = counts[ItemStatus.DLQ]
-    progress = JobProgress.from_counts(
-        total, counts[ItemStatus.SUCCEEDED], dlq, counts[ItemStatus.PURGED]
-    )
-    return ResumableJob(
-        job_id=job.job_id,
-        workflow_name=job.workflow_name,
-        status=status.value,
-        resumable=is_resumable(status, dlq),
-        started_at=job.created_at,
-        updated_at=job.updated_at,
-        progress=progress,
-        estimated_remaining_seconds=_estimate(store, progress.pending_items, _max_parallel(store)),
-    )
+    return _listing(summary_fields(store), is_locked(store.paths.lock))
+
+
+def write_summary_file(store: JobStore) -> None:
+    """Refresh ``summary.json``, the file ``mapwise jobs`` reads instead of the database.
+
+    A cache, written atomically but not fsynced: when it is missing, unreadable or older
+    than the job's last update, the listing falls back to the database.
+    """
+    path = store.paths.summary
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(summary_fields(store), handle)
+        os.replace(tmp, path)
+    except OSError:
+        return  # a missing summary only makes listing slower
+
+
+def read_summary_file(paths: JobPaths) -> ResumableJob | None:
+    """The listing from ``summary.json``, or None when it cannot be trusted."""
+    try:
+        stored = json.loads(paths.summary.read_text())
+        if stored.get("version") != SUMMARY_VERSION:
+            return None
+        return _listing(stored, is_locked(paths.lock))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _percentile(ordered: list[float], fraction: float) -> float:

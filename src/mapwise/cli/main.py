@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 import sys
 
 import click
@@ -48,6 +49,13 @@ def main(argv: list[str] | None = None) -> None:
     except MapwiseError as error:
         click.echo(f"mapwise: error: {error}", err=True)
         code = error.exit_code
+    except sqlite3.DatabaseError as error:
+        click.echo(
+            f"mapwise: error: the job's database is damaged ({error}); "
+            "run `mapwise verify JOB` and `mapwise repair JOB`",
+            err=True,
+        )
+        code = 4
     except KeyboardInterrupt:
         click.echo("mapwise: interrupted", err=True)
         code = 130

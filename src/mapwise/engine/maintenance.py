@@ -21,7 +21,13 @@ from mapwise.store.checkpoint import (
     restore_database,
     write_checkpoint,
 )
-from mapwise.store.integrity import Finding, RepairReport, _Backup, rebuild_from_checkpoint
+from mapwise.store.integrity import (
+    Finding,
+    RepairReport,
+    _Backup,
+    quick_verify,
+    rebuild_from_checkpoint,
+)
 from mapwise.store.integrity import repair as repair_state
 from mapwise.store.integrity import verify as verify_state
 from mapwise.store.jobstore import JobStore
@@ -39,7 +45,7 @@ def verify_job(paths: JobPaths) -> list[Finding]:
 
 def ensure_sound(paths: JobPaths) -> None:
     """Refuse to resume a damaged job (exit 4), naming ``verify`` and ``repair``."""
-    damage = [f for f in verify_state(paths, full=False) if f.damage]
+    damage = [f for f in quick_verify(paths) if f.damage]
     if damage:
         found = "; ".join(f"{f.where}: {f.message}" for f in damage[:3])
         raise StateDamagedError(

@@ -23,7 +23,7 @@ from mapwise.store.jobstore import JobStore
 from mapwise.store.lock import JobLock
 from mapwise.store.paths import existing_job_paths, resolve_state_dir
 from mapwise.store.records import JobRecord
-from mapwise.store.summary import status_report
+from mapwise.store.summary import summarize
 from mapwise.workflow.loader import LoadedWorkflow, load_workflow, parse_workflow
 
 
@@ -134,11 +134,12 @@ def _restore(
             "the frozen items are kept"
         )
     killed = tuple(kill_orphans(store.paths.slots))
+    store.close_dead_runs()
     interrupted = store.interrupted_attempts()
     store.interrupt_running()
     requeued = store.requeue_dlq() if options.retry_failed else 0
-    report = status_report(store)
-    progress = report.job.progress
+    progress = summarize(store).progress
+    runs = store.runs()
     restored = Restored(
         job_id=job.job_id,
         phase=store.job().phase,
@@ -147,8 +148,8 @@ def _restore(
         remaining=progress.pending_items,
         interrupted_attempts=interrupted,
         requeued=requeued,
-        run_no=len(report.runs) + 1,
-        spent_seconds=report.durations.wall_seconds,
+        run_no=len(runs) + 1,
+        spent_seconds=sum((r.ended_at or store.job().updated_at) - r.started_at for r in runs),
         killed_orphans=killed,
         notices=tuple(notices),
     )
@@ -159,7 +160,8 @@ def nothing_to_do(store: JobStore) -> bool:
     """A completed job with an empty DLQ has nothing left to resume."""
     job = store.job()
     counts = store.item_counts()
-    return job.status is JobStatus.COMPLETED and counts[ItemStatus.DLQ] == 0
+    unfinished = counts[ItemStatus.PENDING] + counts[ItemStatus.RUNNING] + counts[ItemStatus.FAILED]
+    return job.status is JobStatus.COMPLETED and counts[ItemStatus.DLQ] == 0 and not unfinished
 
 
 def resume_job(

@@ -105,7 +105,16 @@ def read_notes(folder: Path) -> list[SlotNote]:
 
 
 def _members(note: SlotNote) -> list[int]:
-    """Live processes of the noted group that are not younger impostors of a reused id."""
+    """Live processes of the noted group, unless its id now names another group.
+
+    Linux gives out a pid again only once no process group uses it; so if the leader's
+    pid runs a process with another start time, the id was reused and nothing is ours.
+    Otherwise every live process in the group is of the group we noted.
+    """
+    leader_start = start_time(note.pgid)
+    reused = leader_start is not None and note.leader_start is not None
+    if reused and leader_start != note.leader_start:
+        return []
     members: list[int] = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -113,11 +122,8 @@ def _members(note: SlotNote) -> list[int]:
         fields = _stat_fields(int(entry))
         if not fields or len(fields) < 20 or fields[0] == "Z":
             continue
-        if int(fields[2]) != note.pgid:
-            continue
-        if note.leader_start is not None and int(fields[19]) < note.leader_start:
-            continue
-        members.append(int(entry))
+        if int(fields[2]) == note.pgid:
+            members.append(int(entry))
     return members
 
 

@@ -251,14 +251,22 @@ def _run_on_failure(
     log: LogSink | None,
     cancel: threading.Event | None,
 ) -> list[StepRecord]:
-    """Run a failed step's on_failure steps, stopping at the first that fails."""
+    """Run a failed step's on_failure steps, stopping at the first that fails.
+
+    Clean-up must get to run even when the item's own deadline is what failed the step,
+    so these steps have only their own ``timeout``. A handler that fails runs its own
+    ``on_failure`` steps in turn.
+    """
+    own_time = dataclasses.replace(senv, deadline=None)
     records: list[StepRecord] = []
     for index, handler in enumerate(step.on_failure):
         record, _ = run_one_step(
-            handler, index, scope, senv, log=log, cancel=cancel, on_failure=True
+            handler, index, scope, own_time, log=log, cancel=cancel, on_failure=True
         )
         records.append(record)
         if not record.ok:
+            if handler.on_failure and record.error_kind is not ErrorKind.INTERRUPTED:
+                records += _run_on_failure(handler, scope, own_time, log=log, cancel=cancel)
             break
     return records
 

@@ -525,6 +525,21 @@ class JobStore:
             self.conn.execute(
                 "UPDATE job SET phase = 'map', updated_at = ? WHERE id = 1", (time.time(),)
             )
+        self.conn.execute(
+            "UPDATE job SET status = 'interrupted', status_reason = ? WHERE id = 1"
+            " AND status = 'completed'",
+            ("items sent back from the DLQ",),
+        )
+
+    def close_dead_runs(self) -> int:
+        """Runs that never ended (their process died) end as interrupted at the last update."""
+        with db.transaction(self.conn):
+            cursor = self.conn.execute(
+                "UPDATE runs SET outcome = 'interrupted', reason = 'the process died',"
+                " ended_at = MAX(started_at, (SELECT updated_at FROM job WHERE id = 1))"
+                " WHERE ended_at IS NULL"
+            )
+        return cursor.rowcount
 
     def interrupted_attempts(self) -> int:
         """Attempts the last run left unfinished: interrupted by a stop, or left running."""

@@ -240,14 +240,22 @@ def run_main(*args: str) -> CliRun:
     exit codes) without the ~0.5 s interpreter start; used for commands that only read
     state. Commands that run jobs go through a real subprocess (``Project.cli``).
     """
-    out, err = io.StringIO(), io.StringIO()
+    streams = [io.TextIOWrapper(io.BytesIO(), encoding="utf-8", write_through=True)]
+    streams.append(io.TextIOWrapper(io.BytesIO(), encoding="utf-8", write_through=True))
+    out, err = streams  # text streams with a .buffer, like the real ones
     code: int = 0
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
             main(list(args))
         except SystemExit as done:
             code = done.code if isinstance(done.code, int) else int(done.code is not None)
-    return CliRun(tuple(args), code, out.getvalue(), err.getvalue())
+    texts = []
+    for stream in streams:
+        stream.flush()
+        raw = stream.buffer
+        assert isinstance(raw, io.BytesIO)
+        texts.append(raw.getvalue().decode("utf-8", errors="replace"))
+    return CliRun(tuple(args), code, texts[0], texts[1])
 
 
 @pytest.fixture

@@ -49,7 +49,7 @@ class ProgressDisplay:
         self, stream: IO[str], *, live: bool, quiet: bool = False, output: IO[bytes] | None = None
     ) -> None:
         self.console = Console(file=stream, highlight=False, soft_wrap=True)
-        self.output = output if output is not None else sys.stdout.buffer
+        self.output = output
         self.live = live and not quiet
         self.quiet = quiet
         self._progress: Progress | None = None
@@ -64,8 +64,7 @@ class ProgressDisplay:
         if isinstance(event, Output):
             # reduce's standard output is the job's result: shown even with --quiet
             self.close()
-            self.output.write(event.data)
-            self.output.flush()
+            self._write_output(event.data)
             return
         if self.quiet:
             return
@@ -130,6 +129,20 @@ class ProgressDisplay:
         if now - self._last_line >= LINE_INTERVAL or finished:
             self._last_line = now
             self.print(f"map: {progress_text(event)}")
+
+    def _write_output(self, data: bytes) -> None:
+        """Reduce's output, as bytes where stdout has a buffer (text streams get it decoded)."""
+        if self.output is not None:
+            self.output.write(data)
+            self.output.flush()
+            return
+        buffer = getattr(sys.stdout, "buffer", None)
+        if buffer is not None:
+            buffer.write(data)
+            buffer.flush()
+        else:
+            sys.stdout.write(data.decode("utf-8", errors="replace"))
+            sys.stdout.flush()
 
     def close(self) -> None:
         """Stop the live display (before printing a summary)."""

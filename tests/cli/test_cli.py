@@ -170,6 +170,26 @@ def test_a_bad_workflow_exits_2_naming_file_and_line(project: Project) -> None:
 
 
 @pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("--max-parallel", "0"), "max-parallel"),
+        (("--job-id", "../escape"), "invalid job id"),
+        (("--no-such-option",), "no-such-option"),
+    ],
+)
+def test_bad_run_options_exit_2(project: Project, args: tuple[str, ...], expected: str) -> None:
+    # Given a valid workflow, when `run` gets a bad option (in-process: nothing may run)
+    project.workflow(mapreduce(["touch ran"]), items=[1])
+    run = run_main("run", str(project.workflow_path), "--state-dir", str(project.state_dir), *args)
+
+    # Then it exits 2 with a message, no traceback, and nothing ran
+    assert run.returncode == 2, run.stderr
+    no_traceback(run)
+    assert expected in run.stderr
+    assert not project.path("ran").exists()
+
+
+@pytest.mark.parametrize(
     "args",
     [
         ("status", "no-such-job"),
@@ -192,6 +212,30 @@ def test_an_unknown_item_exits_2(finished: Finished) -> None:
         assert run.returncode == 2, args
         no_traceback(run)
         assert "no-such-item" in run.stderr
+
+
+def test_a_chosen_job_id_is_used_and_cannot_be_reused(project: Project) -> None:
+    # Given a quick workflow
+    project.workflow(mapreduce(["true"]), items=["a"])
+
+    # When it runs with --job-id
+    first = project.run_cli("--job-id", "my-job.1")
+
+    # Then that id is the job's
+    assert first.returncode == 0, first.stderr
+    assert first.job_id == "my-job.1"
+    assert project.db("my-job.1").job()["job_id"] == "my-job.1"
+
+    # When the same id is used again
+    again = project.run_cli("--job-id", "my-job.1")
+
+    # Then it is refused (exit 2) without a traceback, and the first job is untouched
+    assert again.returncode == 2
+    assert "already exists" in again.stderr
+    assert "Traceback" not in again.stderr
+    db = project.db("my-job.1")
+    assert db.job()["status"] == "completed"
+    assert len(db.rows("SELECT * FROM runs")) == 1
 
 
 # -- status, jobs, dlq -----------------------------------------------------------------
@@ -341,7 +385,12 @@ def test_validate_prints_the_item_count_and_the_first_items(project: Project) ->
 
 def _progress_project(project: Project) -> None:
     project.workflow(
-        mapreduce(['echo "out ${item}"'], setup=["true"], reduce=["true"], max_parallel=2),
+        mapreduce(
+            ['echo "out ${item}"'],
+            setup=["true"],
+            reduce=['echo "reduced ${map.successful}"'],
+            max_parallel=2,
+        ),
         items=list(range(6)),
     )
 
@@ -365,3 +414,5 @@ def test_quiet_prints_only_the_job_line_and_the_summary(project: Project) -> Non
     assert lines[0] == f"job {run.job_id}"
     assert lines[1].startswith(f"job {run.job_id} completed: 6 succeeded")
     assert len(lines) == 2, run.stderr
+    # And reduce's own output still reaches standard output (it is the job's result)
+    assert "reduced 6" in run.stdout

@@ -1,12 +1,14 @@
 """The map phase's semantics, run for real: the parallelism bound, dispatch order, where
 items come from (files, commands, JSON lines, plain lines), the item pipeline, id
-templates, and the checks that refuse a job before any item runs.
+templates, the checks that refuse a job before any item runs, and what each command sees
+(variables, captures, the item file, agent prompts, write_file, hostile data as data).
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -52,15 +54,16 @@ def test_max_overlap_is_the_most_intervals_open_at_any_start(
     assert _max_overlap(ordered) == brute
 
 
-@pytest.mark.parametrize(("in_workflow", "override"), [(3, None), (5, 2)])
+@pytest.mark.parametrize(("in_workflow", "override", "bound"), [("${P}", None, 3), (5, 2, 2)])
 def test_no_more_than_max_parallel_items_run_at_once(
-    project: Project, in_workflow: int, override: int | None
+    project: Project, in_workflow: int | str, override: int | None, bound: int
 ) -> None:
-    # Given twelve items that each take 0.2 s and record how many run beside them
+    # Given twelve items that each take 0.2 s and record how many run beside them, and
+    # max_parallel given as "${P}" (P=3 in the workflow env) or as a number
     (project.root / "running").mkdir()
     (project.root / "counts").mkdir()
-    project.workflow(mapreduce([CONCURRENCY], max_parallel=in_workflow), items=list(range(12)))
-    bound = override or in_workflow
+    workflow = mapreduce([CONCURRENCY], max_parallel=in_workflow, env={"P": "3"})
+    project.workflow(workflow, items=list(range(12)))
 
     # When it runs (with --max-parallel overriding the workflow's value, if given)
     result = project.run(max_parallel=override)
@@ -230,3 +233,183 @@ def test_default_ids_are_positions_and_progress_counts_them(project: Project) ->
     assert (progress.total_items, progress.completed_items, progress.failed_items) == (3, 3, 0)
     assert progress.completion_percentage == 100.0
     assert _frozen(project.db(result.job_id)) == [("0", 10), ("1", 20), ("2", 30)]
+
+
+# -- variables, captures, steps --------------------------------------------------------
+
+
+def test_captures_flow_from_setup_to_map_and_reduce_and_between_steps(
+    project: Project,
+) -> None:
+    # Given a setup capture, and a step capture used (bare, as $first) by a later step of
+    # the same item, next to a workflow env variable
+    (project.root / "out").mkdir()
+    project.workflow(
+        mapreduce(
+            [
+                {"shell": 'echo "${greeting}-${item}"', "capture": "first"},
+                'printf "%s" "$first/${greeting}$SUFFIX" > "out/${item}"',
+            ],
+            env={"SUFFIX": "!"},
+            setup=[{"shell": "echo hello", "capture": "greeting"}],
+            reduce=['printf "%s" "${greeting} ${map.total}" > reduced.txt'],
+            max_parallel=2,
+        ),
+        items=["a", "b"],
+    )
+
+    # When it runs
+    result = project.run()
+
+    # Then each item saw both captures, and reduce saw the setup capture
+    assert result.exit_code == 0
+    assert project.files("out") == {"a": "hello-a/hello!", "b": "hello-b/hello!"}
+    assert project.read("reduced.txt") == "hello 2"
+
+
+def test_every_command_gets_the_mapwise_variables_and_the_item_file(project: Project) -> None:
+    # Given items with nested data and an id template
+    items: list[Any] = [
+        {"name": "alpha", "text": 'it\'s "x"'},
+        {"name": "beta", "nested": {"xs": [1, "two", None]}},
+    ]
+    (project.root / "env").mkdir()
+    script = (
+        'printf "%s\\n" "$MAPWISE_JOB_ID" "$MAPWISE_ITEM_ID" "$MAPWISE_ITEM_INDEX" '
+        '"$MAPWISE_ATTEMPT" "${job_id}" "${item_id}" "${item_index}" "${attempt}" '
+        '> "env/$MAPWISE_ITEM_INDEX.txt"; cp "$MAPWISE_ITEM_FILE" "env/$MAPWISE_ITEM_INDEX.json"'
+    )
+    project.workflow(
+        mapreduce(
+            [script],
+            id="${item.name}",
+            max_parallel=2,
+            setup=['echo "$MAPWISE_JOB_ID" > setup_job'],
+        ),
+        items=items,
+    )
+
+    # When it runs with a chosen job id
+    result = project.run(job_id="vars-job")
+
+    # Then each command saw the job id, its item id, index and attempt
+    assert result.exit_code == 0
+    for index, item in enumerate(items):
+        expected = ["vars-job", item["name"], str(index), "1"]
+        assert project.lines(f"env/{index}.txt") == expected * 2
+        # And the item file holds exactly the item
+        assert json.loads(project.read(f"env/{index}.json")) == item
+    assert project.read("setup_job") == "vars-job\n"
+
+
+HOSTILE = [
+    "x'; touch PWNED; '",
+    "$(touch PWNED)",
+    "`touch PWNED`",
+    '"; touch PWNED; "',
+    "a\nb; touch PWNED",
+    "${HOME}$(touch PWNED) $HOME",
+    "' \" \\ $$ ; | & > PWNED < /dev/null",
+]
+
+
+def _no_pwned(root: Path) -> None:
+    assert not [p for p in root.rglob("PWNED*")], "item data ran as shell code"
+
+
+def test_hostile_item_data_in_shell_steps_runs_nothing(project: Project) -> None:
+    # Given items that try to break out of every quoting context
+    (project.root / "out").mkdir()
+    template = [
+        "printf '%s\\n' 'Processing ${item.v}' > \"out/${item_index}.single\"",
+        'printf "%s\\n" "${item.v}" > "out/${item_index}.double"',
+        'printf "%s\\n" ${item.v} > "out/${item_index}.bare"',
+        'cat > "out/${item_index}.heredoc" <<EOF\n${item.v}\nEOF',
+        'x=$(printf "%s" "${item.v}"); printf "%s\\n" "$x" > "out/${item_index}.subst"',
+    ]
+    project.workflow(mapreduce(template, max_parallel=4), items=[{"v": value} for value in HOSTILE])
+
+    # When it runs
+    result = project.run()
+
+    # Then every item succeeded, nothing was executed, and each command saw the exact text
+    assert (result.succeeded, result.exit_code) == (len(HOSTILE), 0)
+    _no_pwned(project.root)
+    for index, value in enumerate(HOSTILE):
+        for kind in ("double", "bare", "heredoc", "subst"):
+            assert project.read(f"out/{index}.{kind}") == value + "\n", (index, kind)
+        assert project.read(f"out/{index}.single") == f"Processing {value}\n"
+
+
+def test_a_claude_step_gets_the_prompt_as_one_argument(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the fake agent, a prompt holding quotes and $(...) from item data, and an
+    # exit code per item through the step's env
+    record = project.root / "argv"
+    monkeypatch.setenv("FAKE_CLAUDE_RECORD_DIR", str(record))
+    (project.root / "answers").mkdir()
+    text = 'it\'s "quoted" $(touch PWNED) `touch PWNED` ; echo hi > PWNED'
+    items = [
+        {"name": "q1", "text": text, "exit": "0"},
+        {"name": "q2", "text": "plain", "exit": "5"},
+    ]
+    project.workflow(
+        mapreduce(
+            [
+                {
+                    "claude": "/fix ${item.text} --id ${item_id}",
+                    "env": {"FAKE_CLAUDE_EXIT": "${item.exit}"},
+                    "capture": "answer",
+                },
+                'printf "%s" "${answer}" > "answers/${item_id}"',
+            ],
+            id="${item.name}",
+            max_parallel=2,
+        ),
+        items=items,
+    )
+
+    # When it runs
+    result = project.run()
+
+    # Then the agent got `-p PROMPT`, the prompt as one argument with the data verbatim
+    assert json.loads((record / "q1.json").read_text()) == ["-p", f"/fix {text} --id q1"]
+    assert json.loads((record / "q2.json").read_text()) == ["-p", "/fix plain --id q2"]
+    assert project.files("answers") == {"q1": f"/fix {text} --id q1"}
+    _no_pwned(project.root)
+    # And the agent's exit code decided the item's fate
+    (entry,) = mapwise.dlq_list(result.job_id, project.state_dir)
+    assert (entry.item_id, entry.exit_code, entry.error_kind) == ("q2", 5, "exit_code")
+
+
+def test_write_file_writes_interpolated_content(project: Project) -> None:
+    # Given write_file steps in map and reduce, with data that looks like shell code
+    items = [{"name": "a", "body": "x'; $(touch PWNED) ${HOME}"}, {"name": "b", "body": "plain"}]
+    project.workflow(
+        mapreduce(
+            [
+                {
+                    "write_file": {
+                        "path": "out/${item.name}.txt",
+                        "content": "body=${item.body}\nid=${item_id} index=${item_index}\n",
+                    }
+                }
+            ],
+            id="${item.name}",
+            reduce=[{"write_file": {"path": "summary.txt", "content": "${map.successful}"}}],
+        ),
+        items=items,
+    )
+
+    # When it runs
+    result = project.run()
+
+    # Then the files hold the interpolated text, data verbatim
+    assert result.exit_code == 0
+    assert project.files("out") == {
+        "a.txt": "body=x'; $(touch PWNED) ${HOME}\nid=a index=0\n",
+        "b.txt": "body=plain\nid=b index=1\n",
+    }
+    assert project.read("summary.txt") == "2"
+    _no_pwned(project.root)

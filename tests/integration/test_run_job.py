@@ -1,5 +1,5 @@
 """Whole jobs run for real: durations, timeouts, retries, the DLQ, error policy, reduce,
-captures, variables, agent and write_file steps, hostile data, state permissions, job ids.
+state file permissions and job ids.
 
 Each test writes a workflow into a temporary project, runs it through the library or the
 real CLI, and asserts from the files its commands wrote and from the job's database.
@@ -37,7 +37,7 @@ def test_durations_are_never_shorter_than_the_sleep_for_any_outcome(project: Pro
         {"kind": "fail", "code": 3},
         {"kind": "timeout", "code": 0},
     ]
-    template = [
+    template: list[dict[str, Any] | str] = [
         {"shell": '[ "${item.kind}" != timeout ] || sleep 5', "timeout": SLEEP},
         "sleep 0.3; exit ${item.code}",
     ]
@@ -216,7 +216,9 @@ DLQ_KEYS = {
 
 def test_the_dlq_holds_exactly_the_failed_items_with_their_history(project: Project) -> None:
     # Given six items of which two always fail (exit 7), two attempts each
-    items = [{"name": f"i{n}", "code": 7 if n in (1, 4) else 0} for n in range(6)]
+    items: list[dict[str, Any]] = [
+        {"name": f"i{n}", "code": 7 if n in (1, 4) else 0} for n in range(6)
+    ]
     project.workflow(
         mapreduce(
             ['echo "boom ${item.name}" >&2; exit ${item.code}'],
@@ -307,6 +309,43 @@ def test_on_item_failure_stop_fails_the_job_and_skips_reduce(project: Project) -
     assert run.returncode == 1, run.stderr
     assert "failed" in run.stderr
     _assert_stopped(project, run.job_id, ran=3, dlq=1)
+
+
+def test_a_policy_stop_interrupts_the_items_still_running(project: Project) -> None:
+    # Given six items, three at a time: the first fails at once, the next two take 30 s
+    (project.root / "done").mkdir()
+    items = [
+        {"n": n, "code": 1 if n == 0 else 0, "sleep": 30 if n in (1, 2) else 0} for n in range(6)
+    ]
+    project.workflow(
+        mapreduce(
+            ['sleep ${item.sleep}; touch "done/${item.n}"; exit ${item.code}'],
+            id="item-${item.n}",
+            max_parallel=3,
+            error_policy={"on_item_failure": "stop"},
+        ),
+        items=items,
+    )
+
+    # When it runs
+    result = project.run()
+
+    # Then the job failed; the running items were stopped, not finished, and stay pending
+    # with their attempt recorded as interrupted (not counted); the rest never started
+    assert (result.status, result.dlq, result.succeeded, result.pending) == (
+        JobStatus.FAILED,
+        1,
+        0,
+        5,
+    )
+    assert project.files("done") == {"0": ""}
+    db = project.db(result.job_id)
+    for n in (1, 2):
+        item = db.item(f"item-{n}")
+        assert (item["status"], item["attempts"]) == ("pending", 0)
+        assert [a["outcome"] for a in db.attempts(f"item-{n}")] == ["interrupted"]
+    for n in (3, 4, 5):
+        assert db.attempts(f"item-{n}") == []
 
 
 def test_max_failures_stops_once_the_dlq_exceeds_it(project: Project) -> None:
@@ -404,219 +443,63 @@ def test_the_results_file_holds_ten_thousand_items(project: Project) -> None:
     assert project.read("n") == "10000\n"
 
 
-# -- variables, captures, steps --------------------------------------------------------
-
-
-def test_captures_flow_from_setup_to_map_and_reduce_and_between_steps(
-    project: Project,
-) -> None:
-    # Given a setup capture and a step capture used by a later step of the same item
-    (project.root / "out").mkdir()
-    project.workflow(
-        mapreduce(
-            [
-                {"shell": 'echo "${greeting}-${item}"', "capture": "first"},
-                'printf "%s" "${first}/${greeting}" > "out/${item}"',
-            ],
-            setup=[{"shell": "echo hello", "capture": "greeting"}],
-            reduce=['printf "%s" "${greeting} ${map.total}" > reduced.txt'],
-            max_parallel=2,
-        ),
-        items=["a", "b"],
-    )
-
-    # When it runs
-    result = project.run()
-
-    # Then each item saw both captures, and reduce saw the setup capture
-    assert result.exit_code == 0
-    assert project.files("out") == {"a": "hello-a/hello", "b": "hello-b/hello"}
-    assert project.read("reduced.txt") == "hello 2"
-
-
-def test_every_command_gets_the_mapwise_variables_and_the_item_file(project: Project) -> None:
-    # Given items with nested data and an id template
-    items: list[Any] = [
-        {"name": "alpha", "text": 'it\'s "x"'},
-        {"name": "beta", "nested": {"xs": [1, "two", None]}},
-    ]
-    (project.root / "env").mkdir()
-    script = (
-        'printf "%s\\n" "$MAPWISE_JOB_ID" "$MAPWISE_ITEM_ID" "$MAPWISE_ITEM_INDEX" '
-        '"$MAPWISE_ATTEMPT" "${job_id}" "${item_id}" "${item_index}" "${attempt}" '
-        '> "env/$MAPWISE_ITEM_INDEX.txt"; cp "$MAPWISE_ITEM_FILE" "env/$MAPWISE_ITEM_INDEX.json"'
-    )
-    project.workflow(
-        mapreduce(
-            [script],
-            id="${item.name}",
-            max_parallel=2,
-            setup=['echo "$MAPWISE_JOB_ID" > setup_job'],
-        ),
-        items=items,
-    )
-
-    # When it runs with a chosen job id
-    result = project.run(job_id="vars-job")
-
-    # Then each command saw the job id, its item id, index and attempt
-    assert result.exit_code == 0
-    for index, item in enumerate(items):
-        expected = ["vars-job", item["name"], str(index), "1"]
-        assert project.lines(f"env/{index}.txt") == expected * 2
-        # And the item file holds exactly the item
-        assert json.loads(project.read(f"env/{index}.json")) == item
-    assert project.read("setup_job") == "vars-job\n"
-
-
-HOSTILE = [
-    "x'; touch PWNED; '",
-    "$(touch PWNED)",
-    "`touch PWNED`",
-    '"; touch PWNED; "',
-    "a\nb; touch PWNED",
-    "${HOME}$(touch PWNED) $HOME",
-    "' \" \\ $$ ; | & > PWNED < /dev/null",
-]
-
-
-def _no_pwned(root: Path) -> None:
-    assert not [p for p in root.rglob("PWNED*")], "item data ran as shell code"
-
-
-def test_hostile_item_data_in_shell_steps_runs_nothing(project: Project) -> None:
-    # Given items that try to break out of every quoting context
-    (project.root / "out").mkdir()
-    template = [
-        "printf '%s\\n' 'Processing ${item.v}' > \"out/${item_index}.single\"",
-        'printf "%s\\n" "${item.v}" > "out/${item_index}.double"',
-        'printf "%s\\n" ${item.v} > "out/${item_index}.bare"',
-        'cat > "out/${item_index}.heredoc" <<EOF\n${item.v}\nEOF',
-        'x=$(printf "%s" "${item.v}"); printf "%s\\n" "$x" > "out/${item_index}.subst"',
-    ]
-    project.workflow(mapreduce(template, max_parallel=4), items=[{"v": value} for value in HOSTILE])
-
-    # When it runs
-    result = project.run()
-
-    # Then every item succeeded, nothing was executed, and each command saw the exact text
-    assert (result.succeeded, result.exit_code) == (len(HOSTILE), 0)
-    _no_pwned(project.root)
-    for index, value in enumerate(HOSTILE):
-        for kind in ("double", "bare", "heredoc", "subst"):
-            assert project.read(f"out/{index}.{kind}") == value + "\n", (index, kind)
-        assert project.read(f"out/{index}.single") == f"Processing {value}\n"
-
-
-def test_a_claude_step_gets_the_prompt_as_one_argument(
-    project: Project, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Given the fake agent, a prompt holding quotes and $(...) from item data, and an
-    # exit code per item through the step's env
-    record = project.root / "argv"
-    monkeypatch.setenv("FAKE_CLAUDE_RECORD_DIR", str(record))
-    (project.root / "answers").mkdir()
-    text = 'it\'s "quoted" $(touch PWNED) `touch PWNED` ; echo hi > PWNED'
-    items = [
-        {"name": "q1", "text": text, "exit": "0"},
-        {"name": "q2", "text": "plain", "exit": "5"},
-    ]
-    project.workflow(
-        mapreduce(
-            [
-                {
-                    "claude": "/fix ${item.text} --id ${item_id}",
-                    "env": {"FAKE_CLAUDE_EXIT": "${item.exit}"},
-                    "capture": "answer",
-                },
-                'printf "%s" "${answer}" > "answers/${item_id}"',
-            ],
-            id="${item.name}",
-            max_parallel=2,
-        ),
-        items=items,
-    )
-
-    # When it runs
-    result = project.run()
-
-    # Then the agent got `-p PROMPT`, the prompt as one argument with the data verbatim
-    assert json.loads((record / "q1.json").read_text()) == ["-p", f"/fix {text} --id q1"]
-    assert json.loads((record / "q2.json").read_text()) == ["-p", "/fix plain --id q2"]
-    assert project.files("answers") == {"q1": f"/fix {text} --id q1"}
-    _no_pwned(project.root)
-    # And the agent's exit code decided the item's fate
-    (entry,) = mapwise.dlq_list(result.job_id, project.state_dir)
-    assert (entry.item_id, entry.exit_code, entry.error_kind) == ("q2", 5, "exit_code")
-
-
-def test_write_file_writes_interpolated_content(project: Project) -> None:
-    # Given write_file steps in map and reduce, with data that looks like shell code
-    items = [{"name": "a", "body": "x'; $(touch PWNED) ${HOME}"}, {"name": "b", "body": "plain"}]
-    project.workflow(
-        mapreduce(
-            [
-                {
-                    "write_file": {
-                        "path": "out/${item.name}.txt",
-                        "content": "body=${item.body}\nid=${item_id} index=${item_index}\n",
-                    }
-                }
-            ],
-            id="${item.name}",
-            reduce=[{"write_file": {"path": "summary.txt", "content": "${map.successful}"}}],
-        ),
-        items=items,
-    )
-
-    # When it runs
-    result = project.run()
-
-    # Then the files hold the interpolated text, data verbatim
-    assert result.exit_code == 0
-    assert project.files("out") == {
-        "a.txt": "body=x'; $(touch PWNED) ${HOME}\nid=a index=0\n",
-        "b.txt": "body=plain\nid=b index=1\n",
-    }
-    assert project.read("summary.txt") == "2"
-    _no_pwned(project.root)
-
-
 # -- state files and job ids -----------------------------------------------------------
 
 
+def _modes(paths: list[Path], root: Path) -> list[str]:
+    """``path: mode`` of each path that is not 0700 (folders) or 0600 (files)."""
+    wrong = []
+    for path in paths:
+        mode = stat.S_IMODE(path.lstat().st_mode)
+        if mode != (0o700 if path.is_dir() else 0o600):
+            wrong.append(f"{path.relative_to(root)}: {oct(mode)}")
+    return wrong
+
+
 def test_state_files_are_0600_and_folders_0700(project: Project) -> None:
-    # Given a job that writes logs, item files and a results file, run under umask 022
+    # Given a job that writes logs, item files and a results file, and that lists its own
+    # job folder while it runs (the database's -wal/-shm, slot notes, item files exist then)
+    live = (
+        'find "${STATE}/jobs/$MAPWISE_JOB_ID" -exec stat -c "%a|%F|%n" {} + '
+        '> "live-${item}" 2>/dev/null || true'  # a file may vanish between find and stat
+    )
     project.workflow(
         mapreduce(
-            ["echo out ${item}; echo err >&2"],
+            ["echo out ${item}; echo err >&2", live],
+            env={"STATE": str(project.state_dir)},
             setup=["echo setup"],
             reduce=['echo "${map.results_file}"'],
         ),
         items=["a", "b"],
     )
 
+    # When it runs under umask 000, so that only explicit modes protect anything
     run = project.cli(
         "run",
         str(project.workflow_path),
         "--state-dir",
         str(project.state_dir),
-        preexec_fn=lambda: os.umask(0o022),
+        preexec_fn=lambda: os.umask(0),
     )
     assert run.returncode == 0, run.stderr
 
-    # Then the job folder and everything in it is private to the user
+    # Then, during the run, every file was 0600 and every folder 0700
+    for name in ("live-a", "live-b"):
+        rows = [line.split("|", 2) for line in project.lines(name)]
+        assert any(path.endswith("state.db") for _, _, path in rows)
+        wrong = [
+            f"{path}: {mode}"
+            for mode, kind, path in rows
+            if mode != ("700" if kind == "directory" else "600")
+        ]
+        assert wrong == [], name
+    # And after it, the job folder and everything in it is private to the user
     job_dir = project.job_dir(run.job_id)
     for name in ("state.db", "lock"):
         assert stat.S_IMODE((job_dir / name).stat().st_mode) == 0o600, name
     assert (job_dir / "logs").is_dir()
-    wrong = []
-    for path in [project.state_dir / "jobs", job_dir, *job_dir.rglob("*")]:
-        mode = stat.S_IMODE(path.stat().st_mode)
-        expected = 0o700 if path.is_dir() else 0o600
-        if mode != expected:
-            wrong.append(f"{path.relative_to(project.state_dir)}: {oct(mode)}")
-    assert wrong == []
+    paths = [project.state_dir / "jobs", job_dir, *job_dir.rglob("*")]
+    assert _modes(paths, project.state_dir) == []
 
 
 def test_two_runs_in_the_same_second_get_different_job_ids(project: Project) -> None:
@@ -633,27 +516,3 @@ def test_two_runs_in_the_same_second_get_different_job_ids(project: Project) -> 
     from mapwise.store.paths import new_job_id
 
     assert len({new_job_id("t", now=1_700_000_000.0) for _ in range(20)}) == 20
-
-
-def test_a_chosen_job_id_is_used_and_cannot_be_reused(project: Project) -> None:
-    # Given a quick workflow
-    project.workflow(mapreduce(["true"]), items=["a"])
-
-    # When it runs with --job-id
-    first = project.run_cli("--job-id", "my-job.1")
-
-    # Then that id is the job's
-    assert first.returncode == 0, first.stderr
-    assert first.job_id == "my-job.1"
-    assert project.db("my-job.1").job()["job_id"] == "my-job.1"
-
-    # When the same id is used again
-    again = project.run_cli("--job-id", "my-job.1")
-
-    # Then it is refused (exit 2) without a traceback, and the first job is untouched
-    assert again.returncode == 2
-    assert "already exists" in again.stderr
-    assert "Traceback" not in again.stderr
-    db = project.db("my-job.1")
-    assert db.job()["status"] == "completed"
-    assert len(db.rows("SELECT * FROM runs")) == 1

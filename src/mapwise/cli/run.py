@@ -15,7 +15,7 @@ from mapwise import api
 from mapwise.cli.common import echo_err, state_dir_option
 from mapwise.domain.states import JobStatus
 from mapwise.reports import human_seconds
-from mapwise.store.paths import new_job_id
+from mapwise.store.paths import check_job_id, job_paths, new_job_id, resolve_state_dir
 
 if TYPE_CHECKING:
     from mapwise.engine.resume import ResumeOptions
@@ -64,10 +64,14 @@ def run_command(
     quiet: bool,
 ) -> None:
     """Start a job for WORKFLOW and run setup, map and reduce."""
+    from mapwise.engine.runner import refuse_existing
     from mapwise.render import ProgressDisplay
 
     loaded = api.load(workflow)
-    chosen = job_id or new_job_id(loaded.workflow.name)
+    chosen = check_job_id(job_id) if job_id else new_job_id(loaded.workflow.name)
+    paths = job_paths(resolve_state_dir(state_dir), chosen)
+    if paths.root.exists():
+        refuse_existing(paths)
     echo_err(f"job {chosen}")
     for warning in loaded.warnings:
         echo_err(f"warning: {warning}")

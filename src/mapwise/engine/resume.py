@@ -18,7 +18,7 @@ from mapwise.engine.freeze import input_file_changed
 from mapwise.engine.maintenance import ensure_sound, rewind_to_checkpoint
 from mapwise.engine.runner import JobResult, execute, job_result
 from mapwise.errors import UserError, WorkflowChangedError
-from mapwise.executors.orphans import SlotNote, kill_orphans
+from mapwise.executors.orphans import SlotNote, kill_job_processes, kill_orphans
 from mapwise.store.jobstore import JobStore
 from mapwise.store.lock import JobLock
 from mapwise.store.paths import existing_job_paths, resolve_state_dir
@@ -134,6 +134,12 @@ def _restore(
             "the frozen items are kept"
         )
     killed = tuple(kill_orphans(store.paths.slots))
+    strays = kill_job_processes(job.job_id)
+    if strays:
+        notices.append(
+            f"killed {len(strays)} process(es) of this job's commands that a dead run "
+            "left running without a note"
+        )
     store.close_dead_runs()
     interrupted = store.interrupted_attempts()
     store.interrupt_running()

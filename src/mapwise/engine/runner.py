@@ -28,7 +28,7 @@ from mapwise.executors.attempt import AttemptConfig
 from mapwise.executors.local import LocalExecutor
 from mapwise.executors.orphans import kill_orphans
 from mapwise.store.jobstore import JobStore
-from mapwise.store.lock import JobLock
+from mapwise.store.lock import JobLock, is_locked
 from mapwise.store.paths import JobPaths, job_paths, new_job_id, resolve_state_dir
 from mapwise.workflow.loader import LoadedWorkflow
 from mapwise.workflow.model import Workflow
@@ -61,9 +61,19 @@ class JobResult:
     run_no: int
 
 
+def refuse_existing(paths: JobPaths) -> None:
+    """A new run may not reuse a job's id: exit 3 if a live process holds it, else 2."""
+    if is_locked(paths.lock):
+        JobLock(paths.lock).acquire(paths.job_id)  # raises JobLockedError naming the holder
+    raise UserError(
+        f"job {paths.job_id!r} already exists in {paths.root.parent.parent}; "
+        f"resume it with `mapwise resume {paths.job_id}` or choose another --job-id"
+    )
+
+
 def _new_store(loaded: LoadedWorkflow, paths: JobPaths, options: StartOptions) -> JobStore:
     if paths.root.exists():
-        raise UserError(f"job {paths.job_id!r} already exists in {paths.root.parent.parent}")
+        refuse_existing(paths)
     paths.root.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     return JobStore.create(
         paths,

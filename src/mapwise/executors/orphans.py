@@ -67,9 +67,11 @@ def write_note(folder: Path, note: SlotNote) -> None:
     of the machine, which ends the commands as well."""
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = folder / f"{note.slot}.json"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    tmp = folder / f".{note.slot}.json.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(note.to_json())
+    os.replace(tmp, path)  # a reader sees the old note or the new one, never half
 
 
 def make_note(
@@ -148,3 +150,50 @@ def kill_orphans(folder: Path, *, sig: int = signal.SIGKILL) -> list[SlotNote]:
             killed.append(note)
         clear_note(folder, note.slot)
     return killed
+
+
+def job_processes(job_id: str) -> list[int]:
+    """Live processes on this machine whose environment names ``job_id``.
+
+    Every command of a job gets ``MAPWISE_JOB_ID``; scanning for it finds commands that
+    a slot note missed (a coordinator killed between spawning a command and noting its
+    group). This process and its ancestors are never included.
+    """
+    needle = f"MAPWISE_JOB_ID={job_id}".encode() + b"\0"
+    ours = _ancestors(os.getpid())
+    found: list[int] = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) in ours:
+            continue
+        try:
+            environ = Path(f"/proc/{entry}/environ").read_bytes()
+        except OSError:
+            continue
+        if (environ.startswith(needle) or b"\0" + needle in environ) and _alive(int(entry)):
+            found.append(int(entry))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    fields = _stat_fields(pid)
+    return bool(fields) and fields[0] != "Z"
+
+
+def _ancestors(pid: int) -> set[int]:
+    chain = {pid}
+    while pid > 1:
+        fields = _stat_fields(pid)
+        if not fields:
+            break
+        pid = int(fields[1])
+        chain.add(pid)
+    return chain
+
+
+def kill_job_processes(job_id: str) -> list[int]:
+    """SIGKILL every live process of the job's commands left from a dead run."""
+    pids = job_processes(job_id)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+    return pids

@@ -8,6 +8,7 @@ repair replaces goes into a ``backup-<time>/`` folder beside it.
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 import sqlite3
 import time
@@ -26,8 +27,10 @@ from mapwise.store.checkpoint import (
     restore_database,
 )
 from mapwise.store.jobstore import JobStore, items_digest
+from mapwise.store.lock import is_locked
 from mapwise.store.paths import JobPaths
 
+DAMAGE_MARKER = "damaged"  # written when a loss is found that reopening would hide
 VALID_ITEM_STATUSES = {"pending", "running", "succeeded", "failed", "dlq", "purged"}
 
 
@@ -105,6 +108,52 @@ def _checkpoint_findings(paths: JobPaths) -> tuple[list[Finding], list[Checkpoin
     return findings, infos
 
 
+def _summary_findings(conn: sqlite3.Connection, paths: JobPaths) -> list[Finding]:
+    """A database that counts fewer finished items than ``summary.json`` lost commits.
+
+    The summary is written after the commits it reports, so it never counts more than
+    the database, unless the database lost commits (a deleted WAL file, say).
+    """
+    try:
+        stored = json.loads(paths.summary.read_text())
+        progress = stored["progress"]
+        claimed = int(progress["completed_items"]) + int(progress["failed_items"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    row = conn.execute(
+        "SELECT COALESCE(SUM(n), 0) FROM item_counts WHERE status IN ('succeeded', 'dlq')"
+    ).fetchone()
+    if claimed > int(row[0]):
+        return [
+            Finding(
+                "database",
+                f"records {row[0]} finished items where the job's summary saw {claimed}: "
+                "committed changes were lost (a deleted WAL file?)",
+            )
+        ]
+    return []
+
+
+def _wal_findings(paths: JobPaths, wal_existed: bool, conn: sqlite3.Connection) -> list[Finding]:
+    """A job left running by a dead process always leaves its WAL file; none means lost.
+
+    Opening the database makes a new, empty WAL, which would hide the loss from the next
+    check; so the finding is also written to a ``damaged`` marker that ``repair`` clears.
+    """
+    marker = paths.root / DAMAGE_MARKER
+    if marker.exists():
+        return [Finding("database", marker.read_text().strip() or "marked damaged")]
+    if wal_existed or is_locked(paths.lock):
+        return []
+    row = conn.execute("SELECT status FROM job WHERE id = 1").fetchone()
+    if row is None or row[0] != "running":
+        return []
+    message = "the WAL file of a job that did not stop cleanly is missing: commits were lost"
+    with contextlib.suppress(OSError):
+        marker.write_text(message + "\n")
+    return [Finding("database", message)]
+
+
 def _staleness_findings(conn: sqlite3.Connection, infos: list[CheckpointInfo]) -> list[Finding]:
     """A database older than its newest checkpoint lost commits (a deleted WAL, say)."""
     valid = [i for i in infos if i.valid]
@@ -131,15 +180,22 @@ def _staleness_findings(conn: sqlite3.Connection, infos: list[CheckpointInfo]) -
     return []
 
 
+def _wal_path(paths: JobPaths) -> Path:
+    return paths.database.with_name(paths.database.name + "-wal")
+
+
 def verify(paths: JobPaths) -> list[Finding]:
     """Every finding about a job's state; an empty list means it is sound."""
+    wal_existed = _wal_path(paths).exists()  # before opening, which creates one
     findings, conn = _database_findings(paths)
     checkpoint_findings, infos = _checkpoint_findings(paths)
     findings += checkpoint_findings
     if conn is not None:
         try:
+            findings += _wal_findings(paths, wal_existed, conn)
             findings += _invariant_findings(conn)
             findings += _staleness_findings(conn, infos)
+            findings += _summary_findings(conn, paths)
         finally:
             conn.close()
     return findings
@@ -151,6 +207,7 @@ def quick_verify(paths: JobPaths) -> list[Finding]:
     ``PRAGMA quick_check`` finds damaged pages in C at disk speed; the item-by-item
     invariants are left to ``verify`` so that a resume of a big job starts at once.
     """
+    wal_existed = _wal_path(paths).exists()
     findings, conn = _database_findings(paths, quick=True)
     if conn is None:
         return findings
@@ -161,7 +218,9 @@ def quick_verify(paths: JobPaths) -> list[Finding]:
         ).fetchone()
         if total is not None and total != kept:
             findings.append(Finding("database", f"{kept} items counted, {total} frozen"))
+        findings += _wal_findings(paths, wal_existed, conn)
         findings += _staleness_findings(conn, inspect_newest(paths))
+        findings += _summary_findings(conn, paths)
     except sqlite3.DatabaseError as exc:
         findings.append(Finding("database", f"cannot be read: {exc}"))
     finally:
@@ -267,6 +326,7 @@ def repair(paths: JobPaths) -> RepairReport:
             f"rebuilt the database from checkpoint {newest.sequence}; {lost} items finished "
             "after it will run again"
         )
+    backup.keep(paths.root / DAMAGE_MARKER)
     for info in infos:
         if not info.valid:
             backup.keep(info.path)

@@ -417,11 +417,16 @@ class JobStore:
     def _claim(self, slots: Sequence[int], run_no: int, host: str, now: float) -> list[Claim]:
         if not slots:
             return []
-        rows = self.conn.execute(
-            "SELECT * FROM items WHERE status IN ('pending', 'failed')"
-            " AND (retry_at IS NULL OR retry_at <= ?) ORDER BY idx LIMIT ?",
+        # two index range reads, merged: one query over both statuses would sort every
+        # pending item on each claim (quadratic over a job)
+        pending = self.conn.execute(
+            "SELECT * FROM items WHERE status = 'pending' ORDER BY idx LIMIT ?", (len(slots),)
+        ).fetchall()
+        due = self.conn.execute(
+            "SELECT * FROM items WHERE status = 'failed' AND retry_at <= ? ORDER BY idx LIMIT ?",
             (now, len(slots)),
         ).fetchall()
+        rows = sorted(pending + due, key=lambda row: row["idx"])[: len(slots)]
         claims: list[Claim] = []
         for row, slot in zip(rows, slots, strict=False):
             item = ItemRecord.from_row(row)

@@ -40,6 +40,38 @@ def read_holder(path: Path) -> LockHolder | None:
         return None
 
 
+HOLDER_WAIT = 1.0  # seconds a refused runner waits for a new holder to write its name
+
+
+def _alive_here(holder: LockHolder) -> bool:
+    """Whether a holder on this host is a live process (a holder elsewhere is assumed so)."""
+    if holder.host != socket.gethostname():
+        return True
+    try:
+        os.kill(holder.pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _current_holder(path: Path) -> LockHolder | None:
+    """The live holder of a lock we were refused.
+
+    The winner writes its name just after taking the lock, so the file may still name
+    the previous, dead holder for a moment: wait briefly for the live one.
+    """
+    deadline = time.monotonic() + HOLDER_WAIT
+    while True:
+        holder = read_holder(path)
+        if holder is not None and _alive_here(holder):
+            return holder
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.01)
+
+
 class JobLock:
     """An acquired job lock; release it with ``release`` or by leaving the ``with`` block."""
 
@@ -54,7 +86,7 @@ class JobLock:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            holder = read_holder(self.path)
+            holder = _current_holder(self.path)
             who = holder.describe() if holder else "another process"
             raise JobLockedError(
                 f"job {job_id} is held by {who}; wait for it to stop, or stop it first"

@@ -176,7 +176,7 @@ def job_processes(job_id: str) -> list[int]:
 
 def _alive(pid: int) -> bool:
     fields = _stat_fields(pid)
-    return bool(fields) and fields[0] != "Z"
+    return fields is not None and bool(fields) and fields[0] != "Z"
 
 
 def _ancestors(pid: int) -> set[int]:

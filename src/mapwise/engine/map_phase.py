@@ -1,20 +1,27 @@
 """The map phase: dispatch items to pool slots in frozen order, record results in batches.
 
 A slot is reused only after its last result is committed, and results that finish close
-together are committed in one transaction together with the claims of the next items.
-So a crash re-runs at most ``max_parallel`` items, and never one whose success is on record.
+together are committed in one transaction together with the claims of the next items
+(by the ``Committer`` thread, so that an fsync overlaps with other slots' commands). So a
+crash re-runs at most ``max_parallel`` items, and never one whose success is on record.
+
+The coordinator loop reacts to events on one queue: an attempt ended (a future's
+callback), or a transaction committed (the committer). Nothing is reported done before
+the transaction that records it has committed.
 """
 
 from __future__ import annotations
 
+import queue
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, wait
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 from mapwise.domain.policy import evaluate_error_policy
 from mapwise.domain.records import AttemptResult, AttemptTask, StepsOutcome
 from mapwise.domain.retry import decide_after_failure
 from mapwise.domain.states import ErrorKind, ItemStatus, Phase
+from mapwise.engine.committer import Committed, Committer
 from mapwise.engine.context import JobContext
 from mapwise.engine.events import ItemFinished, MapProgress, Notice, PhaseStarted, Stopping
 from mapwise.executors.attempt import AttemptConfig
@@ -75,6 +82,14 @@ class MapScheduler:
         self.captures = ctx.store.job().captures
         self.stopping = False
         self.policy_reason: str | None = None
+        self.events: queue.SimpleQueue[Future[AttemptResult] | Committed | BaseException] = (
+            queue.SimpleQueue()
+        )
+        self.pending_commits = 0
+        # counts as decided (for the error policy) run ahead of the committed counts
+        # (for reports) by the batches under way
+        self.decided_succeeded = self.succeeded
+        self.decided_dlq = self.dlq
 
     # -- dispatch ------------------------------------------------------------------------
 
@@ -95,53 +110,83 @@ class MapScheduler:
 
     def _submit(self, claims: list[Claim]) -> None:
         for claim in claims:
-            self.free.remove(claim.slot)
             if claim.item.status is ItemStatus.FAILED:
                 self.retrying -= 1
             future = self.executor.submit(self._task(claim), self.config)
             self.inflight[future] = claim
+            future.add_done_callback(self.events.put)
 
-    def _commit(self, finished: list[Finished]) -> None:
+    def _commit(self, committer: Committer, finished: list[Finished]) -> None:
+        """Hand results and the idle slots to the committer; they come back as claims."""
         claim = not (self.stopping or self.policy_reason)
-        claims = self.ctx.store.commit_batch(
-            finished,
-            free_slots=self.free if claim else [],
-            run_no=self.ctx.run_no,
-            host=self.ctx.host,
-            now=time.time(),
-            claim=claim,
+        offered = self.free if claim else []
+        if claim:
+            self.free = []
+        committer.submit(finished, offered, claim=claim)
+        self.pending_commits += 1
+
+    def _committed(self, done: Committed) -> None:
+        """A transaction is durable: report its results and start its claimed items."""
+        self.pending_commits -= done.batches
+        used = {claim.slot for claim in done.claims}
+        self.free += [slot for slot in done.offered if slot not in used]
+        self.free.sort()
+        self._submit(done.claims)
+        ended = [f for f in done.finished if f.item_status is not ItemStatus.PENDING]
+        self.succeeded += sum(1 for f in ended if f.item_status is ItemStatus.SUCCEEDED)
+        self.dlq += sum(1 for f in ended if f.item_status is ItemStatus.DLQ)
+        self.done_this_run += sum(
+            1 for f in ended if f.item_status in (ItemStatus.SUCCEEDED, ItemStatus.DLQ)
         )
-        self._submit(claims)
-        ended = sum(1 for f in finished if f.item_status is not ItemStatus.PENDING)
+        for decided in ended:
+            result = decided.result
+            self.ctx.bus.publish(
+                ItemFinished(
+                    decided.item_id,
+                    decided.item_status.value,
+                    result.attempt_no,
+                    result.duration,
+                    result.outcome.last_error,
+                )
+            )
         if ended:
-            self.ctx.checkpointer.items_finished(ended)
+            self.ctx.checkpointer.items_finished(len(ended))
 
     # -- results -------------------------------------------------------------------------
 
     def _decide(self, claim: Claim, result: AttemptResult, now: float) -> Finished:
         """Apply the retry policy to one result: the item's next state."""
         outcome = result.outcome
+        item_id = claim.item.item_id
         if result.interrupted:
-            return Finished(result, ItemStatus.PENDING, None, counted=False, result_json=None)
+            return Finished(
+                result, ItemStatus.PENDING, None, counted=False, result_json=None, item_id=item_id
+            )
         if outcome.ok:
-            self.succeeded += 1
-            self.done_this_run += 1
+            self.decided_succeeded += 1
             return Finished(
                 result,
                 ItemStatus.SUCCEEDED,
                 None,
                 counted=True,
                 result_json={"captures": outcome.captures},
+                item_id=item_id,
             )
         decision = decide_after_failure(self.ctx.workflow.map.retry, claim.item.attempts + 1, now)
         if decision.status is ItemStatus.DLQ:
-            self.dlq += 1
-            self.done_this_run += 1
+            self.decided_dlq += 1
         else:
             self.retrying += 1
-        return Finished(result, decision.status, decision.retry_at, counted=True, result_json=None)
+        return Finished(
+            result,
+            decision.status,
+            decision.retry_at,
+            counted=True,
+            result_json=None,
+            item_id=item_id,
+        )
 
-    def _collect(self, done: set[Future[AttemptResult]]) -> list[Finished]:
+    def _collect(self, done: list[Future[AttemptResult]]) -> list[Finished]:
         now = time.time()
         finished: list[Finished] = []
         for future in done:
@@ -151,18 +196,7 @@ class MapScheduler:
                 result = future.result()
             except Exception as error:
                 result = _crashed(claim, error)
-            decided = self._decide(claim, result, now)
-            finished.append(decided)
-            if decided.item_status is not ItemStatus.PENDING:
-                self.ctx.bus.publish(
-                    ItemFinished(
-                        claim.item.item_id,
-                        decided.item_status.value,
-                        result.attempt_no,
-                        result.duration,
-                        result.outcome.last_error,
-                    )
-                )
+            finished.append(self._decide(claim, result, now))
         self.free.sort()
         return finished
 
@@ -172,8 +206,8 @@ class MapScheduler:
             return
         verdict = evaluate_error_policy(
             self.ctx.workflow.error_policy,
-            dlq_count=self.dlq,
-            finished_count=self.succeeded + self.dlq,
+            dlq_count=self.decided_dlq,
+            finished_count=self.decided_succeeded + self.decided_dlq,
             new_dlq=new_dlq,
         )
         if verdict.stop:
@@ -202,7 +236,7 @@ class MapScheduler:
             self.ctx.bus.publish(Stopping(self.ctx.stop.signal_name, len(self.inflight)))
             self.executor.interrupt()
 
-    def _idle_wait(self) -> bool:
+    def _idle_wait(self, committer: Committer) -> bool:
         """Nothing runs: wait for the next retry's backoff. False when no work is left."""
         next_at = self.ctx.store.next_retry_at()
         if next_at is None:
@@ -210,32 +244,71 @@ class MapScheduler:
         self.ctx.stop.requested.wait(max(next_at - time.time(), 0.0))
         self._check_stop()
         if not self.stopping:
-            self._commit([])
+            self._commit(committer, [])
         return True
+
+    def _quiet(self) -> bool:
+        """No attempt runs and no transaction is under way: the store is ours to read."""
+        return not self.inflight and self.pending_commits == 0
+
+    def _handle(self, committer: Committer, events: list[object]) -> None:
+        done: list[Future[AttemptResult]] = []
+        for event in events:
+            if isinstance(event, BaseException):
+                raise event
+            if isinstance(event, Committed):
+                self._committed(event)
+            elif isinstance(event, Future):
+                done.append(event)
+        if done:
+            finished = self._collect(done)
+            self._check_policy(finished)
+            self._commit(committer, finished)
+        self._progress()
+
+    def _drain(self, first: object) -> list[object]:
+        events = [first]
+        while True:
+            try:
+                events.append(self.events.get_nowait())
+            except queue.Empty:
+                return events
 
     def run(self) -> MapOutcome:
         self.ctx.bus.publish(PhaseStarted(Phase.MAP, self.total))
-        self._commit([])
-        self._progress()
-        while True:
-            self._check_stop()
-            if not self.inflight:
-                if self.stopping or self.policy_reason or not self._idle_wait():
-                    break
-                continue
-            done, _ = wait(self.inflight, timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
-            if not done:
-                self._maybe_claim_retries()
-                continue
-            finished = self._collect(done)
-            self._check_policy(finished)
-            self._commit(finished)
-            self._progress()
+        committer = Committer(
+            self.ctx.store, run_no=self.ctx.run_no, host=self.ctx.host, deliver=self.events.put
+        )
+        try:
+            self._loop(committer)
+        except BaseException:
+            self.executor.interrupt()
+            raise
+        finally:
+            committer.close()
         return MapOutcome(interrupted=self.stopping, policy_reason=self.policy_reason)
 
-    def _maybe_claim_retries(self) -> None:
+    def _loop(self, committer: Committer) -> None:
+        self._commit(committer, [])
+        while True:
+            self._check_stop()
+            if self._quiet():
+                if self.stopping or self.policy_reason or not self._idle_wait(committer):
+                    return
+                continue
+            try:
+                first = self.events.get(timeout=POLL_SECONDS)
+            except queue.Empty:
+                self._maybe_claim_retries(committer)
+                continue
+            self._handle(committer, self._drain(first))
+
+    def _maybe_claim_retries(self, committer: Committer) -> None:
         """Free slots and a retry whose backoff has ended: claim it without a result."""
-        if self.free and self.retrying and not (self.stopping or self.policy_reason):
-            next_at = self.ctx.store.next_retry_at()
-            if next_at is not None and next_at <= time.time():
-                self._commit([])
+        if self.pending_commits or not self.free or not self.retrying:
+            return
+        if self.stopping or self.policy_reason:
+            return
+        next_at = self.ctx.store.next_retry_at()
+        if next_at is not None and next_at <= time.time():
+            self._commit(committer, [])

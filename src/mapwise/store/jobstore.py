@@ -38,6 +38,7 @@ class Finished:
     retry_at: float | None
     counted: bool  # False for an interrupted attempt: it does not use up a retry
     result_json: dict[str, Any] | None
+    item_id: str = ""  # for reporting once committed
 
 
 def items_digest(values: Iterable[tuple[str, str]]) -> str:

@@ -1,0 +1,100 @@
+"""The map phase's writer thread: records results and claims the next items.
+
+Committing (an fsync under ``synchronous=FULL``) overlaps with the commands of other
+slots: while one batch is being made durable, results keep arriving, and the next
+transaction takes all of them at once. A slot still gets new work only from the
+transaction that recorded its last result, so a crash re-runs at most one item per slot.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from mapwise.store.jobstore import Finished, JobStore
+from mapwise.store.records import Claim
+
+
+@dataclass(frozen=True)
+class Committed:
+    """What one transaction did: results recorded, slots offered, items claimed."""
+
+    finished: list[Finished]
+    offered: list[int]
+    claims: list[Claim]
+    batches: int  # how many submitted batches this transaction merged
+
+
+@dataclass(frozen=True)
+class _Batch:
+    finished: list[Finished]
+    offered: list[int]
+    claim: bool
+
+
+class Committer:
+    """Owns the store's connection while the map phase runs; one transaction at a time."""
+
+    def __init__(
+        self,
+        store: JobStore,
+        *,
+        run_no: int,
+        host: str,
+        deliver: Callable[[Committed | BaseException], None],
+    ) -> None:
+        self._store = store
+        self._run_no = run_no
+        self._host = host
+        self._deliver = deliver
+        self._inbox: queue.SimpleQueue[_Batch | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._loop, name="mapwise-commit", daemon=True)
+        self._thread.start()
+
+    def submit(self, finished: list[Finished], offered: list[int], *, claim: bool) -> None:
+        self._inbox.put(_Batch(finished, offered, claim))
+
+    def close(self) -> None:
+        self._inbox.put(None)
+        self._thread.join()
+
+    def _take(self) -> tuple[list[_Batch], bool]:
+        """The next batch and every batch already waiting behind it; True when closing."""
+        first = self._inbox.get()
+        if first is None:
+            return [], True
+        batches = [first]
+        while True:
+            try:
+                more = self._inbox.get_nowait()
+            except queue.Empty:
+                return batches, False
+            if more is None:
+                self._inbox.put(None)
+                return batches, False
+            batches.append(more)
+
+    def _loop(self) -> None:
+        while True:
+            batches, closing = self._take()
+            if closing:
+                return
+            finished = [f for b in batches for f in b.finished]
+            offered = [slot for b in batches for slot in b.offered]
+            claim = all(b.claim for b in batches)
+            try:
+                claims = self._store.commit_batch(
+                    finished,
+                    free_slots=offered if claim else [],
+                    run_no=self._run_no,
+                    host=self._host,
+                    now=time.time(),
+                    claim=claim,
+                )
+            except BaseException as error:
+                self._deliver(error)
+                return
+            self._deliver(Committed(finished, offered, claims, len(batches)))

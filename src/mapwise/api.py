@@ -47,10 +47,15 @@ def run_workflow(
     state_dir: str | Path | None = None,
     job_id: str | None = None,
     max_parallel: int | None = None,
+    executor: str | None = None,
+    scheduler: str | None = None,
     observers: Sequence[Observer] = (),
     install_signal_handlers: bool = True,
 ) -> JobResult:
-    """Load the workflow at ``path``, start a job for it and run it to its end."""
+    """Load the workflow at ``path``, start a job for it and run it to its end.
+
+    ``executor="dask", scheduler="tcp://HOST:PORT"`` runs the map phase on a Dask cluster.
+    """
     from mapwise.workflow.loader import load_workflow
 
     return start_loaded(
@@ -58,6 +63,8 @@ def run_workflow(
         state_dir=state_dir,
         job_id=job_id,
         max_parallel=max_parallel,
+        executor=executor,
+        scheduler=scheduler,
         observers=observers,
         install_signal_handlers=install_signal_handlers,
     )
@@ -69,6 +76,8 @@ def start_loaded(
     state_dir: str | Path | None = None,
     job_id: str | None = None,
     max_parallel: int | None = None,
+    executor: str | None = None,
+    scheduler: str | None = None,
     observers: Sequence[Observer] = (),
     install_signal_handlers: bool = True,
 ) -> JobResult:
@@ -81,6 +90,8 @@ def start_loaded(
         state_dir=Path(state_dir) if state_dir is not None else None,
         job_id=check_job_id(job_id) if job_id is not None else None,
         max_parallel=max_parallel,
+        executor=executor,
+        scheduler=scheduler,
         observers=observers,
         install_signal_handlers=install_signal_handlers,
     )

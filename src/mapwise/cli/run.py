@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import click
 
 from mapwise import api
-from mapwise.cli.common import echo_err, state_dir_option
+from mapwise.cli.common import echo_err, executor_option, scheduler_option, state_dir_option
 from mapwise.domain.states import JobStatus
 from mapwise.reports import human_seconds
 from mapwise.store.paths import check_job_id, job_paths, new_job_id, resolve_state_dir
@@ -55,12 +55,16 @@ def report_end(result: JobResult, state_dir: str | None, wall: float) -> None:
 @click.option(
     "--max-parallel", type=click.IntRange(min=1), default=None, help="Override map.max_parallel."
 )
+@executor_option
+@scheduler_option
 @click.option("--quiet", "-q", is_flag=True, help="Print only the summary.")
 def run_command(
     workflow: str,
     state_dir: str | None,
     job_id: str | None,
     max_parallel: int | None,
+    executor: str | None,
+    scheduler: str | None,
     quiet: bool,
 ) -> None:
     """Start a job for WORKFLOW and run setup, map and reduce."""
@@ -83,6 +87,8 @@ def run_command(
             state_dir=state_dir,
             job_id=chosen,
             max_parallel=max_parallel,
+            executor=executor,
+            scheduler=scheduler,
             observers=[display],
         )
     finally:
@@ -118,6 +124,8 @@ def run_command(
     metavar="N",
     help="Rebuild the state from checkpoint N first (the current state is backed up).",
 )
+@executor_option
+@scheduler_option
 @click.option("--quiet", "-q", is_flag=True, help="Print only the summary.")
 def resume_command_cli(
     job_id: str,
@@ -127,6 +135,8 @@ def resume_command_cli(
     reload_workflow: bool,
     keep_workflow: bool,
     from_checkpoint: int | None,
+    executor: str | None,
+    scheduler: str | None,
     quiet: bool,
 ) -> None:
     """Continue JOB_ID where it stopped; succeeded items never run again."""
@@ -138,6 +148,8 @@ def resume_command_cli(
         reload_workflow=reload_workflow,
         keep_workflow=keep_workflow,
         from_checkpoint=from_checkpoint,
+        executor=executor,
+        scheduler=scheduler,
     )
     resume_and_exit(job_id, state_dir, options, quiet=quiet)
 

@@ -85,3 +85,17 @@ class AttemptResult:
     duration: float
     outcome: StepsOutcome
     interrupted: bool = False
+
+
+@dataclass(frozen=True)
+class LostAttempt:
+    """An execution of an attempt that a distributed executor lost (its worker died).
+
+    The attempt runs again elsewhere under the same attempt record; the lost execution is
+    kept as an extra, interrupted attempt so that its time and host stay on record.
+    """
+
+    attempt_id: int
+    host: str
+    started_at: float
+    ended_at: float

@@ -52,6 +52,7 @@ class ErrorKind(StrEnum):
     SPAWN_ERROR = "spawn_error"  # the command could not be started
     INTERRUPTED = "interrupted"  # the job was stopped while it ran
     INTERPOLATION = "interpolation"  # a variable could not be resolved for this item
+    WORKER_LOST = "worker_lost"  # a distributed executor's workers died running it, repeatedly
 
 
 class RunOutcome(StrEnum):

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from mapwise.domain.records import LostAttempt
 from mapwise.store.jobstore import Finished, JobStore
 from mapwise.store.records import Claim
 
@@ -33,6 +34,7 @@ class _Batch:
     finished: list[Finished]
     offered: list[int]
     claim: bool
+    lost: list[LostAttempt]
 
 
 class Committer:
@@ -54,8 +56,15 @@ class Committer:
         self._thread = threading.Thread(target=self._loop, name="mapwise-commit", daemon=True)
         self._thread.start()
 
-    def submit(self, finished: list[Finished], offered: list[int], *, claim: bool) -> None:
-        self._inbox.put(_Batch(finished, offered, claim))
+    def submit(
+        self,
+        finished: list[Finished],
+        offered: list[int],
+        *,
+        claim: bool,
+        lost: list[LostAttempt] | None = None,
+    ) -> None:
+        self._inbox.put(_Batch(finished, offered, claim, lost or []))
 
     def close(self) -> None:
         self._inbox.put(None)
@@ -93,6 +102,7 @@ class Committer:
                     host=self._host,
                     now=time.time(),
                     claim=claim,
+                    lost=[gone for b in batches for gone in b.lost],
                 )
             except BaseException as error:
                 self._deliver(error)

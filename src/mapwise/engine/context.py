@@ -10,6 +10,7 @@ from pathlib import Path
 
 from mapwise.engine.checkpointer import Checkpointer
 from mapwise.engine.events import EventBus
+from mapwise.engine.placement import Placement
 from mapwise.engine.signals import StopController
 from mapwise.store.jobstore import JobStore
 from mapwise.store.paths import JobPaths
@@ -50,6 +51,7 @@ class JobContext:
     run_no: int
     host: str
     max_parallel: int
+    placement: Placement
     kill_grace: float
     claude_command: tuple[str, ...]
     bus: EventBus

@@ -18,7 +18,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 
 from mapwise.domain.policy import evaluate_error_policy
-from mapwise.domain.records import AttemptResult, AttemptTask, StepsOutcome
+from mapwise.domain.records import AttemptResult, AttemptTask, LostAttempt, StepsOutcome
 from mapwise.domain.retry import decide_after_failure
 from mapwise.domain.states import ErrorKind, ItemStatus, Phase
 from mapwise.engine.committer import Committed, Committer
@@ -38,6 +38,7 @@ class MapOutcome:
 
     interrupted: bool  # a signal stopped it; unfinished items stay pending
     policy_reason: str | None  # the error policy stopped it
+    executor_lost: str | None = None  # the executor failed (a Dask scheduler lost, say)
 
 
 def _crashed(claim: Claim, error: BaseException) -> AttemptResult:
@@ -82,10 +83,15 @@ class MapScheduler:
         self.captures = ctx.store.job().captures
         self.stopping = False
         self.policy_reason: str | None = None
-        self.events: queue.SimpleQueue[Future[AttemptResult] | Committed | BaseException] = (
-            queue.SimpleQueue()
-        )
+        self.events: queue.SimpleQueue[
+            Future[AttemptResult] | Committed | LostAttempt | BaseException
+        ] = queue.SimpleQueue()
         self.pending_commits = 0
+        self.lost: list[LostAttempt] = []
+        self.executor_lost: str | None = None
+        set_lost = getattr(executor, "set_lost_handler", None)
+        if set_lost is not None:
+            set_lost(self.events.put)
         # counts as decided (for the error policy) run ahead of the committed counts
         # (for reports) by the batches under way
         self.decided_succeeded = self.succeeded
@@ -122,7 +128,8 @@ class MapScheduler:
         offered = self.free if claim else []
         if claim:
             self.free = []
-        committer.submit(finished, offered, claim=claim)
+        committer.submit(finished, offered, claim=claim, lost=self.lost)
+        self.lost = []
         self.pending_commits += 1
 
     def _committed(self, done: Committed) -> None:
@@ -231,6 +238,13 @@ class MapScheduler:
     # -- the loop ------------------------------------------------------------------------
 
     def _check_stop(self) -> None:
+        broken = getattr(self.executor, "broken", None)
+        if broken and not self.stopping:
+            self.executor_lost = broken
+            self.stopping = True
+            self.ctx.bus.publish(Notice(f"stopping: {broken}"))
+            self.executor.interrupt()
+            return
         if self.ctx.stop.requested.is_set() and not self.stopping:
             self.stopping = True
             self.ctx.bus.publish(Stopping(self.ctx.stop.signal_name, len(self.inflight)))
@@ -258,6 +272,8 @@ class MapScheduler:
                 raise event
             if isinstance(event, Committed):
                 self._committed(event)
+            elif isinstance(event, LostAttempt):
+                self.lost.append(event)
             elif isinstance(event, Future):
                 done.append(event)
         if done:
@@ -286,7 +302,11 @@ class MapScheduler:
             raise
         finally:
             committer.close()
-        return MapOutcome(interrupted=self.stopping, policy_reason=self.policy_reason)
+        return MapOutcome(
+            interrupted=self.stopping,
+            policy_reason=self.policy_reason,
+            executor_lost=self.executor_lost,
+        )
 
     def _loop(self, committer: Committer) -> None:
         self._commit(committer, [])

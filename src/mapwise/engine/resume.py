@@ -16,6 +16,7 @@ from mapwise.domain.states import ItemStatus, JobStatus, Phase
 from mapwise.engine.events import Observer
 from mapwise.engine.freeze import input_file_changed
 from mapwise.engine.maintenance import ensure_sound, rewind_to_checkpoint
+from mapwise.engine.placement import choose_placement
 from mapwise.engine.runner import JobResult, execute, job_result
 from mapwise.errors import UserError, WorkflowChangedError
 from mapwise.executors.orphans import SlotNote, kill_job_processes, kill_orphans
@@ -36,6 +37,8 @@ class ResumeOptions:
     reload_workflow: bool = False  # use the edited workflow file (items stay frozen)
     keep_workflow: bool = False  # use the frozen copy even though the file changed
     from_checkpoint: int | None = None  # rebuild the state from this checkpoint first
+    executor: str | None = None  # "local" or "dask" (default: what the job used)
+    scheduler: str | None = None  # a Dask scheduler (default: the one the job used)
     observers: Sequence[Observer] = ()
     install_signal_handlers: bool = True
 
@@ -196,6 +199,10 @@ def resume_job(
             if nothing_to_do(store):
                 return job_result(store, JobStatus.COMPLETED, "nothing to resume", 0, 0)
             loaded, max_parallel, restored = _restore(store, options, notices)
+            placement = choose_placement(
+                options.executor, options.scheduler, loaded.workflow, store.job().options
+            )
+            store.set_options(placement.to_options())
             if on_restored is not None:
                 on_restored(restored)
             return execute(
@@ -203,6 +210,7 @@ def resume_job(
                 loaded.workflow,
                 base_dir=loaded.base_dir,
                 max_parallel=max_parallel,
+                placement=placement,
                 observers=options.observers,
                 install_signal_handlers=options.install_signal_handlers,
                 resumed=True,

@@ -13,19 +13,20 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
 
 from mapwise.domain.states import ItemStatus, JobStatus, Phase, RunOutcome
 from mapwise.engine import context as ctxmod
 from mapwise.engine.checkpointer import Checkpointer, policy_from_environment
 from mapwise.engine.context import JobContext
-from mapwise.engine.events import EventBus, ItemsFrozen, JobStarted, Observer
+from mapwise.engine.events import EventBus, ItemsFrozen, JobStarted, Notice, Observer
 from mapwise.engine.freeze import freeze
 from mapwise.engine.map_phase import MapScheduler
 from mapwise.engine.phases import run_reduce, run_setup
+from mapwise.engine.placement import Placement, build_executor, choose_placement
 from mapwise.engine.signals import StopController
-from mapwise.errors import MapwiseError, UserError
+from mapwise.errors import ExecutorError, MapwiseError, UserError
 from mapwise.executors.attempt import AttemptConfig
-from mapwise.executors.local import LocalExecutor
 from mapwise.executors.orphans import kill_orphans
 from mapwise.store.jobstore import JobStore
 from mapwise.store.lock import JobLock, is_locked
@@ -41,6 +42,8 @@ class StartOptions:
     state_dir: Path | None = None
     job_id: str | None = None
     max_parallel: int | None = None  # overrides map.max_parallel
+    executor: str | None = None  # "local" or "dask" (default: the workflow's, else local)
+    scheduler: str | None = None  # the Dask scheduler's address
     observers: Sequence[Observer] = ()
     install_signal_handlers: bool = True
 
@@ -61,6 +64,13 @@ class JobResult:
     run_no: int
 
 
+@runtime_checkable
+class DaskLike(Protocol):
+    """An executor that can kill a dead run's leftovers on machines other than this one."""
+
+    def kill_leftovers(self) -> int: ...
+
+
 def refuse_existing(paths: JobPaths) -> None:
     """A new run may not reuse a job's id: exit 3 if a live process holds it, else 2."""
     if is_locked(paths.lock):
@@ -71,7 +81,7 @@ def refuse_existing(paths: JobPaths) -> None:
     )
 
 
-def _new_store(loaded: LoadedWorkflow, paths: JobPaths, options: StartOptions) -> JobStore:
+def _new_store(loaded: LoadedWorkflow, paths: JobPaths, stored_options: dict[str, Any]) -> JobStore:
     if paths.root.exists():
         refuse_existing(paths)
     paths.root.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -81,7 +91,7 @@ def _new_store(loaded: LoadedWorkflow, paths: JobPaths, options: StartOptions) -
         workflow_path=str(loaded.path),
         workflow_source=loaded.source,
         workflow_sha256=loaded.sha256,
-        options={"max_parallel": options.max_parallel},
+        options=stored_options,
     )
 
 
@@ -94,7 +104,8 @@ def start_job(loaded: LoadedWorkflow, options: StartOptions) -> JobResult:
         max_parallel = options.max_parallel or loaded.workflow.resolved_max_parallel()
     except ValueError as exc:
         raise UserError(str(exc)) from exc
-    store = _new_store(loaded, paths, options)
+    placement = choose_placement(options.executor, options.scheduler, loaded.workflow)
+    store = _new_store(loaded, paths, {"max_parallel": max_parallel, **placement.to_options()})
     try:
         with JobLock(paths.lock).acquire(job_id):
             return execute(
@@ -102,6 +113,7 @@ def start_job(loaded: LoadedWorkflow, options: StartOptions) -> JobResult:
                 loaded.workflow,
                 base_dir=loaded.base_dir,
                 max_parallel=max_parallel,
+                placement=placement,
                 observers=options.observers,
                 install_signal_handlers=options.install_signal_handlers,
                 resumed=False,
@@ -136,9 +148,10 @@ def job_result(
 class _Run:
     """One run of a job: the phases in order, and how the run ends."""
 
-    def __init__(self, ctx: JobContext) -> None:
+    def __init__(self, ctx: JobContext, *, resumed: bool) -> None:
         self.ctx = ctx
         self.store = ctx.store
+        self.resumed = resumed
 
     def end(
         self, outcome: RunOutcome, status: JobStatus, reason: str | None, exit_code: int
@@ -183,19 +196,36 @@ class _Run:
     def _map(self) -> JobResult | None:
         """Run the map phase; a JobResult when the run ends there, None to go on to reduce."""
         config = _attempt_config(self.ctx)
-        executor = LocalExecutor(self.ctx.max_parallel)
         try:
+            executor = build_executor(self.ctx.placement, self.ctx.max_parallel, self.ctx.job_id)
+        except ExecutorError as error:
+            return self.executor_failed(str(error))
+        try:
+            if self.resumed and isinstance(executor, DaskLike):
+                killed = executor.kill_leftovers()
+                if killed:
+                    self.ctx.bus.publish(
+                        Notice(f"killed {killed} process(es) a dead run left on the workers")
+                    )
             outcome = MapScheduler(self.ctx, executor, config).run()
         finally:
             executor.shutdown()
         if outcome.policy_reason:
             self.store.interrupt_running()
             return self.failed(outcome.policy_reason)
+        if outcome.executor_lost:
+            return self.executor_failed(outcome.executor_lost)
         if outcome.interrupted:
             return self.interrupted()
         self.store.set_status(JobStatus.RUNNING, phase=Phase.REDUCE)
         self.ctx.checkpointer.now()
         return None
+
+    def executor_failed(self, reason: str) -> JobResult:
+        """The executor could not run (or lost its cluster): the job stops, resumable."""
+        self.store.interrupt_running()
+        self.ctx.bus.publish(Notice(f"error: {reason}"))
+        return self.end(RunOutcome.INTERRUPTED, JobStatus.INTERRUPTED, reason, 1)
 
 
 def _attempt_config(ctx: JobContext) -> AttemptConfig:
@@ -233,6 +263,7 @@ def execute(
     *,
     base_dir: Path,
     max_parallel: int,
+    placement: Placement,
     observers: Sequence[Observer],
     install_signal_handlers: bool,
     resumed: bool,
@@ -252,6 +283,7 @@ def execute(
         run_no=run_no,
         host=socket.gethostname(),
         max_parallel=max_parallel,
+        placement=placement,
         kill_grace=ctxmod.kill_grace(os.environ),
         claude_command=ctxmod.claude_command(os.environ),
         bus=bus,
@@ -261,7 +293,7 @@ def execute(
     )
     if install_signal_handlers:
         stop.install()
-    run = _Run(ctx)
+    run = _Run(ctx, resumed=resumed)
     try:
         bus.publish(JobStarted(paths.job_id, run_no, resumed))
         return run.run()

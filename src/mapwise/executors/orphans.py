@@ -159,7 +159,12 @@ def job_processes(job_id: str) -> list[int]:
     a slot note missed (a coordinator killed between spawning a command and noting its
     group). This process and its ancestors are never included.
     """
-    needle = f"MAPWISE_JOB_ID={job_id}".encode() + b"\0"
+    return processes_with_env("MAPWISE_JOB_ID", job_id)
+
+
+def processes_with_env(name: str, value: str) -> list[int]:
+    """Live processes (not this one nor its ancestors) whose environment has NAME=VALUE."""
+    needle = f"{name}={value}".encode() + b"\0"
     ours = _ancestors(os.getpid())
     found: list[int] = []
     for entry in os.listdir("/proc"):
@@ -172,6 +177,15 @@ def job_processes(job_id: str) -> list[int]:
         if (environ.startswith(needle) or b"\0" + needle in environ) and _alive(int(entry)):
             found.append(int(entry))
     return found
+
+
+def kill_processes_with_env(name: str, value: str) -> list[int]:
+    """SIGKILL the processes ``processes_with_env`` finds."""
+    pids = processes_with_env(name, value)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+    return pids
 
 
 def _alive(pid: int) -> bool:
@@ -192,8 +206,4 @@ def _ancestors(pid: int) -> set[int]:
 
 def kill_job_processes(job_id: str) -> list[int]:
     """SIGKILL every live process of the job's commands left from a dead run."""
-    pids = job_processes(job_id)
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGKILL)
-    return pids
+    return kill_processes_with_env("MAPWISE_JOB_ID", job_id)

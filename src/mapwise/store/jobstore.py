@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from mapwise.domain.records import AttemptResult, StepRecord
+from mapwise.domain.records import AttemptResult, LostAttempt, StepRecord
 from mapwise.domain.states import AttemptOutcome, ItemStatus, JobStatus, Phase, RunOutcome
 from mapwise.store import db
 from mapwise.store.paths import JobPaths
@@ -354,9 +354,12 @@ class JobStore:
         host: str,
         now: float,
         claim: bool = True,
+        lost: Sequence[LostAttempt] = (),
     ) -> list[Claim]:
         """Record finished attempts and claim items for ``free_slots``, in one transaction."""
         with db.transaction(self.conn):
+            for gone in lost:
+                self._record_lost(gone)
             for done in finished:
                 self._record_finished(done, run_no)
             claims = self._claim(free_slots, run_no, host, now) if claim else []
@@ -365,6 +368,22 @@ class JobStore:
         if finished:
             self.refresh_summary(force=False)
         return claims
+
+    def _record_lost(self, gone: LostAttempt) -> None:
+        """Keep an execution a dead worker lost as an extra, interrupted attempt."""
+        self.conn.execute(
+            "INSERT INTO attempts (item_idx, attempt_no, run_no, slot, host, started_at,"
+            " ended_at, duration, outcome, error_kind, stderr_tail)"
+            " SELECT item_idx, attempt_no, run_no, slot, ?, ?, ?, ?, 'interrupted',"
+            " 'interrupted', 'the worker running it was lost' FROM attempts WHERE id = ?",
+            (
+                gone.host,
+                gone.started_at,
+                gone.ended_at,
+                max(gone.ended_at - gone.started_at, 0.0),
+                gone.attempt_id,
+            ),
+        )
 
     def _record_finished(self, done: Finished, run_no: int) -> None:
         r = done.result

@@ -135,6 +135,13 @@ class ErrorPolicy(_Model):
     failure_threshold: float | None = Field(default=None, ge=0, le=1)
 
 
+class ExecutorSpec(_Model):
+    """``executor:``: where the map phase's attempts run (SPEC section 8)."""
+
+    kind: Literal["local", "dask"] = "local"
+    scheduler: str | None = None  # the Dask scheduler's address, e.g. tcp://host:8786
+
+
 class Workflow(_Model):
     """A whole workflow file, validated and normalised."""
 
@@ -145,6 +152,7 @@ class Workflow(_Model):
     map: MapPhase
     reduce: tuple[Step, ...] = ()
     error_policy: ErrorPolicy = Field(default_factory=ErrorPolicy)
+    executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
 
     def resolved_max_parallel(self) -> int:
         """``map.max_parallel`` as a number, resolving ``${VAR}`` from the workflow env."""

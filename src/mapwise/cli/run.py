@@ -68,6 +68,7 @@ def run_command(
     quiet: bool,
 ) -> None:
     """Start a job for WORKFLOW and run setup, map and reduce."""
+    from mapwise.engine.placement import choose_placement
     from mapwise.engine.runner import refuse_existing
     from mapwise.render import ProgressDisplay
 
@@ -76,6 +77,7 @@ def run_command(
     paths = job_paths(resolve_state_dir(state_dir), chosen)
     if paths.root.exists():
         refuse_existing(paths)
+    choose_placement(executor, scheduler, loaded.workflow)  # refuse before any job exists
     echo_err(f"job {chosen}")
     for warning in loaded.warnings:
         echo_err(f"warning: {warning}")

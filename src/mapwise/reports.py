@@ -71,6 +71,8 @@ class ResumableJob:
     updated_at: float
     progress: JobProgress
     estimated_remaining_seconds: float | None
+    # when its newest checkpoint was written (API only: not in the SPEC's JSON object)
+    last_checkpoint_at: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -27,6 +27,7 @@ from mapwise.engine.placement import Placement, build_executor, choose_placement
 from mapwise.engine.signals import StopController
 from mapwise.errors import ExecutorError, MapwiseError, UserError
 from mapwise.executors.attempt import AttemptConfig
+from mapwise.executors.logsink import make_private_dirs
 from mapwise.executors.orphans import kill_orphans
 from mapwise.store.jobstore import JobStore
 from mapwise.store.lock import JobLock, is_locked
@@ -84,7 +85,7 @@ def refuse_existing(paths: JobPaths) -> None:
 def _new_store(loaded: LoadedWorkflow, paths: JobPaths, stored_options: dict[str, Any]) -> JobStore:
     if paths.root.exists():
         refuse_existing(paths)
-    paths.root.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    make_private_dirs(paths.root.parent)
     return JobStore.create(
         paths,
         workflow_name=loaded.workflow.name,

@@ -50,7 +50,19 @@ def _estimate(store: JobStore, pending: int, max_parallel: int) -> float | None:
     return round(seconds / count * pending / max(max_parallel, 1), 1)
 
 
-def _listing(stored: dict[str, Any], locked: bool) -> ResumableJob:
+def last_checkpoint_at(paths: JobPaths) -> float | None:
+    """The time of the job's newest checkpoint file (a folder listing, no file read)."""
+    try:
+        with os.scandir(paths.checkpoints) as entries:
+            times = [e.stat().st_mtime for e in entries if e.name.endswith(".ckpt")]
+    except OSError:
+        return None
+    return max(times, default=None)
+
+
+def _listing(
+    stored: dict[str, Any], locked: bool, checkpoint_at: float | None = None
+) -> ResumableJob:
     """A listing from stored summary fields, with the status a live lock implies."""
     status = effective_status(JobStatus(stored["status"]), locked)
     progress = JobProgress(**stored["progress"])
@@ -63,6 +75,7 @@ def _listing(stored: dict[str, Any], locked: bool) -> ResumableJob:
         updated_at=stored["updated_at"],
         progress=progress,
         estimated_remaining_seconds=stored["estimated_remaining_seconds"],
+        last_checkpoint_at=checkpoint_at,
     )
 
 
@@ -88,7 +101,8 @@ def summary_fields(store: JobStore) -> dict[str, Any]:
 
 def summarize(store: JobStore) -> ResumableJob:
     """The listing of one job, from its counts (no per-item work)."""
-    return _listing(summary_fields(store), is_locked(store.paths.lock))
+    paths = store.paths
+    return _listing(summary_fields(store), is_locked(paths.lock), last_checkpoint_at(paths))
 
 
 def write_summary_file(store: JobStore) -> None:
@@ -114,7 +128,7 @@ def read_summary_file(paths: JobPaths) -> ResumableJob | None:
         stored = json.loads(paths.summary.read_text())
         if stored.get("version") != SUMMARY_VERSION:
             return None
-        return _listing(stored, is_locked(paths.lock))
+        return _listing(stored, is_locked(paths.lock), last_checkpoint_at(paths))
     except (OSError, ValueError, KeyError, TypeError):
         return None
 

@@ -124,7 +124,8 @@ class MapScheduler:
 
     def _commit(self, committer: Committer, finished: list[Finished]) -> None:
         """Hand results and the idle slots to the committer; they come back as claims."""
-        claim = not (self.stopping or self.policy_reason)
+        broken = getattr(self.executor, "broken", None)
+        claim = not (self.stopping or self.policy_reason or broken)
         offered = self.free if claim else []
         if claim:
             self.free = []

@@ -28,7 +28,7 @@ from mapwise.engine.signals import StopController
 from mapwise.errors import ExecutorError, MapwiseError, UserError
 from mapwise.executors.attempt import AttemptConfig
 from mapwise.executors.logsink import make_private_dirs
-from mapwise.executors.orphans import kill_orphans
+from mapwise.executors.orphans import kill_job_processes, kill_orphans
 from mapwise.store.jobstore import JobStore
 from mapwise.store.lock import JobLock, is_locked
 from mapwise.store.paths import JobPaths, job_paths, new_job_id, resolve_state_dir
@@ -223,7 +223,12 @@ class _Run:
         return None
 
     def executor_failed(self, reason: str) -> JobResult:
-        """The executor could not run (or lost its cluster): the job stops, resumable."""
+        """The executor could not run (or lost its cluster): the job stops, resumable.
+
+        Commands the lost workers ran on this machine are killed now; those elsewhere are
+        killed by the next resume, which asks every worker of its cluster.
+        """
+        kill_job_processes(self.ctx.job_id)
         self.store.interrupt_running()
         self.ctx.bus.publish(Notice(f"error: {reason}"))
         return self.end(RunOutcome.INTERRUPTED, JobStatus.INTERRUPTED, reason, 1)

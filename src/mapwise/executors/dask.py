@@ -21,6 +21,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import contextlib
 import dataclasses
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -82,10 +83,13 @@ class DaskExecutor:
         self.scheduler = scheduler
         self.job_id = job_id
         self._slots = max_parallel
+        _quiet_dask_logs()
         self._client = _client(scheduler)
+        _quiet_dask_logs()
         self._lock = threading.Lock()
         self._starts: dict[int, dict[str, Any]] = {}
         self._on_lost: Callable[[LostAttempt], None] | None = None
+        self._outstanding: dict[int, tuple[cf.Future[AttemptResult], AttemptTask]] = {}
         self.broken: str | None = None
         self._client.subscribe_topic(START_TOPIC, self._started)
 
@@ -135,20 +139,26 @@ class DaskExecutor:
 
     def submit(self, task: AttemptTask, config: AttemptConfig) -> cf.Future[AttemptResult]:
         result: cf.Future[AttemptResult] = cf.Future()
+        if self.broken:
+            result.set_result(_failed(task, ErrorKind.INTERRUPTED, self.broken, interrupted=True))
+            return result
         key = f"mapwise-{self.job_id}-{task.attempt_id}-{time.monotonic_ns()}"
+        with self._lock:
+            self._outstanding[task.attempt_id] = (result, task)
         remote = self._client.submit(run_attempt_on_worker, task, config, key=key, pure=False)
 
         def hand_over(done: Any) -> None:
             try:
                 value = done.result()
                 value = _with_host(value, self._starts.get(task.attempt_id))
-                result.set_result(value)
             except Exception as error:
-                result.set_result(self._explain(task, error))
+                value = self._explain(task, error)
             finally:
                 done.release()  # never let a dying worker make Dask recompute it
                 with self._lock:
                     self._starts.pop(task.attempt_id, None)
+                    self._outstanding.pop(task.attempt_id, None)
+            _resolve(result, value)
 
         remote.add_done_callback(hand_over)
         return result
@@ -162,23 +172,46 @@ class DaskExecutor:
                 f"KilledWorker: the item's attempt killed the Dask workers running it ({error})",
                 interrupted=False,
             )
-        if self._client.status not in ("running", "connecting") or name in (
-            "CancelledError",
-            "CommClosedError",
-        ):
-            self.broken = f"lost the Dask scheduler at {self.scheduler}: {name} {error}".strip()
-            return _failed(task, ErrorKind.INTERRUPTED, self.broken, interrupted=True)
+        if self._client.status != "running" or "Cancelled" in name or "CommClosed" in name:
+            self._break(f"lost the Dask scheduler at {self.scheduler}: {name} {error}".strip())
+            return _failed(task, ErrorKind.INTERRUPTED, self.broken or name, interrupted=True)
         return _failed(task, ErrorKind.SPAWN_ERROR, f"{name}: {error}", interrupted=False)
 
+    def _break(self, reason: str) -> None:
+        """The cluster is gone: every attempt still out ends as interrupted, at once."""
+        self.broken = self.broken or reason
+        with self._lock:
+            outstanding = list(self._outstanding.values())
+            self._outstanding.clear()
+        for future, task in outstanding:
+            _resolve(future, _failed(task, ErrorKind.INTERRUPTED, self.broken, interrupted=True))
+
     def interrupt(self) -> None:
+        if self.broken:
+            self._break(self.broken)
+            return
         try:
             self._client.run(interrupt_job, self.job_id)
         except Exception as error:  # the cluster may be the thing that failed
-            self.broken = self.broken or f"cannot reach the Dask cluster: {error}"
+            self._break(f"cannot reach the Dask cluster: {error}")
 
     def shutdown(self) -> None:
         with contextlib.suppress(Exception):
             self._client.close(timeout=CONNECT_TIMEOUT)
+
+
+def _quiet_dask_logs() -> None:
+    """The client logs a lost scheduler with tracebacks; mapwise reports the loss itself."""
+    names = ["distributed", "tornado", "asyncio"]
+    names += [n for n in logging.root.manager.loggerDict if n.startswith(tuple(names))]
+    for name in names:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+def _resolve(future: cf.Future[AttemptResult], value: AttemptResult) -> None:
+    """Set a result once; the first of a worker's answer and a lost cluster wins."""
+    with contextlib.suppress(cf.InvalidStateError):
+        future.set_result(value)
 
 
 def _with_host(result: AttemptResult, start: dict[str, Any] | None) -> AttemptResult:

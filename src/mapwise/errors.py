@@ -11,6 +11,7 @@ One root, grouped by what the user should do next::
     │   └── WorkflowChangedError      resume found an edited workflow file
     ├── JobLockedError                exit 3: another live process holds the job
     ├── StateDamagedError             exit 4: run `mapwise verify` / `repair`
+    ├── StorageFullError              exit 1: no room to write the state; free some, resume
     └── ExecutorError                 exit 1: the executor could not run commands
 
 The CLI maps them to exit codes in one place (``mapwise.cli.main``); the library raises
@@ -81,6 +82,10 @@ class StateDamagedError(MapwiseError):
     """The job's state fails its checks or is of a newer version."""
 
     exit_code = 4
+
+
+class StorageFullError(MapwiseError):
+    """The job's state could not be written: the disk (or quota) is full."""
 
 
 class ExecutorError(MapwiseError):

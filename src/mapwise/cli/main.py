@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
     except MapwiseError as error:
         click.echo(f"mapwise: error: {error}", err=True)
         code = error.exit_code
-    except sqlite3.DatabaseError as error:
+    except (sqlite3.DatabaseError, UnicodeDecodeError) as error:
         click.echo(
             f"mapwise: error: the job's database is damaged ({error}); "
             "run `mapwise verify JOB` and `mapwise repair JOB`",

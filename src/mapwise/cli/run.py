@@ -73,7 +73,7 @@ def run_command(
     from mapwise.render import ProgressDisplay
 
     loaded = api.load(workflow)
-    chosen = check_job_id(job_id) if job_id else new_job_id(loaded.workflow.name)
+    chosen = check_job_id(job_id) if job_id is not None else new_job_id(loaded.workflow.name)
     paths = job_paths(resolve_state_dir(state_dir), chosen)
     if paths.root.exists():
         refuse_existing(paths)

@@ -94,6 +94,13 @@ def import_job(
     source: Path, state_dir: Path, *, job_id: str | None = None, workflow: Path | None = None
 ) -> JobPaths:
     """Make a job from a checkpoint file; optionally under another id or workflow path."""
+    try:
+        with source.open("rb") as handle:
+            magic = handle.read(2)
+    except OSError as exc:
+        raise UserError(f"cannot read {source}: {exc.strerror or exc}") from None
+    if magic != b"\x1f\x8b":
+        raise UserError(f"{source} is not a mapwise checkpoint (write one with mapwise export)")
     checkpoint = read_checkpoint(source)
     chosen = check_job_id(job_id or checkpoint.job_id)
     paths = job_paths(state_dir, chosen)

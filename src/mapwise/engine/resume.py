@@ -182,6 +182,8 @@ def resume_job(
 ) -> JobResult:
     """Continue a stopped job where it stopped (SPEC section 5)."""
     options = options or ResumeOptions()
+    if options.reload_workflow and options.keep_workflow:
+        raise UserError("choose one of --reload-workflow and --keep-workflow")
     if options.max_parallel is not None and options.max_parallel < 1:
         raise UserError("--max-parallel must be at least 1")
     paths = existing_job_paths(resolve_state_dir(state_dir), job_id)

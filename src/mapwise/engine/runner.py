@@ -7,8 +7,10 @@ the store, so the same code serves a first run and a resume.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -304,7 +306,8 @@ def execute(
         bus.publish(JobStarted(paths.job_id, run_no, resumed))
         return run.run()
     except MapwiseError as error:
-        run.failed(str(error).splitlines()[0])
+        with contextlib.suppress(MapwiseError, sqlite3.Error):
+            run.failed(str(error).splitlines()[0])  # may fail too (a full disk)
         raise
     finally:
         stop.restore()

@@ -30,6 +30,7 @@ import json
 import os
 import sqlite3
 import time
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -227,7 +228,7 @@ def read_checkpoint(path: Path, *, records: bool = True) -> Checkpoint:
                 elif records:
                     data = json.loads(line)
                     parsed.setdefault(data.pop("t"), []).append(data)
-    except (OSError, EOFError, ValueError, gzip.BadGzipFile) as exc:
+    except (OSError, EOFError, ValueError, zlib.error) as exc:
         raise StateDamagedError(f"{path} is damaged: {exc}") from exc
     if header is None or end is None:
         raise StateDamagedError(f"{path} is truncated (no end record)")
@@ -241,7 +242,7 @@ def read_header(path: Path) -> dict[str, Any]:
     try:
         with gzip.open(path, "rb") as packed:
             header: dict[str, Any] = json.loads(packed.readline())
-    except (OSError, EOFError, ValueError, gzip.BadGzipFile) as exc:
+    except (OSError, EOFError, ValueError, zlib.error) as exc:
         raise StateDamagedError(f"{path} is damaged: {exc}") from exc
     _migrate(header, path)
     return header

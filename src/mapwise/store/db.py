@@ -6,13 +6,14 @@ any instant leaves a consistent database.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from mapwise.errors import StateDamagedError
+from mapwise.errors import StateDamagedError, StorageFullError
 from mapwise.store import schema
 
 BUSY_TIMEOUT_MS = 10_000
@@ -46,7 +47,7 @@ def connect(path: Path, *, create: bool = False, readonly: bool = False) -> sqli
             schema.create_schema(conn)
         else:
             schema.migrate(conn)
-    except sqlite3.DatabaseError as exc:
+    except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
         raise StateDamagedError(f"the job database {path} cannot be opened: {exc}") from exc
     return conn
 
@@ -54,10 +55,18 @@ def connect(path: Path, *, create: bool = False, readonly: bool = False) -> sqli
 @contextmanager
 def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back on any error."""
-    conn.execute("BEGIN IMMEDIATE")
     try:
-        yield conn
-    except BaseException:
-        conn.execute("ROLLBACK")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+    except sqlite3.OperationalError as exc:
+        if "full" in str(exc).lower():
+            raise StorageFullError(
+                f"no room to write the job's state ({exc}); free some space, then resume the job"
+            ) from exc
         raise
-    conn.execute("COMMIT")

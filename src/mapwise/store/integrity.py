@@ -52,7 +52,7 @@ def _database_findings(
     try:
         conn = db.connect(paths.database)
         result = conn.execute(f"PRAGMA {pragma}").fetchall()
-    except (StateDamagedError, sqlite3.DatabaseError) as exc:
+    except (StateDamagedError, sqlite3.DatabaseError, UnicodeDecodeError) as exc:
         return [Finding("database", f"cannot be read: {exc}")], None
     if result != [("ok",)]:
         text = "; ".join(str(r[0]) for r in result[:5])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
@@ -17,6 +18,7 @@ from typing import Any
 
 from mapwise.domain.records import AttemptResult, LostAttempt, StepRecord
 from mapwise.domain.states import AttemptOutcome, ItemStatus, JobStatus, Phase, RunOutcome
+from mapwise.errors import StateDamagedError
 from mapwise.store import db
 from mapwise.store.paths import JobPaths
 from mapwise.store.records import (
@@ -89,6 +91,26 @@ class JobStore:
     ) -> JobStore:
         """Make the job's folder and database, with the workflow frozen into it."""
         paths.root.mkdir(mode=0o700, parents=True, exist_ok=False)
+        try:
+            return cls._create_in(
+                paths, workflow_name, workflow_path, workflow_source, workflow_sha256, options, now
+            )
+        except BaseException:
+            # a job that could not even be recorded is no job: leave nothing half made
+            shutil.rmtree(paths.root, ignore_errors=True)
+            raise
+
+    @classmethod
+    def _create_in(
+        cls,
+        paths: JobPaths,
+        workflow_name: str,
+        workflow_path: str,
+        workflow_source: str,
+        workflow_sha256: str,
+        options: dict[str, Any],
+        now: float | None,
+    ) -> JobStore:
         store = cls(db.connect(paths.database, create=True), paths)
         stamp = time.time() if now is None else now
         with db.transaction(store.conn):
@@ -123,6 +145,8 @@ class JobStore:
 
     def job(self) -> JobRecord:
         row = self.conn.execute("SELECT * FROM job WHERE id = 1").fetchone()
+        if row is None:
+            raise StateDamagedError(f"the job record of {self.paths.job_id} is missing")
         return JobRecord.from_row(row)
 
     def job_header(self) -> JobHeader:
@@ -131,6 +155,8 @@ class JobStore:
             "SELECT job_id, workflow_name, status, created_at, updated_at,"
             " json_extract(options, '$.max_parallel') FROM job WHERE id = 1"
         ).fetchone()
+        if row is None:
+            raise StateDamagedError(f"the job record of {self.paths.job_id} is missing")
         return JobHeader(
             job_id=row[0],
             workflow_name=row[1],

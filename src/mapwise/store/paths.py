@@ -110,9 +110,9 @@ def job_paths(state_dir: Path, job_id: str) -> JobPaths:
 def existing_job_paths(state_dir: Path, job_id: str) -> JobPaths:
     """The paths of a job that must exist; ``UnknownJobError`` (exit 2) otherwise."""
     paths = job_paths(state_dir, job_id)
-    if not paths.database.exists():
+    if not paths.database.exists() and not paths.checkpoints.is_dir():
         raise UnknownJobError(f"no job {job_id!r} in {state_dir}")
-    return paths
+    return paths  # a job whose database is gone is damaged (exit 4), not unknown
 
 
 def list_job_ids(state_dir: Path) -> list[str]:
@@ -120,6 +120,8 @@ def list_job_ids(state_dir: Path) -> list[str]:
     root = jobs_root(state_dir)
     if not root.is_dir():
         return []
-    entries = [p for p in root.iterdir() if (p / "state.db").exists()]
+    entries = [
+        p for p in root.iterdir() if (p / "state.db").exists() or (p / "checkpoints").is_dir()
+    ]
     entries.sort(key=lambda p: (p.stat().st_mtime, p.name))
     return [p.name for p in entries]

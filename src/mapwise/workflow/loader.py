@@ -51,7 +51,10 @@ def load_workflow(path: str | Path) -> LoadedWorkflow:
         reason = exc.strerror or str(exc)
         raise WorkflowError(f"cannot read the workflow file: {reason}", path=shown) from None
     text = _decode(data, shown)
-    return _load(text, hashlib.sha256(data).hexdigest(), path)
+    try:
+        return _load(text, hashlib.sha256(data).hexdigest(), path)
+    except RecursionError:
+        raise WorkflowError("the workflow is nested too deeply to read", path=shown) from None
 
 
 def parse_workflow(text: str, *, path: str | Path) -> LoadedWorkflow:

@@ -299,6 +299,7 @@ def execute(
         base_env=ctxmod.base_environment(workflow, paths.job_id),
         checkpointer=checkpointer,
     )
+    paths.running_marker.touch(mode=0o600)  # tells a crash from a clean exit (see verify)
     if install_signal_handlers:
         stop.install()
     run = _Run(ctx, resumed=resumed)
@@ -312,3 +313,4 @@ def execute(
     finally:
         stop.restore()
         checkpointer.close()
+        paths.running_marker.unlink(missing_ok=True)

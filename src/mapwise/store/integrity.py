@@ -143,7 +143,8 @@ def _wal_findings(paths: JobPaths, wal_existed: bool, conn: sqlite3.Connection) 
     marker = paths.root / DAMAGE_MARKER
     if marker.exists():
         return [Finding("database", marker.read_text().strip() or "marked damaged")]
-    if wal_existed or is_locked(paths.lock):
+    if wal_existed or is_locked(paths.lock) or not paths.running_marker.exists():
+        # no crash (the marker goes at any other exit): a clean close removes the WAL
         return []
     row = conn.execute("SELECT status FROM job WHERE id = 1").fetchone()
     if row is None or row[0] != "running":

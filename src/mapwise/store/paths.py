@@ -71,6 +71,11 @@ class JobPaths:
         return self.root / "summary.json"
 
     @property
+    def running_marker(self) -> Path:
+        """Present while a coordinator runs the job; gone after any exit but a crash."""
+        return self.root / "running"
+
+    @property
     def lock(self) -> Path:
         return self.root / "lock"
 

@@ -137,6 +137,11 @@ class Launched:
     def pid(self) -> int:
         return self.proc.pid
 
+    def exited(self) -> bool:
+        """Whether the process has ended, without reaping it (``finish`` does that)."""
+        flags = os.WEXITED | os.WNOHANG | os.WNOWAIT
+        return os.waitid(os.P_PID, self.pid, flags) is not None
+
     def vm_hwm_mb(self) -> float | None:
         """The process's peak resident memory so far (``VmHWM``), while it is alive."""
         return self._status_mb("VmHWM:")
@@ -157,7 +162,7 @@ class Launched:
     def interrupt(self) -> None:
         """SIGINT, as a Ctrl-C would send (to the coordinator only)."""
         self.interrupted_at = time.perf_counter()
-        self.proc.send_signal(signal.SIGINT)
+        self._signal(signal.SIGINT)
 
     def finish(self, timeout: float = 600.0, *, watch_memory: bool = False) -> Finished:
         """Wait for the exit (SIGKILL after ``timeout``) and reap the process.
@@ -184,15 +189,19 @@ class Launched:
     def _watch_until_exit(self) -> float | None:
         """The last VmHWM read before the process exited (without reaping it)."""
         peak = None
-        flags = os.WEXITED | os.WNOHANG | os.WNOWAIT
-        while os.waitid(os.P_PID, self.pid, flags) is None:
+        while not self.exited():
             peak = self.vm_hwm_mb() or peak
             time.sleep(0.02)
         return peak
 
     def _kill(self) -> None:
         log(f"timeout: killing pid {self.pid}")
-        self.proc.kill()
+        self._signal(signal.SIGKILL)
+
+    def _signal(self, number: int) -> None:
+        """Signal the process unless it has ended (``Popen.send_signal`` would reap it)."""
+        if not self.exited():
+            os.kill(self.pid, number)
 
 
 def run_timed(
@@ -227,7 +236,7 @@ def wait_until(
     while time.perf_counter() < deadline:
         if condition():
             return True
-        if launched.proc.poll() is not None:
+        if launched.exited():
             return condition()
         time.sleep(every)
     return False

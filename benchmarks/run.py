@@ -122,6 +122,11 @@ def heading(ctx: Context, chosen: set[str], seconds: float) -> str:
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
+    try:
+        import mapwise  # noqa: F401
+    except ImportError:
+        print("run.py: mapwise is not importable; activate its venv first", file=sys.stderr)
+        return 2
     ctx = Context(QUICK if args.quick else FULL, args.runs, args.quick, WORK)
     WORK.mkdir(parents=True, exist_ok=True)
     machine = describe(ROOT, WORK)
@@ -133,7 +138,8 @@ def main(argv: list[str]) -> int:
         ctx.cleanup()
     wall = time.perf_counter() - started
     others = others_share(cpu_before, cpu_seconds(), wall)
-    machine[5:5] = [
+    after = 1 + next(i for i, (label, _) in enumerate(machine) if label.startswith("load"))
+    machine[after:after] = [
         ("load average at end (1, 5, 15 min)", load_average()),
         ("CPU used by other processes during the run", f"{others:.0%} of all cores on average"),
     ]

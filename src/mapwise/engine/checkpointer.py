@@ -123,10 +123,10 @@ class Checkpointer:
             prune(folder, self.policy.keep)
             # fold the WAL into the database file too, so a lost WAL costs little
             self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-        except Exception:
+        except Exception as error:
             # a failed checkpoint never stops the work: the database stays the source of truth
             self.failures += 1
-            log.exception("writing a checkpoint of job %s failed", self.paths.job_id)
+            log.warning("writing a checkpoint of job %s failed: %s", self.paths.job_id, error)
         finally:
             self._last_write = time.monotonic()
             self._last_cost = self._last_write - started

@@ -95,13 +95,10 @@ FAULTY = textwrap.dedent(
     """
 )
 
-# Fixed since they were reported: a full disk was called damage (exit 4) and left the run
-# open, so a false "lost WAL" finding refused the resume; a failed first write left a job
-# without a job row (resume and `jobs --all` crashed). Still open:
-BUG_CHECKPOINT_TRACEBACK = (
-    "BUG: a checkpoint write that fails (no space) is logged with log.exception: a "
-    "traceback on stderr (engine/checkpointer.py)"
-)
+# Fixed since they were reported (docs/reliability.md, bugs G, H, I): a full disk was
+# called damage (exit 4) and left the run open, so a false "lost WAL" finding refused the
+# resume; a failed first write left a job without a job row (resume and `jobs --all`
+# crashed); a failed checkpoint write printed a traceback (log.exception).
 
 
 class KnownBug(AssertionError):
@@ -210,7 +207,7 @@ def _resume_until_done(scenario: Scenario, run: CliRun) -> Observed:
 
 
 def _problems(scenario: Scenario, seen: Observed) -> list[str]:
-    """What the issue asks for and did not happen (failing today: reported as KnownBug)."""
+    """What the issue asks for and did not happen (raised as KnownBug by the callers)."""
     text = seen.run.stdout + seen.run.stderr
     reran = [item for item, count in scenario.marks.items() if count > 1]
     checks = {

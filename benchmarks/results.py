@@ -81,7 +81,7 @@ def format_value(value: float, unit: str) -> str:
     if unit == "MB":
         return f"{value:.0f} MB"
     if unit == "x":
-        return f"{value:.2f}x"
+        return f"{value:.3f}x"  # enough digits that 0.497 is not shown as a missed 0.50
     if unit == "%":
         return f"{value:+.1f} %"
     if unit == "count":

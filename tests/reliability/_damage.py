@@ -87,7 +87,7 @@ def _kill_halfway(
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and process.poll() is None:
         written = len(list((job_dir / "checkpoints").glob("*.ckpt")))
-        busy = list((job_dir / "slots").glob("*.json"))
+        busy = [p for p in (job_dir / "slots").glob("*.json") if p.stat().st_size]
         if len(marks(root)) >= 16 and written >= checkpoints and busy:
             break
         time.sleep(0.005)
@@ -125,7 +125,7 @@ def build_template(
         assert (job_dir / name).exists(), name
     assert list((job_dir / "checkpoints").glob("*.ckpt")), "no checkpoint"
     assert list((job_dir / "logs").rglob("*.log")), "no log"
-    assert list((job_dir / "slots").glob("*.json")), "no slot note"
+    assert [p for p in (job_dir / "slots").glob("*.json") if p.stat().st_size], "no slot note"
     scratch = root.parent / f"{root.name}-scratch"
     shutil.copytree(job_dir, scratch)  # read a copy: even a read-only open may touch -shm
     succeeded = succeeded_in(scratch / "state.db")

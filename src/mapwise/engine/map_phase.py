@@ -88,6 +88,9 @@ class MapScheduler:
         ] = queue.SimpleQueue()
         self.pending_commits = 0
         self.lost: list[LostAttempt] = []
+        # per-item paths are built as strings: pathlib costs more than the rest of a dispatch
+        self._item_logs = str(ctx.paths.logs / "items")
+        self._item_files = str(ctx.paths.work / "items")
         self.executor_lost: str | None = None
         set_lost = getattr(executor, "set_lost_handler", None)
         if set_lost is not None:
@@ -100,7 +103,7 @@ class MapScheduler:
     # -- dispatch ------------------------------------------------------------------------
 
     def _task(self, claim: Claim) -> AttemptTask:
-        paths = self.ctx.paths
+        index, attempt_no = claim.item.index, claim.attempt_no
         return AttemptTask(
             job_id=self.ctx.job_id,
             attempt_id=claim.attempt_id,
@@ -109,8 +112,8 @@ class MapScheduler:
             item=claim.item.value,
             attempt_no=claim.attempt_no,
             slot=claim.slot,
-            log_path=str(paths.attempt_log(claim.item.index, claim.attempt_no)),
-            item_file=str(paths.work / "items" / f"{claim.item.index}-{claim.attempt_no}.json"),
+            log_path=f"{self._item_logs}/{index}/attempt-{attempt_no}.log",
+            item_file=f"{self._item_files}/{index}-{attempt_no}.json",
             captures=self.captures,
         )
 

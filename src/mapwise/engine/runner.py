@@ -28,7 +28,7 @@ from mapwise.engine.phases import run_reduce, run_setup
 from mapwise.engine.placement import Placement, build_executor, choose_placement
 from mapwise.engine.signals import StopController
 from mapwise.errors import ExecutorError, MapwiseError, UserError
-from mapwise.executors.attempt import AttemptConfig
+from mapwise.executors.attempt import AttemptConfig, close_slot_notes
 from mapwise.executors.logsink import make_private_dirs
 from mapwise.executors.orphans import kill_job_processes, kill_orphans
 from mapwise.store.jobstore import JobStore
@@ -213,6 +213,8 @@ class _Run:
             outcome = MapScheduler(self.ctx, executor, config).run()
         finally:
             executor.shutdown()
+            if config.slots_dir is not None:
+                close_slot_notes(config.slots_dir)
         if outcome.policy_reason:
             self.store.interrupt_running()
             return self.failed(outcome.policy_reason)

@@ -20,10 +20,12 @@ from pathlib import Path
 from mapwise.domain.records import AttemptResult, AttemptTask
 from mapwise.domain.states import ErrorKind
 from mapwise.executors.logsink import LogSink, make_private_dirs
-from mapwise.executors.orphans import clear_note, make_note, write_note
+from mapwise.executors.orphans import SlotNoteBoard, make_note
 from mapwise.executors.steps import StepEnvironment, run_steps
 from mapwise.interpolate import Scope
 from mapwise.workflow.model import Step
+
+_HOST = socket.gethostname()
 
 
 @dataclass(frozen=True)
@@ -41,38 +43,71 @@ class AttemptConfig:
     log_max_bytes: int = 10 * 1024 * 1024
 
 
-def _write_private(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` with mode 0600, creating 0700 parents."""
-    make_private_dirs(path.parent)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
+def _write_private(path: str, text: str) -> None:
+    """Write ``path`` with mode 0600, creating 0700 parents the first time.
+
+    Once per item: plain system calls on a string path, because pathlib and a text
+    wrapper cost more than the write itself when the commands are short.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileNotFoundError:
+        make_private_dirs(Path(path).parent)
+        fd = os.open(path, flags, 0o600)
+    try:
+        data = text.encode()
+        while data:
+            data = data[os.write(fd, data) :]
+    finally:
+        os.close(fd)
 
 
 def _item_text(item: object) -> str:
     return json.dumps(item, ensure_ascii=False)
 
 
+_boards: dict[Path, SlotNoteBoard] = {}
+_boards_lock = threading.Lock()
+
+
+def _board(folder: Path) -> SlotNoteBoard:
+    """The note board of a slots folder, shared by every attempt of this process."""
+    board = _boards.get(folder)
+    if board is None:
+        with _boards_lock:
+            board = _boards.setdefault(folder, SlotNoteBoard(folder))
+    return board
+
+
+def close_slot_notes(folder: Path) -> None:
+    """Close the note files of ``folder``'s slots (at the end of a map phase)."""
+    with _boards_lock:
+        board = _boards.pop(folder, None)
+    if board is not None:
+        board.close()
+
+
 class _SlotNote:
     """Notes which process group a slot runs, so a resume can kill it if we die."""
 
     def __init__(self, config: AttemptConfig, task: AttemptTask) -> None:
-        self.folder = config.slots_dir
+        self.board = None if config.slots_dir is None else _board(config.slots_dir)
         self.task = task
 
     def started(self, pgid: int) -> None:
-        if self.folder is not None:
+        if self.board is not None:
             note = make_note(
                 str(self.task.slot),
                 pgid,
                 attempt_id=self.task.attempt_id,
                 item_index=self.task.item_index,
             )
-            write_note(self.folder, note)
+            self.board.write(note)
 
     def clear(self) -> None:
-        if self.folder is not None:
-            clear_note(self.folder, str(self.task.slot))
+        if self.board is not None:
+            self.board.clear(str(self.task.slot))
 
 
 def run_attempt(
@@ -80,7 +115,7 @@ def run_attempt(
 ) -> AttemptResult:
     """Run the agent template for ``task.item`` and report how it went."""
     started, clock = time.time(), time.monotonic()
-    _write_private(Path(task.item_file), _item_text(task.item))
+    _write_private(task.item_file, _item_text(task.item))
     env = {
         **config.base_env,
         "MAPWISE_ITEM_ID": task.item_id,
@@ -121,7 +156,7 @@ def run_attempt(
         item_index=task.item_index,
         attempt_no=task.attempt_no,
         slot=task.slot,
-        host=socket.gethostname(),
+        host=_HOST,
         started_at=started,
         ended_at=time.time(),
         duration=time.monotonic() - clock,

@@ -8,8 +8,11 @@ alive, and never hangs on a pipe that an escaped (``setsid``) grandchild holds o
 How:
 
 - the command leads its own session and process group (pgid == pid), stdin is /dev/null;
-- one thread multiplexes stdout, stderr and (on Linux) a pidfd with `selectors`, so there
+- one thread multiplexes stdout, stderr and (on Linux) a pidfd with ``poll``, so there
   is no thread per stream, no deadlock on big output, and the exit is seen at once;
+- a command costs few system calls (plain pipes, one shared /dev/null, a ``poll`` object
+  whose registrations make no system call): with short commands and a pool of threads
+  sharing one interpreter lock, every system call is a chance to wait for that lock.
 - a timeout or a cancel sends TERM to the group, then KILL after ``kill_grace`` seconds;
 - the leader's exit is observed without reaping it (``waitid(WNOWAIT)``): while the zombie
   exists its pid, hence the pgid, cannot be reused, so the KILL that sweeps the rest of
@@ -20,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
-import selectors
+import select
 import signal
 import subprocess
 import threading
@@ -47,7 +50,8 @@ _DRAIN_AFTER_EXIT = 1.0  # read pipes this long past the leader's exit, then giv
 _READ_CHUNK = 64 * 1024
 _TAIL_BYTES = 4096
 _TAIL_LINES = 20
-_EXIT = "exit"  # selector tag of the pidfd
+_EXIT = "exit"  # poll tag of the pidfd
+_POLL_DONE = select.POLLIN | select.POLLHUP | select.POLLERR | select.POLLNVAL
 _HAVE_WAITID = hasattr(os, "waitid") and hasattr(os, "WNOWAIT")
 
 
@@ -222,19 +226,48 @@ def _describe_spawn_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _spawn(spec: CommandSpec) -> subprocess.Popen[bytes]:
+_devnull_fd: int | None = None
+
+
+def _devnull() -> int:
+    """One /dev/null descriptor for every command's stdin (close-on-exec in this process)."""
+    global _devnull_fd
+    if _devnull_fd is None:
+        _devnull_fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    return _devnull_fd
+
+
+@dataclass(frozen=True)
+class _Spawned:
+    proc: subprocess.Popen[bytes]
+    stdout: int  # read ends of the command's pipes, owned by the caller
+    stderr: int
+
+
+def _spawn(spec: CommandSpec) -> _Spawned:
     """Start the command as the leader of a new session and process group."""
     if not spec.argv:
         raise ValueError("empty command")
-    return subprocess.Popen(
-        list(spec.argv),
-        env=dict(spec.env),
-        cwd=spec.cwd,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
+    out_read, out_write = os.pipe()
+    err_read, err_write = os.pipe()
+    try:
+        proc = subprocess.Popen(
+            list(spec.argv),
+            env=spec.env,
+            cwd=spec.cwd,
+            stdin=_devnull(),
+            stdout=out_write,
+            stderr=err_write,
+            start_new_session=True,
+        )
+    except BaseException:
+        os.close(out_read)
+        os.close(err_read)
+        raise
+    finally:
+        os.close(out_write)
+        os.close(err_write)
+    return _Spawned(proc, out_read, err_read)
 
 
 def _open_pidfd(pid: int) -> int | None:
@@ -253,20 +286,22 @@ class _Run:
     """One running command: its pipes, its limits, and what has been done to it so far."""
 
     def __init__(
-        self, proc: subprocess.Popen[bytes], spec: CommandSpec, log: LogSink | None, limit: int
+        self, spawned: _Spawned, spec: CommandSpec, log: LogSink | None, limit: int
     ) -> None:
-        self.proc = proc
-        self.pgid = proc.pid  # start_new_session: the leader's pid is the group's id
+        self.proc = spawned.proc
+        self.pgid = self.proc.pid  # start_new_session: the leader's pid is the group's id
         self.log = log
         self.capture = _Capture(limit) if spec.capture_stdout else None
         self.tail = _Tail(_TAIL_BYTES)
-        self.selector = selectors.DefaultSelector()
-        assert proc.stdout is not None and proc.stderr is not None
-        self.selector.register(proc.stdout.fileno(), selectors.EVENT_READ, "stdout")
-        self.selector.register(proc.stderr.fileno(), selectors.EVENT_READ, "stderr")
-        self.pidfd = _open_pidfd(proc.pid)
+        self.owned = [spawned.stdout, spawned.stderr]  # closed by finish
+        self.open: dict[int, str] = {spawned.stdout: "stdout", spawned.stderr: "stderr"}
+        self.pidfd = _open_pidfd(self.proc.pid)
         if self.pidfd is not None:
-            self.selector.register(self.pidfd, selectors.EVENT_READ, _EXIT)
+            self.owned.append(self.pidfd)
+            self.open[self.pidfd] = _EXIT
+        self.poller = select.poll()
+        for fd in self.open:
+            self.poller.register(fd, select.POLLIN)
         self.exited_at: float | None = None  # monotonic time the leader's exit was seen
         self.term_sent_at: float | None = None
         self.kill_sent = False
@@ -300,12 +335,8 @@ class _Run:
             _signal_group(self.pgid, signal.SIGKILL)
             return self.proc.wait()
         finally:
-            self.selector.close()
-            for stream in (self.proc.stdout, self.proc.stderr):
-                if stream is not None:
-                    stream.close()
-            if self.pidfd is not None:
-                os.close(self.pidfd)
+            for fd in self.owned:
+                os.close(fd)
 
     def _leader_exited(self) -> bool:
         """Whether the leader exited, without reaping it (so its pgid stays ours)."""
@@ -335,18 +366,25 @@ class _Run:
             _signal_group(self.pgid, signal.SIGKILL)
 
     def _pipes_open(self) -> bool:
-        return any(key.data != _EXIT for key in self.selector.get_map().values())
+        return any(tag != _EXIT for tag in self.open.values())
+
+    def _forget(self, fd: int) -> None:
+        self.poller.unregister(fd)
+        del self.open[fd]
 
     def _pump(self) -> None:
         """Read whatever is ready, waiting at most one poll interval."""
-        if not self.selector.get_map():
+        if not self.open:
             time.sleep(_IDLE_SLEEP)
             return
-        for key, _ in self.selector.select(_POLL_INTERVAL):
-            if key.data == _EXIT:
-                self.selector.unregister(key.fd)  # the exit is confirmed by waitid next turn
+        for fd, events in self.poller.poll(_POLL_INTERVAL * 1000):
+            tag = self.open.get(fd)
+            if tag is None or not events & _POLL_DONE:
+                continue
+            if tag == _EXIT:
+                self._forget(fd)  # the exit is confirmed by waitid next turn
             else:
-                self._read(key.fd, str(key.data))
+                self._read(fd, tag)
 
     def _read(self, fd: int, stream: str) -> None:
         try:
@@ -356,7 +394,7 @@ class _Run:
         except OSError:
             data = b""
         if not data:
-            self.selector.unregister(fd)
+            self._forget(fd)
             return
         if self.log is not None:
             self.log.write(stream, data)
@@ -381,13 +419,12 @@ class _Run:
         )
 
 
-def _abandon(proc: subprocess.Popen[bytes]) -> None:
+def _abandon(spawned: _Spawned) -> None:
     """Kill, reap and close a command that cannot be watched."""
-    _signal_group(proc.pid, signal.SIGKILL)
-    proc.wait()
-    for stream in (proc.stdout, proc.stderr):
-        if stream is not None:
-            stream.close()
+    _signal_group(spawned.proc.pid, signal.SIGKILL)
+    spawned.proc.wait()
+    os.close(spawned.stdout)
+    os.close(spawned.stderr)
 
 
 def _not_run(
@@ -430,17 +467,17 @@ def run_command(
     if cancel is not None and cancel.is_set():
         return _not_run(spec, started_at, t0, error=None, interrupted=True)
     try:
-        proc = _spawn(spec)
+        spawned = _spawn(spec)
     except (OSError, ValueError, TypeError, subprocess.SubprocessError) as exc:
         return _not_run(spec, started_at, t0, error=_describe_spawn_error(exc), interrupted=False)
     try:
-        run = _Run(proc, spec, log, capture_limit)
-    except BaseException:  # e.g. EMFILE for the selector: do not leave the command running
-        _abandon(proc)
+        run = _Run(spawned, spec, log, capture_limit)
+    except BaseException:  # e.g. EMFILE for the pidfd: do not leave the command running
+        _abandon(spawned)
         raise
     try:
         if on_start is not None:
-            on_start(proc.pid)
+            on_start(spawned.proc.pid)
         deadline = None if spec.timeout is None else t0 + spec.timeout
         run.wait(deadline, cancel, kill_grace)
     finally:

@@ -97,9 +97,6 @@ class JobPaths:
         """One small file per busy pool slot naming the process group it runs."""
         return self.root / "slots"
 
-    def attempt_log(self, item_index: int, attempt_no: int) -> Path:
-        return self.logs / "items" / f"{item_index}" / f"attempt-{attempt_no}.log"
-
     def phase_log(self, phase: str, step_index: int, run_no: int) -> Path:
         return self.logs / phase / f"step-{step_index}-run-{run_no}.log"
 

@@ -10,8 +10,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-import jsonpath
-
 from mapwise.errors import InputError
 from mapwise.fields import MISSING
 
@@ -72,6 +70,8 @@ def extract(data: Any, json_path: str | None) -> list[Any]:
     """
     if json_path is None:
         return list(data) if isinstance(data, list) else [data]
+    import jsonpath  # only here: its import costs a short job a tenth of its start-up
+
     try:
         query = jsonpath.compile(json_path)
         matches = query.findall(data)

@@ -21,6 +21,11 @@ METHOD = """\
   same items (`true`, 4 at a time; xargs execs `true` directly, parallel and mapwise go
   through a shell), after one untimed 50-item warm-up of each. After every mapwise run
   its database must show every item succeeded with a succeeded attempt row.
+- **B1 on Dask** (issue 5, no target): in each round, right after the local run, the same
+  `mapwise run` with `--executor dask` on a `LocalCluster` of 2 worker processes x 2
+  threads on 127.0.0.1, started once for the section and closed at its end, checked the
+  same way. "local pool / Dask" is the ratio of the medians; on one machine it shows only
+  Dask's per-item overhead, which "extra wall time per item" states in milliseconds.
 - **B2**: the same `mapwise run` with `--state-dir` on /dev/shm (tmpfs), in the same rounds.
 - **B3**: the big job is built by `benchmarks/synth.py`; each resume runs on a fresh copy;
   "first item started" is the first item's own `date +%s.%N` minus the launch time; the

@@ -13,6 +13,7 @@ B2) but the report.
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 import time
@@ -57,7 +58,7 @@ def _b5(ctx: Context, chosen: set[str]) -> Section:
 
 
 # (benchmarks a step covers, the step); B1 and B2 share their mapwise runs.
-# Issue 5 adds B1 on a Dask cluster inside throughput.b1_dask.
+# B1 also runs mapwise on a two-worker Dask LocalCluster (dask_throughput.py).
 STEPS: tuple[tuple[frozenset[str], Callable[[Context, set[str]], Section]], ...] = (
     (frozenset({"B1", "B2"}), _b1_b2),
     (frozenset({"B3"}), _b3),
@@ -120,6 +121,28 @@ def heading(ctx: Context, chosen: set[str], seconds: float) -> str:
     )
 
 
+def compile_bytecode() -> str | None:
+    """Compile mapwise's modules once, as ``pip install`` does, so no measured process
+    compiles them again; a note when the environment would otherwise make it do so.
+
+    An editable install has no bytecode until a process writes it, and with
+    PYTHONDONTWRITEBYTECODE set (as on the machine these figures come from) none ever
+    does: every ``mapwise`` process would compile its sources, about 0.1 s each.
+    """
+    import compileall
+
+    import mapwise
+
+    compileall.compile_dir(Path(mapwise.__file__).parent, quiet=1)
+    if os.environ.get("PYTHONDONTWRITEBYTECODE"):
+        return (
+            "mapwise's bytecode was compiled before measuring, as pip does on install: "
+            "PYTHONDONTWRITEBYTECODE is set here, so otherwise each mapwise process would "
+            "compile its sources first"
+        )
+    return None
+
+
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     try:
@@ -127,6 +150,7 @@ def main(argv: list[str]) -> int:
     except ImportError:
         print("run.py: mapwise is not importable; activate its venv first", file=sys.stderr)
         return 2
+    bytecode_note = compile_bytecode()
     ctx = Context(QUICK if args.quick else FULL, args.runs, args.quick, WORK)
     WORK.mkdir(parents=True, exist_ok=True)
     machine = describe(ROOT, WORK)
@@ -145,6 +169,8 @@ def main(argv: list[str]) -> int:
     ]
     if others > BUSY:
         results.notes.insert(0, busy_note(others))
+    if bytecode_note:
+        results.notes.append(bytecode_note)
     command = shlex.join(["python", "benchmarks/run.py", *argv])
     title = heading(ctx, args.chosen, wall)
     print("\n".join(["", title, "", *table(results.rows), ""]))

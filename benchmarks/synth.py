@@ -43,8 +43,14 @@ def synthesize(
             "INSERT INTO attempts (item_idx, attempt_no, run_no, slot, started_at, ended_at,"
             " duration, outcome, error_kind, exit_code) VALUES (?, 1, 1, 0, ?, ?, 0.01, ?, ?, ?)",
             [
-                (i, now - 2, now - 1.99, "succeeded" if i < succeeded else "failed",
-                 None if i < succeeded else "exit_code", 0 if i < succeeded else 1)
+                (
+                    i,
+                    now - 2,
+                    now - 1.99,
+                    "succeeded" if i < succeeded else "failed",
+                    None if i < succeeded else "exit_code",
+                    0 if i < succeeded else 1,
+                )
                 for i in range(succeeded + dlq)
             ],
         )

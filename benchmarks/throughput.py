@@ -4,7 +4,8 @@ Every tool runs the same 2,000 items of ``true``, four at a time, one after anot
 each round (so that drift of the machine hits all of them alike). mapwise runs as a user
 runs it, ``mapwise run`` in a fresh state directory, and each of its runs is checked
 afterwards: every item must be recorded succeeded in the job's database, with a succeeded
-attempt row, once the process has exited.
+attempt row, once the process has exited. The same rounds run mapwise on a two-worker
+Dask cluster too (``dask_throughput.py``), so that its figures share the machine's drift.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from context import Context
+from dask_throughput import DaskRuns, dask_section, local_cluster
 from harness import (
     bench_env,
     fresh_dir,
@@ -93,28 +95,24 @@ def run_parallel(inputs: Inputs) -> float:
     return done.wall
 
 
-def run_mapwise(inputs: Inputs, state_dir: Path) -> tuple[float, int]:
-    """Seconds for ``mapwise run``, and how many items its database then shows succeeded."""
+def run_mapwise(
+    inputs: Inputs, state_dir: Path, executor: tuple[str, ...] = ()
+) -> tuple[float, int]:
+    """Seconds for ``mapwise run``, and how many items its database then shows succeeded.
+
+    ``executor`` is added to the command line (``--executor dask --scheduler ...``).
+    """
     fresh_dir(state_dir)
     argv = mapwise_argv("run", str(inputs.workflow), "--state-dir", str(state_dir))
-    argv += ["--job-id", "b1", "--quiet"]
-    done = run_timed(argv, inputs.folder / "mapwise.out", env=bench_env(), cwd=inputs.folder)
+    argv += ["--job-id", "b1", "--quiet", *executor]
+    output = inputs.folder / ("mapwise-dask.out" if executor else "mapwise.out")
+    done = run_timed(argv, output, env=bench_env(), cwd=inputs.folder)
     if done.code != 0:
         raise RuntimeError(f"mapwise run exited {done.code}: see {done.output}")
     database = state_dir / "jobs" / "b1" / "state.db"
     recorded = min(item_counts(database).get("succeeded", 0), succeeded_attempts(database))
     shutil.rmtree(state_dir, ignore_errors=True)
     return done.wall, recorded
-
-
-def b1_dask(ctx: Context, inputs: Inputs) -> Row | None:
-    """B1 on a Dask cluster: the place for issue 5 (a distributed executor).
-
-    When mapwise runs items on Dask, run ``inputs.workflow`` through it here, with the same
-    items and parallelism, and return its items-per-second Row (``rate_row``); the section
-    then shows it beside the local figures. Until then there is nothing to measure.
-    """
-    return None
 
 
 def rate_row(bench: str, measure: str, walls: list[float], count: int) -> Row:
@@ -134,12 +132,18 @@ class Walls:
 
 
 def measure_rounds(
-    ctx: Context, inputs: Inputs, *, peers: bool, shm: bool, parallel: bool
+    ctx: Context, inputs: Inputs, dask: DaskRuns, *, peers: bool, shm: bool, parallel: bool
 ) -> Walls:
-    """``ctx.runs`` rounds, each tool once per round, after one small untimed warm-up each."""
+    """``ctx.runs`` rounds, each tool once per round, after one small untimed warm-up each.
+
+    ``dask`` runs mapwise on its cluster right after the local run, while it is usable.
+    """
     walls = Walls([], [], [], [], [])
     warm = make_inputs(fresh_dir(inputs.folder / "warm-up"), 50)
     run_mapwise(warm, inputs.folder / "state-warm")
+    dask.measure(
+        lambda args: run_mapwise(warm, inputs.folder / "state-warm", args), "warm-up", timed=False
+    )
     if peers:
         run_xargs(warm)
         if parallel:
@@ -153,21 +157,26 @@ def measure_rounds(
         wall, recorded = run_mapwise(inputs, inputs.folder / "state")
         walls.disk.append(wall)
         walls.recorded.append(recorded)
+        dask.measure(
+            lambda args: run_mapwise(inputs, inputs.folder / "state-dask", args),
+            f"round {round_no}",
+        )
         if shm:
             wall, recorded = run_mapwise(inputs, shm_state)
             walls.shm.append(wall)
             walls.recorded.append(recorded)
-        log(f"  round {round_no}: {_round_text(walls, inputs.count)}")
+        log(f"  round {round_no}: {_round_text(walls, dask, inputs.count)}")
     return walls
 
 
-def _round_text(walls: Walls, count: int) -> str:
+def _round_text(walls: Walls, dask: DaskRuns, count: int) -> str:
     parts = [
         f"{name} {count / values[-1]:.0f}/s"
         for name, values in (
             ("xargs", walls.xargs),
             ("parallel", walls.parallel),
             ("mapwise", walls.disk),
+            ("mapwise-dask", dask.walls),
             ("mapwise-shm", walls.shm),
         )
         if values
@@ -187,26 +196,27 @@ def throughput(ctx: Context, *, b1: bool, b2: bool) -> Section:
     if b2 and not use_shm:
         section.notes.append("B2 skipped: this machine has no /dev/shm")
     log(f"B1/B2: {count:,} items of `true`, parallelism {PARALLELISM}, {ctx.runs} round(s)")
-    walls = measure_rounds(ctx, inputs, peers=b1, shm=use_shm, parallel=problem is None)
+    with local_cluster(enabled=b1) as dask:
+        walls = measure_rounds(ctx, inputs, dask, peers=b1, shm=use_shm, parallel=problem is None)
     disk = rate_row("B1", "mapwise run, state on disk", walls.disk, count)
     recorded = (float(min(walls.recorded)),)
     measure = "items recorded succeeded after each mapwise run (fewest)"
     section.rows.append(Row("B1", measure, recorded, "count", at_least(count)))
     if b1:
-        section.rows += b1_rows(ctx, inputs, walls, disk)
+        section.rows += b1_rows(inputs, walls, disk)
+        on_dask = dask_section(dask, disk, count)
+        section.rows += on_dask.rows
+        section.notes += on_dask.notes
     if use_shm:
         section.rows += b2_rows(walls, disk, count)
     return section
 
 
-def b1_rows(ctx: Context, inputs: Inputs, walls: Walls, disk: Row) -> list[Row]:
+def b1_rows(inputs: Inputs, walls: Walls, disk: Row) -> list[Row]:
     count = inputs.count
     xargs = rate_row("B1", f"xargs -P{PARALLELISM} -n1 true", walls.xargs, count)
     parallel = rate_row("B1", f"GNU parallel -j{PARALLELISM} --joblog", walls.parallel, count)
     rows = [xargs, parallel, disk]
-    dask = b1_dask(ctx, inputs)
-    if dask is not None:
-        rows.append(dask)
     rows.append(ratio_row("B1", "mapwise / GNU parallel", disk, parallel, at_least(2.0)))
     rows.append(ratio_row("B1", "mapwise / xargs", disk, xargs, at_least(0.5)))
     return rows

@@ -60,9 +60,6 @@ class Bad:
     state_dir: bool = True  # append --state-dir (not for validate)
 
 
-BUG_EMPTY_JOB_ID = "BUG: `run --job-id ''` is taken as no --job-id: a new id is made, the job runs"
-BUG_IMPORT_EXIT = "BUG: import of a file that is not a checkpoint exits 4 (damaged), not 2"
-
 CASES: dict[str, Bad | tuple[Bad, pytest.MarkDecorator]] = {
     # -- the map input, read at run time ------------------------------------------------
     "input-json-syntax": Bad(
@@ -202,10 +199,7 @@ CASES: dict[str, Bad | tuple[Bad, pytest.MarkDecorator]] = {
     "run-job-id-dotdot": Bad(("run", "wf.yml", "--job-id", ".."), ("invalid job id '..'",)),
     "run-job-id-space": Bad(("run", "wf.yml", "--job-id", "my job"), ("invalid job id 'my job'",)),
     "run-job-id-too-long": Bad(("run", "wf.yml", "--job-id", "a" * 129), ("at most 128",)),
-    "run-job-id-empty": (
-        Bad(("run", "wf.yml", "--job-id", ""), ("--job-id",)),
-        pytest.mark.xfail(strict=True, reason=BUG_EMPTY_JOB_ID),
-    ),
+    "run-job-id-empty": Bad(("run", "wf.yml", "--job-id", ""), ("--job-id", "invalid job id ''")),
     "run-job-id-taken": Bad(
         ("run", "wf.yml", "--job-id", JOB), (f"job '{JOB}' already exists",), needs_job=True
     ),
@@ -243,9 +237,10 @@ CASES: dict[str, Bad | tuple[Bad, pytest.MarkDecorator]] = {
     "import-a-folder": Bad(("import", "afolder"), ("afolder", "is a directory"), {"afolder": None}),
     "import-missing": Bad(("import", "nosuch.ckpt"), ("nosuch.ckpt", "does not exist")),
     "import-a-text-file": Bad(("import", "notes.txt"), ("notes.txt",), {"notes.txt": "hello\n"}),
-    "import-gzip-not-a-checkpoint": (
-        Bad(("import", "x.ckpt"), ("x.ckpt",), {"x.ckpt": gzip.compress(b'{"format": "x"}\n')}),
-        pytest.mark.xfail(strict=True, reason=BUG_IMPORT_EXIT),
+    "import-gzip-not-a-checkpoint": Bad(
+        ("import", "x.ckpt"),
+        ("x.ckpt", "is not a mapwise checkpoint"),
+        {"x.ckpt": gzip.compress(b'{"format": "x"}\n')},
     ),
     "import-bad-job-id": Bad(
         ("import", "{root}/state/jobs/j1/checkpoints/ckpt-000001.ckpt", "--job-id", "bad id"),

@@ -14,6 +14,7 @@ import click
 from mapwise import api
 from mapwise.cli.common import echo_err, executor_option, scheduler_option, state_dir_option
 from mapwise.domain.states import JobStatus
+from mapwise.errors import UserError
 from mapwise.reports import human_seconds
 from mapwise.store.paths import check_job_id, job_paths, new_job_id, resolve_state_dir
 
@@ -48,6 +49,13 @@ def report_end(result: JobResult, state_dir: str | None, wall: float) -> None:
         echo_err(f"  failed items: mapwise dlq list {result.job_id}")
 
 
+def _chosen_job_id(job_id: str) -> str:
+    try:
+        return check_job_id(job_id)
+    except UserError as error:
+        raise UserError(f"--job-id: {error}") from None
+
+
 @click.command("run")
 @click.argument("workflow", type=click.Path(dir_okay=False))
 @state_dir_option
@@ -73,7 +81,7 @@ def run_command(
     from mapwise.render import ProgressDisplay
 
     loaded = api.load(workflow)
-    chosen = check_job_id(job_id) if job_id is not None else new_job_id(loaded.workflow.name)
+    chosen = _chosen_job_id(job_id) if job_id is not None else new_job_id(loaded.workflow.name)
     paths = job_paths(resolve_state_dir(state_dir), chosen)
     if paths.root.exists():
         refuse_existing(paths)

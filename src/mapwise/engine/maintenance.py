@@ -14,6 +14,7 @@ from mapwise.errors import StateDamagedError, UserError
 from mapwise.store import db
 from mapwise.store.checkpoint import (
     CheckpointInfo,
+    NotACheckpointError,
     checkpoint_files,
     inspect_checkpoints,
     next_sequence,
@@ -99,9 +100,13 @@ def import_job(
             magic = handle.read(2)
     except OSError as exc:
         raise UserError(f"cannot read {source}: {exc.strerror or exc}") from None
+    not_ours = f"{source} is not a mapwise checkpoint (write one with mapwise export)"
     if magic != b"\x1f\x8b":
-        raise UserError(f"{source} is not a mapwise checkpoint (write one with mapwise export)")
-    checkpoint = read_checkpoint(source)
+        raise UserError(not_ours)
+    try:
+        checkpoint = read_checkpoint(source)
+    except NotACheckpointError:
+        raise UserError(not_ours) from None
     chosen = check_job_id(job_id or checkpoint.job_id)
     paths = job_paths(state_dir, chosen)
     if paths.root.exists():

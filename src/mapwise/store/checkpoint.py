@@ -189,11 +189,16 @@ def write_checkpoint(
     return final
 
 
+class NotACheckpointError(StateDamagedError):
+    """A file whose header is not a mapwise checkpoint's: in a job, damage; given to
+    ``import``, the wrong file (a user error)."""
+
+
 def _migrate(header: dict[str, Any], path: Path) -> None:
     """Refuse newer formats; older ones would be upgraded here, record by record."""
     version = header.get("version")
     if header.get("format") != FORMAT or not isinstance(version, int):
-        raise StateDamagedError(f"{path} is not a mapwise checkpoint")
+        raise NotACheckpointError(f"{path} is not a mapwise checkpoint")
     if version > FORMAT_VERSION:
         raise StateDamagedError(
             f"{path} is checkpoint format version {version}, newer than this mapwise "

@@ -142,15 +142,3 @@ def assert_ran_on(executor: ExecutorChoice, hosts: list[str]) -> None:
     """Attempts under Dask name their worker (``host (tcp://...)``); local ones do not."""
     on_workers = ["(tcp://127.0.0.1:" in host for host in hosts]
     assert on_workers == [executor.kind == "dask"] * len(hosts), hosts
-
-
-def announced_starts(client: Any, job_id: str) -> int:
-    """How many starts of the job's attempts the scheduler has heard of.
-
-    A worker announces each start before it spawns the attempt's commands, so once this
-    count reaches the number of start markers, every running command is known to the
-    cluster: killing its worker after that is a loss the coordinator can see.
-    """
-    from mapwise.executors.dask_worker import START_TOPIC
-
-    return sum(1 for _, msg in client.get_events(START_TOPIC) if msg.get("job_id") == job_id)

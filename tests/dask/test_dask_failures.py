@@ -3,7 +3,9 @@ mid-item, an item that kills its workers (``KilledWorker``), and a coordinator k
 ``kill -9`` then resumed on another cluster.
 
 Tests that kill workers use a cluster of their own (``own_cluster``), never the shared
-one; its scheduler gives up on a task after two lost workers (``allowed-failures: 1``).
+one; its scheduler gives up on a task after two lost workers (``allowed-failures: 1``),
+and it has three workers, so that one still runs on this machine when a task killed two:
+the lost runs' commands can only be killed through a worker on their machine.
 A command's ``$PPID`` is the worker process that runs it: the commands write it in their
 start marker, and the test kills that process with ``kill -9``.
 """
@@ -11,6 +13,7 @@ start marker, and the test kills that process with ``kill -9``.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 import signal
 import subprocess
@@ -33,14 +36,12 @@ from _jobs import (
 )
 
 from conftest import (
-    announced_starts,
     attempts_in_order,
     mapwise_cli,
     run_job,
     start_job,
     start_local_cluster,
 )
-from mapwise.executors.dask_worker import START_TOPIC
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="reads /proc, POSIX groups")
 
@@ -49,19 +50,20 @@ IN_FLIGHT = 3  # max_parallel of the coordinator-kill test
 UNREACHABLE = "tcp://127.0.0.1:1"
 LOST_SCHEDULER_SECONDS = 30.0  # the client gives up reconnecting after 10 s
 ALLOWED_FAILURES = 1  # own_cluster: a task that lost two workers fails with KilledWorker
+OWN_WORKERS = ALLOWED_FAILURES + 2  # own_cluster: one lives on when a task killed its workers
 
 
 @dataclass(frozen=True)
 class OwnCluster:
-    """A two-worker LocalCluster (one thread each) that tests may kill workers of."""
+    """A LocalCluster of ``OWN_WORKERS`` (one thread each) that tests may kill workers of."""
 
     address: str
     client: Any  # distributed.Client
     scheduler: Any  # the cluster's distributed.Scheduler, in this process
 
     def worker_pids(self) -> dict[str, int]:
-        """Worker address -> pid of its process, once both workers are up."""
-        self.client.wait_for_workers(2, timeout=WAIT_SECONDS)
+        """Worker address -> pid of its process, once every worker is up."""
+        self.client.wait_for_workers(OWN_WORKERS, timeout=WAIT_SECONDS)
         return dict(self.client.run(os.getpid))
 
 
@@ -70,7 +72,9 @@ def own_cluster() -> Iterator[OwnCluster]:
     from distributed import Client
 
     cluster = start_local_cluster(
-        threads_per_worker=1, scheduler_kwargs={"allowed_failures": ALLOWED_FAILURES}
+        n_workers=OWN_WORKERS,
+        threads_per_worker=1,
+        scheduler_kwargs={"allowed_failures": ALLOWED_FAILURES},
     )
     client = Client(cluster.scheduler_address, set_as_default=False)
     try:
@@ -130,7 +134,8 @@ def killed_worker_run(
     tmp_path_factory: pytest.TempPathFactory, own_cluster: OwnCluster
 ) -> Iterator[KilledWorkerRun]:
     """A job whose item ``victim`` blocks while a flag exists; the worker running it is
-    killed with ``kill -9``; once the item started again, the flag goes."""
+    killed with ``kill -9`` as soon as the command started; once the item started again,
+    the flag goes at once."""
     ws = Workspace(tmp_path_factory.mktemp("killed-worker"))
     slow = ws.flag("slow")
     slow.touch()
@@ -152,10 +157,6 @@ def killed_worker_run(
             what="the victim running",
             unless=lambda: not coordinator.running(),
         )
-        wait_until(
-            lambda: announced_starts(own_cluster.client, "kill-worker") >= len(ws.starts()),
-            what="the scheduler told of every start",
-        )
         (first,) = [m for m in ws.starts() if m.name == "victim"]
         worker_pid = int(first.extra[0])
         (killed_address,) = [a for a, pid in workers.items() if pid == worker_pid]
@@ -165,8 +166,9 @@ def killed_worker_run(
             what="the victim running again",
             unless=lambda: not coordinator.running(),
         )
-        died = _dies(first.pid)
+        # the flag goes at once: a first run still alive now would end, marker and all
         slow.unlink()
+        died = _dies(first.pid)
         code = coordinator.wait()
         yield KilledWorkerRun(
             ws, "kill-worker", code, coordinator.stderr, killed_address, first.pid, died
@@ -205,53 +207,50 @@ def test_a_worker_killed_mid_item_costs_one_interrupted_attempt(
 def test_a_killed_workers_command_dies_before_its_item_runs_again(
     killed_worker_run: KilledWorkerRun,
 ) -> None:
-    # Then the command the killed worker ran is killed once the item runs again, so two
-    # executions of one item never run at once
+    # Then the command the killed worker ran was killed before the item ran again (it never
+    # ended, though the flag went as soon as the second run started), so two executions of
+    # one item never run at once
     assert killed_worker_run.lost_pid_died, f"pid {killed_worker_run.lost_pid} outlived it"
     assert overlapping_runs(killed_worker_run.ws.markers()) == []
+    assert killed_worker_run.ws.count("end", "victim") == 1
 
 
 @contextlib.contextmanager
-def first_start_lost(scheduler: Any, job_id: str, attempt_id: int) -> Iterator[None]:
-    """The scheduler drops the first start message of one attempt, as if its worker had
-    died before sending it (a worker sends its messages in batches, every few ms)."""
-    forward = scheduler.stream_handlers["log-event"]
-    dropped: list[Any] = []
+def worker_batches_lost(scheduler: Any) -> Iterator[None]:
+    """The scheduler drops every message the workers up now send in their batches (every
+    few ms), as if each died before its batch left; the requests a worker waits on, the
+    clients' messages and those of workers that join later (a nanny's restart) get
+    through."""
+    handlers = dict(scheduler.stream_handlers)
+    silent = set(scheduler.workers)
 
-    def filtered(**message: Any) -> Any:
-        msg = message.get("msg")
-        if (
-            not dropped
-            and message.get("topic") == START_TOPIC
-            and isinstance(msg, dict)
-            and (msg.get("job_id"), msg.get("attempt_id")) == (job_id, attempt_id)
-        ):
-            dropped.append(msg)
-            return None
-        return forward(**message)
+    def dropping(forward: Any) -> Any:
+        if inspect.iscoroutinefunction(forward):
 
-    scheduler.stream_handlers["log-event"] = filtered
+            async def dropping_async(**message: Any) -> None:
+                if message.get("worker") not in silent:
+                    await forward(**message)
+
+            return dropping_async
+
+        def dropping_sync(**message: Any) -> None:
+            if message.get("worker") not in silent:
+                forward(**message)
+
+        return dropping_sync
+
+    scheduler.stream_handlers.update({op: dropping(f) for op, f in handlers.items()})
     try:
         yield
     finally:
-        scheduler.stream_handlers["log-event"] = forward
+        scheduler.stream_handlers.update(handlers)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a lost execution is only found through its worker's start message "
-    "(worker.log_event, sent in batches); a worker killed before the batch left (seen "
-    "in 3 of 6 runs of the CLI-cluster test when the kill followed the command's start "
-    "at once) leaves no trace: no interrupted attempt, and its command is never killed, "
-    "so it runs on beside the item's second run. Finding lost executions from the "
-    "scheduler's side (the tasks a removed worker was processing), or confirming the "
-    "start before spawning commands, would close it; if the latter, drop this test.",
-)
-def test_a_lost_execution_whose_start_message_was_lost_too_is_still_killed(
+def test_a_worker_killed_before_its_messages_left_still_has_its_lost_run_killed_and_recorded(
     ws: Workspace, own_cluster: OwnCluster
 ) -> None:
-    # Given a victim item that blocks while a flag exists, whose first start message the
-    # scheduler never gets
+    # Given a victim item that blocks while a flag exists, on workers none of whose batched
+    # messages reach the scheduler (a worker killed at once loses its last batch)
     slow = ws.flag("slow")
     slow.touch()
     body = f'[ "$MAPWISE_ITEM_ID" != victim ] || {block_while("SLOW")}'
@@ -261,34 +260,69 @@ def test_a_lost_execution_whose_start_message_was_lost_too_is_still_killed(
         env={"SLOW": str(slow)},
         retry={"max_attempts": 1},
     )
-    own_cluster.worker_pids()
-    with first_start_lost(own_cluster.scheduler, "silent", attempt_id=1):
-        address = own_cluster.address
-        coordinator = start_job(ws, "silent", "--executor", "dask", "--scheduler", address)
-        wait_until(
-            lambda: ws.count("start", "victim") == 1,
-            what="the victim running",
-            unless=lambda: not coordinator.running(),
-        )
-        (first,) = ws.starts(prefix="victim")
-
-        # When its worker is killed mid-item and the item starts again
-        os.kill(int(first.extra[0]), signal.SIGKILL)
-        wait_until(
-            lambda: ws.count("start", "victim") == 2,
-            what="the victim running again",
-            unless=lambda: not coordinator.running(),
-        )
-
-    # Then the lost execution's command is killed, and recorded as an interrupted attempt
+    workers = own_cluster.worker_pids()
     try:
-        assert _dies(first.pid, seconds=3), f"the lost execution (group {first.pid}) still runs"
+        with worker_batches_lost(own_cluster.scheduler):
+            address = own_cluster.address
+            coordinator = start_job(ws, "silent", "--executor", "dask", "--scheduler", address)
+            wait_until(
+                lambda: ws.count("start", "victim") == 1,
+                what="the victim running",
+                unless=lambda: not coordinator.running(),
+            )
+            (first,) = ws.starts(prefix="victim")
+            (killed,) = [a for a, pid in workers.items() if pid == int(first.extra[0])]
+
+            # When its worker is killed mid-item and the item starts again
+            os.kill(int(first.extra[0]), signal.SIGKILL)
+            wait_until(
+                lambda: ws.count("start", "victim") == 2,
+                what="the victim running again",
+                unless=lambda: not coordinator.running(),
+            )
+
+        # Then the lost run's command was killed before the second run started: the flag
+        # goes at once, and it never ends
         slow.unlink()
+        assert _dies(first.pid), f"the lost execution (group {first.pid}) still runs"
         assert coordinator.wait() == 0, coordinator.stderr
-        outcomes = [a["outcome"] for a in attempts_in_order(ws, "silent", "victim")]
-        assert outcomes == ["interrupted", "succeeded"]
+        assert ws.count("end", "victim") == 1
+        assert overlapping_runs(ws.markers()) == []
+        # And it is recorded as an interrupted attempt on the killed worker
+        victim = attempts_in_order(ws, "silent", "victim")
+        assert [a["outcome"] for a in victim] == ["interrupted", "succeeded"]
+        assert killed in victim[0]["host"]
     finally:
         slow.unlink(missing_ok=True)
+
+
+def test_an_attempt_whose_run_cannot_be_put_on_record_starts_no_command(
+    ws: Workspace, own_cluster: OwnCluster
+) -> None:
+    # Given a scheduler that refuses to put any run of an attempt on record
+    items = [{"id": "unrecorded"}]
+    ws.write_workflow([item_command("true")], items=items, retry={"max_attempts": 1})
+    own_cluster.worker_pids()
+    handlers = own_cluster.scheduler.handlers
+    put_on_record = handlers["set_metadata"]
+
+    def refuse(**_: Any) -> None:
+        raise OSError("the scheduler refuses")
+
+    handlers["set_metadata"] = refuse
+    try:
+        # When a job runs an item there
+        done = run_job(ws, "unrecorded", "--executor", "dask", "--scheduler", own_cluster.address)
+    finally:
+        handlers["set_metadata"] = put_on_record
+
+    # Then the item's command never started, and the attempt failed saying why
+    assert done.returncode == 1, done.stderr
+    assert ws.starts() == []
+    (entry,) = ws.inspect("dlq", "list", "unrecorded", "--json").json()
+    assert entry["error_kind"] == "spawn_error"
+    assert "cannot put the attempt's run on record" in entry["last_error"]
+    assert "the scheduler refuses" in entry["last_error"]
 
 
 def test_an_item_that_kills_its_workers_goes_to_the_dlq_as_worker_lost(
@@ -320,16 +354,27 @@ def test_an_item_that_kills_its_workers_goes_to_the_dlq_as_worker_lost(
                 os.kill(worker, signal.SIGKILL)
         return not coordinator.running()
 
-    wait_until(kill_new_starts, what="the job to give up on doom")
-    slow.unlink()
+    try:
+        wait_until(kill_new_starts, what="the job to give up on doom")
 
-    # Then the scheduler gave up on it (KilledWorker) and it is in the DLQ as worker_lost
-    assert coordinator.wait() == 1, coordinator.stderr
-    assert len(killed) == ALLOWED_FAILURES + 1
-    (entry,) = ws.inspect("dlq", "list", "doom", "--json").json()
-    assert (entry["item_id"], entry["error_kind"]) == ("doom", "worker_lost")
-    assert "KilledWorker" in entry["last_error"]
-    assert ws.db("doom").statuses() == {"doom": "dlq", "fine": "succeeded"}
+        # Then the scheduler gave up on it (KilledWorker) and it is in the DLQ as worker_lost
+        assert coordinator.wait() == 1, coordinator.stderr
+        assert len(killed) == ALLOWED_FAILURES + 1
+        (entry,) = ws.inspect("dlq", "list", "doom", "--json").json()
+        assert (entry["item_id"], entry["error_kind"]) == ("doom", "worker_lost")
+        assert "KilledWorker" in entry["last_error"]
+        assert ws.db("doom").statuses() == {"doom": "dlq", "fine": "succeeded"}
+        # And no run of it goes on once it failed, though the flag still holds them (a retry
+        # or `dlq retry` would run beside one): the last run's command was killed too
+        leftovers = [m.pid for m in ws.starts(prefix="doom") if not _dies(m.pid)]
+        assert leftovers == [], "runs of doom outlived the job"
+        assert ws.count("end", "doom") == 0
+        # And the runs before the last are interrupted attempts, the last one the failure
+        doom = attempts_in_order(ws, "doom", "doom")
+        assert [a["outcome"] for a in doom] == ["interrupted", "failed"]
+        assert all("(tcp://127.0.0.1:" in a["host"] for a in doom)
+    finally:
+        slow.unlink(missing_ok=True)
 
 
 def test_a_coordinator_killed_mid_run_resumes_on_another_cluster_running_each_item_once(

@@ -9,22 +9,27 @@ The coordinator stays the single writer of the job's state; workers only run
 - ``future.cancel()`` cannot stop a running thread or its subprocess, so interrupts go to
   every worker through ``client.run`` (``interrupt_job``), which ends the commands'
   process groups, and a resume kills leftovers of a dead run everywhere (``kill_job``);
-- a worker that dies mid-attempt makes the scheduler run the task again elsewhere; the
-  second start of the same attempt is how the coordinator learns that one execution was
-  lost, and records it as an interrupted attempt;
+- a worker that dies mid-attempt makes the scheduler run the task again elsewhere. Each
+  run puts itself on record at the scheduler (the task's metadata) before it starts a
+  command, and the next run kills what is left of the earlier ones on every worker
+  before it starts its own (``dask_worker``); the result reports them, and the
+  coordinator records each as an interrupted attempt (``LostAttempt``). Nothing here
+  waits for a worker's own messages, which die with it;
 - a task that killed its workers too often fails with ``KilledWorker``: the attempt
-  fails with error kind ``worker_lost``.
+  fails with error kind ``worker_lost``; every run of it on record is killed everywhere
+  before the failure is handed over (so a retry never runs beside one), and all but the
+  last are recorded as lost.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
-import dataclasses
+import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from mapwise.domain.records import AttemptResult, AttemptTask, LostAttempt, StepsOutcome
@@ -32,11 +37,14 @@ from mapwise.domain.states import ErrorKind
 from mapwise.errors import ExecutorError
 from mapwise.executors.attempt import AttemptConfig
 from mapwise.executors.dask_worker import (
-    START_TOPIC,
+    RUNS_METADATA,
+    Execution,
+    WorkerReport,
     interrupt_job,
-    kill_execution,
+    kill_executions,
     kill_job,
     run_attempt_on_worker,
+    runs_on_record,
 )
 
 CONNECT_TIMEOUT = 10.0
@@ -56,24 +64,44 @@ def _client(scheduler: str) -> Any:
 
 
 def _failed(
-    task: AttemptTask, kind: ErrorKind, message: str, *, interrupted: bool
+    task: AttemptTask,
+    kind: ErrorKind,
+    message: str,
+    *,
+    interrupted: bool,
+    run: Execution | None = None,
 ) -> AttemptResult:
+    """An attempt that ended without a worker's result (``run``: where it last ran)."""
     now = time.time()
     outcome = StepsOutcome(
         steps=(), captures={}, error_kind=kind, last_error=message, stderr_tail=message
     )
+    started = now if run is None else min(run.started_at, now)
     return AttemptResult(
         attempt_id=task.attempt_id,
         item_index=task.item_index,
         attempt_no=task.attempt_no,
         slot=task.slot,
-        host="",
-        started_at=now,
+        host="" if run is None else run.where,
+        started_at=started,
         ended_at=now,
-        duration=0.0,
+        duration=now - started,
         outcome=outcome,
         interrupted=interrupted,
     )
+
+
+def _lost(attempt_id: int, runs: Sequence[Execution]) -> list[LostAttempt]:
+    """Every run but the last was lost; each ended, at the latest, when the next began."""
+    return [
+        LostAttempt(
+            attempt_id=attempt_id,
+            host=run.where,
+            started_at=run.started_at,
+            ended_at=max(after.started_at, run.started_at),
+        )
+        for run, after in itertools.pairwise(runs)
+    ]
 
 
 class DaskExecutor:
@@ -87,11 +115,9 @@ class DaskExecutor:
         self._client = _client(scheduler)
         _quiet_dask_logs()
         self._lock = threading.Lock()
-        self._starts: dict[int, dict[str, Any]] = {}
         self._on_lost: Callable[[LostAttempt], None] | None = None
         self._outstanding: dict[int, tuple[cf.Future[AttemptResult], AttemptTask]] = {}
         self.broken: str | None = None
-        self._client.subscribe_topic(START_TOPIC, self._started)
 
     @property
     def slots(self) -> int:
@@ -105,37 +131,17 @@ class DaskExecutor:
         killed = self._client.run(kill_job, self.job_id)
         return sum(len(pids) for pids in killed.values())
 
-    def _started(self, event: tuple[float, dict[str, Any]]) -> None:
-        """A worker started an attempt; a second start of one attempt means one was lost."""
-        _, message = event
-        if message.get("job_id") != self.job_id:
-            return
-        attempt_id = int(message["attempt_id"])
-        with self._lock:
-            previous = self._starts.get(attempt_id)
-            self._starts[attempt_id] = message
-        if previous is None:
-            return
-        # the lost execution's commands may outlive their worker: kill them everywhere,
-        # from a thread (client.run must not be called from the client's event loop)
-        execution_id = previous.get("execution_id")
-        if execution_id:
-            threading.Thread(
-                target=self._kill_execution, args=(str(execution_id),), daemon=True
-            ).start()
-        if self._on_lost is not None:
-            self._on_lost(
-                LostAttempt(
-                    attempt_id=attempt_id,
-                    host=f"{previous['host']} ({previous['worker']})",
-                    started_at=float(previous["started_at"]),
-                    ended_at=float(message["started_at"]),
-                )
-            )
+    def _kill_executions(self, runs: Sequence[Execution]) -> None:
+        """Kill what lost runs left on every worker (again: a restarted worker may be new)."""
+        if runs:
+            with contextlib.suppress(Exception):
+                ids = [run.execution_id for run in runs]
+                self._client.run(kill_executions, *ids, on_error="ignore")
 
-    def _kill_execution(self, execution_id: str) -> None:
-        with contextlib.suppress(Exception):
-            self._client.run(kill_execution, execution_id)
+    def _report_lost(self, lost: list[LostAttempt]) -> None:
+        if self._on_lost is not None:
+            for gone in lost:
+                self._on_lost(gone)
 
     def submit(self, task: AttemptTask, config: AttemptConfig) -> cf.Future[AttemptResult]:
         result: cf.Future[AttemptResult] = cf.Future()
@@ -148,30 +154,53 @@ class DaskExecutor:
         remote = self._client.submit(run_attempt_on_worker, task, config, key=key, pure=False)
 
         def hand_over(done: Any) -> None:
+            # Dask calls this in a thread of its own: blocking calls to the client are fine
             try:
-                value = done.result()
-                value = _with_host(value, self._starts.get(task.attempt_id))
-            except Exception as error:
-                value = self._explain(task, error)
+                value, runs, dead = self._outcome(task, key, done)
             finally:
                 done.release()  # never let a dying worker make Dask recompute it
                 with self._lock:
-                    self._starts.pop(task.attempt_id, None)
                     self._outstanding.pop(task.attempt_id, None)
+            # lost runs are killed before the attempt's end is handed over, so that a retry
+            # of the item never runs beside one; then they go on record
+            self._kill_executions(dead)
+            self._report_lost(_lost(task.attempt_id, runs))
             _resolve(result, value)
 
         remote.add_done_callback(hand_over)
         return result
 
+    def _outcome(
+        self, task: AttemptTask, key: str, done: Any
+    ) -> tuple[AttemptResult, list[Execution], list[Execution]]:
+        """The attempt's result, its runs on record (oldest first), and the runs to kill."""
+        try:
+            report = done.result()
+        except Exception as error:
+            if type(error).__name__ != "KilledWorker":
+                return self._explain(task, error), [], []
+            # every run of a task that killed its workers was lost, the last one included
+            runs = self._runs_on_record(key)
+            message = (
+                f"KilledWorker: the item's attempt killed the Dask workers running it ({error})"
+            )
+            last = runs[-1] if runs else None
+            failed = _failed(task, ErrorKind.WORKER_LOST, message, interrupted=False, run=last)
+            return failed, runs, runs
+        if not isinstance(report, WorkerReport):  # never hang on a worker's odd answer
+            message = f"a Dask worker answered {type(report).__name__}: is the same mapwise there?"
+            return _failed(task, ErrorKind.SPAWN_ERROR, message, interrupted=False), [], []
+        return report.result, [*report.lost, report.execution], list(report.lost)
+
+    def _runs_on_record(self, key: str) -> list[Execution]:
+        """The runs of a task the scheduler has on record (it forgets them with the task)."""
+        try:
+            return runs_on_record(self._client.get_metadata([key, RUNS_METADATA], default=None))
+        except Exception:  # the scheduler is gone: nothing more can be learnt or killed
+            return []
+
     def _explain(self, task: AttemptTask, error: BaseException) -> AttemptResult:
         name = type(error).__name__
-        if name == "KilledWorker":
-            return _failed(
-                task,
-                ErrorKind.WORKER_LOST,
-                f"KilledWorker: the item's attempt killed the Dask workers running it ({error})",
-                interrupted=False,
-            )
         if self._client.status != "running" or "Cancelled" in name or "CommClosed" in name:
             self._break(f"lost the Dask scheduler at {self.scheduler}: {name} {error}".strip())
             return _failed(task, ErrorKind.INTERRUPTED, self.broken or name, interrupted=True)
@@ -212,10 +241,3 @@ def _resolve(future: cf.Future[AttemptResult], value: AttemptResult) -> None:
     """Set a result once; the first of a worker's answer and a lost cluster wins."""
     with contextlib.suppress(cf.InvalidStateError):
         future.set_result(value)
-
-
-def _with_host(result: AttemptResult, start: dict[str, Any] | None) -> AttemptResult:
-    """Name the worker in the attempt's host, as SPEC section 3 asks for."""
-    if start is None:
-        return result
-    return dataclasses.replace(result, host=f"{start['host']} ({start['worker']})")

@@ -4,6 +4,13 @@ These functions are shipped to workers by reference (this module must be importa
 there: install mapwise on the workers). Each attempt registers a cancel event so that the
 coordinator can interrupt a job's attempts on every worker with ``client.run``; the
 commands themselves run in their own process groups exactly as with the local pool.
+
+Each run of an attempt's task puts itself on record at the scheduler before it starts
+any command, in the task's metadata (``Client.set_metadata``, a request the scheduler
+answers; the scheduler drops a task's metadata when it forgets the task). A worker that
+dies mid-attempt therefore never leaves a run nobody knows of: the next run of the same
+task finds the earlier ones on record, kills what is left of them on every worker before
+it starts its own commands, and reports them as lost with its result.
 """
 
 from __future__ import annotations
@@ -15,16 +22,46 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 from mapwise.domain.records import AttemptResult, AttemptTask
 from mapwise.executors.attempt import AttemptConfig, run_attempt
 from mapwise.executors.orphans import kill_job_processes, kill_processes_with_env
 
-START_TOPIC = "mapwise-attempt-start"
 EXECUTION_VARIABLE = "MAPWISE_EXECUTION_ID"
+RUNS_METADATA = "mapwise-runs"  # under the task's key in the scheduler's task metadata
 
 _lock = threading.Lock()
 _cancels: dict[str, set[threading.Event]] = {}
+
+
+@dataclasses.dataclass(frozen=True)
+class Execution:
+    """One run of an attempt's Dask task on a worker, as the scheduler has it on record."""
+
+    execution_id: str  # MAPWISE_EXECUTION_ID of the run's commands
+    run: int  # how many runs of the task were on record before this one
+    worker: str  # the worker's address
+    host: str
+    started_at: float
+
+    @property
+    def where(self) -> str:
+        """The attempt's host as SPEC section 3 asks for it: ``hostname (worker)``."""
+        return f"{self.host} ({self.worker})"
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerReport:
+    """What a worker returns for an attempt: its result, and the runs of it that were lost."""
+
+    result: AttemptResult
+    execution: Execution  # the run that produced ``result``
+    lost: tuple[Execution, ...]  # earlier runs, whose workers died mid-attempt, oldest first
+
+
+class CheckInError(RuntimeError):
+    """The run could not be put on record at the scheduler: it started no command."""
 
 
 def _register(job_id: str) -> threading.Event:
@@ -53,6 +90,11 @@ def kill_job(job_id: str) -> list[int]:
     return kill_job_processes(job_id)
 
 
+def kill_executions(*execution_ids: str) -> list[int]:
+    """Kill what is left on this machine of lost runs of an attempt (their workers died)."""
+    return [pid for e in execution_ids for pid in kill_processes_with_env(EXECUTION_VARIABLE, e)]
+
+
 def _local_paths(task: AttemptTask, config: AttemptConfig) -> tuple[AttemptTask, AttemptConfig]:
     """Use the state dir's paths when this machine can write there, else a local temp dir."""
     try:
@@ -69,44 +111,59 @@ def _local_paths(task: AttemptTask, config: AttemptConfig) -> tuple[AttemptTask,
         return moved, dataclasses.replace(config, slots_dir=None)
 
 
-def kill_execution(execution_id: str) -> list[int]:
-    """Kill what is left of one lost execution of an attempt (its worker died)."""
-    return kill_processes_with_env(EXECUTION_VARIABLE, execution_id)
+def runs_on_record(records: dict[str, Any] | None) -> list[Execution]:
+    """The runs of a task in its scheduler metadata (``RUNS_METADATA``), oldest first."""
+    return sorted((Execution(**r) for r in (records or {}).values()), key=lambda e: e.run)
 
 
-def _announce(task: AttemptTask, execution_id: str) -> None:
-    """Tell the coordinator this attempt started here; a second start means a lost one."""
+def _check_in() -> tuple[Execution, tuple[Execution, ...]]:
+    """Put this run on record at the scheduler; return it and the earlier, lost runs.
+
+    Both calls are requests the scheduler answers, so once this returns the run is known
+    even if this worker dies the next instant (a message sent with ``log_event`` waits in
+    the worker's batch and dies with it). Then the earlier runs' commands are killed on
+    every worker, so that two runs of one attempt never go on at once.
+    """
+    from distributed import get_client, get_worker
+
+    worker = get_worker()
     try:
-        from distributed import get_worker
+        client: Any = get_client()
+        key = worker.get_current_task()
+        earlier = runs_on_record(client.get_metadata([key, RUNS_METADATA], default=None))
+        execution = Execution(
+            execution_id=uuid.uuid4().hex,
+            run=len(earlier),
+            worker=worker.address,
+            host=os.uname().nodename,
+            started_at=time.time(),
+        )
+        record = dataclasses.asdict(execution)
+        client.set_metadata([key, RUNS_METADATA, execution.execution_id], record)
+        if earlier:
+            # a worker that fails to answer is lost too: its machine cannot be reached
+            ids = [e.execution_id for e in earlier]
+            client.run(kill_executions, *ids, on_error="ignore")
+    except Exception as error:
+        raise CheckInError(
+            f"cannot put the attempt's run on record at the Dask scheduler: "
+            f"{type(error).__name__}: {error}"
+        ) from error
+    return execution, tuple(earlier)
 
-        worker = get_worker()
-    except (ImportError, ValueError):
-        return
-    worker.log_event(
-        START_TOPIC,
-        {
-            "job_id": task.job_id,
-            "attempt_id": task.attempt_id,
-            "execution_id": execution_id,
-            "worker": worker.address,
-            "host": os.uname().nodename,
-            "started_at": time.time(),
-        },
-    )
 
-
-def run_attempt_on_worker(task: AttemptTask, config: AttemptConfig) -> AttemptResult:
+def run_attempt_on_worker(task: AttemptTask, config: AttemptConfig) -> WorkerReport:
     """The Dask task of one attempt."""
-    execution_id = uuid.uuid4().hex
-    _announce(task, execution_id)
-    task, config = _local_paths(task, config)
-    # every command of this execution carries its id, so that if this worker dies the
-    # coordinator can find and kill what it leaves behind, on whatever machine
-    config = dataclasses.replace(
-        config, base_env={**config.base_env, EXECUTION_VARIABLE: execution_id}
-    )
+    # the cancel event first: an interrupt that comes while this run checks in counts
     cancel = _register(task.job_id)
     try:
-        return run_attempt(task, config, cancel)
+        execution, lost = _check_in()
+        task, config = _local_paths(task, config)
+        # every command of this run carries its id, so that if this worker dies the next
+        # run (and the coordinator) can find and kill what it leaves behind
+        env = {**config.base_env, EXECUTION_VARIABLE: execution.execution_id}
+        config = dataclasses.replace(config, base_env=env)
+        result = run_attempt(task, config, cancel)
     finally:
         _unregister(task.job_id, cancel)
+    return WorkerReport(dataclasses.replace(result, host=execution.where), execution, lost)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -9,8 +10,19 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mapwise.errors import InputError
-from mapwise.items import FilterSyntaxError, Item, SortSyntaxError, select_items
+from mapwise.fields import MISSING
+from mapwise.items import (
+    FilterSyntaxError,
+    Item,
+    SortSyntaxError,
+    compile_filter,
+    compile_sort,
+    field_getter,
+    iter_selected,
+    select_items,
+)
 from mapwise.items._values import canonical_json
+from mapwise.items.pipeline import _find, _member_path
 
 
 def select(data: Any, **options: Any) -> list[Item]:
@@ -231,3 +243,94 @@ def test_filter_keeps_exactly_the_matching_items_in_order(
     assert all(item in data for item in kept)
     assert len(kept) <= len(data)
     assert [d for d in data if d in kept] == kept
+
+
+# --------------------------------------------------------------------------- lazy and list
+
+
+def _list_pipeline(data: list[Any], **clauses: Any) -> list[Any]:
+    """The pipeline as it was written before it became lazy: one list per step."""
+    values = list(data)
+    if clauses["filter"] is not None:
+        predicate = compile_filter(clauses["filter"])
+        values = [value for value in values if predicate(value)]
+    if clauses["sort_by"] is not None:
+        values = compile_sort(clauses["sort_by"])(values)
+    if clauses["distinct"] is not None:
+        get = field_getter(clauses["distinct"])
+        seen: set[str | None] = set()
+        kept = []
+        for value in values:
+            field = get(value)
+            key = None if field is MISSING else canonical_json(field)
+            if key not in seen:
+                seen.add(key)
+                kept.append(value)
+        values = kept
+    values = values[clauses["offset"] :]
+    if clauses["max_items"] is not None:
+        values = values[: clauses["max_items"]]
+    return values
+
+
+mixed = st.none() | st.booleans() | st.integers(-2, 2) | st.floats() | st.sampled_from(["a", "b"])
+mixed_records = st.lists(
+    st.fixed_dictionaries({}, optional={"a": mixed, "b": mixed | st.lists(mixed, max_size=2)}),
+    max_size=15,
+)
+
+
+@given(
+    mixed_records,
+    st.sampled_from([None, "a > 0", "b == 'a' || is_null(a)", "a in [1, 'b', true]"]),
+    st.sampled_from([None, "a", "a DESC", "b NULLS FIRST, a DESC", "a ASC NULLS FIRST"]),
+    st.sampled_from([None, "a", "b"]),
+    st.integers(0, 4),
+    st.none() | st.integers(0, 4),
+)
+def test_lazy_pipeline_gives_what_the_list_pipeline_gave(
+    data: list[dict[str, Any]],
+    filter: str | None,
+    sort_by: str | None,
+    distinct: str | None,
+    offset: int,
+    max_items: int | None,
+) -> None:
+    clauses = {
+        "filter": filter,
+        "sort_by": sort_by,
+        "distinct": distinct,
+        "offset": offset,
+        "max_items": max_items,
+    }
+    # Given the values as an iterator, as the freeze streams them
+    lazy = list(iter_selected(iter(data), **clauses))
+    # Then: the same values in the same order (NaN compared as text)
+    assert json.dumps(lazy) == json.dumps(_list_pipeline(data, **clauses))
+
+
+documents = st.recursive(
+    mixed,
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.sampled_from(["a", "b", "items", "true", "length", "_"]), inner)
+    ),
+    max_leaves=10,
+)
+
+
+@given(
+    documents,
+    st.sampled_from(
+        ["$", "$[*]", "$.a", "$.a[*]", "$.items", "$.items[*]", "$.a.b", "$.a.b[*]",
+         "$.true", "$.length[*]", "$._.a"]
+    ),
+)  # fmt: skip
+def test_member_paths_select_what_python_jsonpath_selects(data: Any, json_path: str) -> None:
+    assert json.dumps(_member_path(data, json_path)) == json.dumps(_find(data, json_path))
+
+
+def test_only_plain_member_paths_are_followed_by_hand() -> None:
+    assert _member_path({"a": 1}, "$['a']") is None
+    assert _member_path({"a": 1}, "$..a") is None
+    assert _member_path({"a": 1}, "$.a[0]") is None

@@ -2,30 +2,47 @@
 
 The input is read once, after setup (setup often writes it); the resolved list is stored
 with a hash, and every later run uses the frozen copy.
+
+:func:`freeze` streams the items into the job: the input is parsed a value at a time
+where it can be (:mod:`mapwise.items.source`), the pipeline is lazy, each item's fields
+are checked as it passes, and the store writes each row as it comes, so a million items
+never sit in memory together. Errors are another matter: every empty or duplicated id is
+listed, id errors come before missing fields, and so on. So as soon as the streamed
+freeze meets an error of the items, it is rolled back and the items are resolved again
+as one list (:func:`resolve_items`, which ``mapwise validate`` runs too), which raises
+the error exactly as it always has.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import replace
+import logging
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mapwise.engine.context import JobContext
 from mapwise.errors import InterpolationError
 from mapwise.interpolate import Scope, find_placeholders, missing_item_fields, render_plain
-from mapwise.items import Item, read_input, select_items
-from mapwise.workflow.model import Step, Workflow
+from mapwise.items import (
+    InputText,
+    Item,
+    input_digest,
+    iter_ids,
+    iter_selected,
+    open_source,
+    parse_input,
+    read_input_text,
+    select_items,
+)
+from mapwise.store.itemrows import DuplicateItemIdError
+from mapwise.store.jobstore import JobStore
+from mapwise.workflow.model import MapPhase, Step, Workflow
+
+log = logging.getLogger(__name__)
 
 MAX_REPORTED_MISSING = 10
-
-
-def input_digest(data: Any) -> str:
-    """A hash of the input as read, to tell on resume whether it changed since."""
-    text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def step_templates(steps: Iterable[Step]) -> list[str]:
@@ -40,11 +57,14 @@ def step_templates(steps: Iterable[Step]) -> list[str]:
     return texts
 
 
+def item_templates(templates: Iterable[str]) -> list[str]:
+    """The templates that read item fields (``${item.*}``)."""
+    return [t for t in templates if any(p.name.startswith("item.") for p in find_placeholders(t))]
+
+
 def check_item_fields(templates: Sequence[str], items: Sequence[Item]) -> None:
     """Every ``${item.*}`` of the template must resolve for every frozen item (SPEC 2)."""
-    relevant = [
-        t for t in templates if any(p.name.startswith("item.") for p in find_placeholders(t))
-    ]
+    relevant = item_templates(templates)
     if not relevant:
         return
     problems: list[str] = []
@@ -63,6 +83,42 @@ def check_item_fields(templates: Sequence[str], items: Sequence[Item]) -> None:
         )
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """How the workflow turns its input into items: what both ways of resolving share."""
+
+    spec: MapPhase
+    scope: Scope  # the job's variables and captures (no item)
+    make_id: Callable[[Any, int], str] | None
+    templates: list[str]  # the agent template's texts
+
+
+def _plan(workflow: Workflow, job_id: str, captures: Mapping[str, str]) -> _Plan:
+    spec = workflow.map
+    scope = Scope(job_id=job_id, env=workflow.env, captures=captures)
+    make_id = None
+    if spec.id is not None:
+        template = spec.id
+
+        def make_id(value: Any, position: int) -> str:
+            # a Scope built whole: dataclasses.replace costs 8 µs, a million times
+            item_scope = Scope(
+                job_id=job_id, env=workflow.env, captures=captures, item=value, item_index=position
+            )
+            return render_plain(template, item_scope)
+
+    return _Plan(spec, scope, make_id, step_templates(spec.agent_template))
+
+
+def _read(plan: _Plan, base_dir: Path, base_env: Mapping[str, str]) -> InputText:
+    return read_input_text(
+        render_plain(plan.spec.input, plan.scope),
+        base_dir=base_dir,
+        env={**base_env, **plan.scope.captures},
+        cwd=base_dir,
+    )
+
+
 def resolve_items(
     workflow: Workflow,
     *,
@@ -72,21 +128,14 @@ def resolve_items(
     captures: Mapping[str, str],
 ) -> tuple[list[Item], str]:
     """Read the input and run the item pipeline; return the items and the input's hash."""
-    spec = workflow.map
-    scope = Scope(job_id=job_id, env=workflow.env, captures=captures)
-    data = read_input(
-        render_plain(spec.input, scope),
-        base_dir=base_dir,
-        env={**base_env, **captures},
-        cwd=base_dir,
-    )
-    make_id = None
-    if spec.id is not None:
-        template = spec.id
+    plan = _plan(workflow, job_id, captures)
+    return _resolve(plan, _read(plan, base_dir, base_env))
 
-        def make_id(value: Any, position: int) -> str:
-            return render_plain(template, replace(scope, item=value, item_index=position))
 
+def _resolve(plan: _Plan, raw: InputText) -> tuple[list[Item], str]:
+    """The items as one checked list: every error of theirs, as users have always seen it."""
+    spec = plan.spec
+    data = parse_input(raw)
     items = select_items(
         data,
         json_path=spec.json_path,
@@ -95,10 +144,56 @@ def resolve_items(
         distinct=spec.distinct,
         offset=spec.offset,
         max_items=spec.max_items,
-        make_id=make_id,
+        make_id=plan.make_id,
     )
-    check_item_fields(step_templates(spec.agent_template), items)
+    check_item_fields(plan.templates, items)
     return items, input_digest(data)
+
+
+class _Irregular(Exception):
+    """The streamed freeze met an error of the items; :func:`_resolve` will say which."""
+
+
+def _freeze_streamed(store: JobStore, plan: _Plan, raw: InputText) -> int:
+    """Freeze the items as they are read; return their count.
+
+    Raises _Irregular, with nothing stored, for anything wrong with the items: an error
+    reading or selecting them, an empty or duplicated id, a missing item field.
+    """
+    spec = plan.spec
+    try:
+        source = open_source(raw, spec.json_path)
+        selected = iter_selected(
+            source.values,
+            filter=spec.filter,
+            sort_by=spec.sort_by,
+            distinct=spec.distinct,
+            offset=spec.offset,
+            max_items=spec.max_items,
+        )
+    except Exception as exc:
+        raise _Irregular from exc
+    fields = item_templates(plan.templates)
+    total = 0
+
+    def rows() -> Iterator[tuple[str, Any]]:
+        nonlocal total
+        try:
+            for item_id, value in iter_ids(selected, plan.make_id):
+                if not item_id or (fields and any(missing_item_fields(t, value) for t in fields)):
+                    raise _Irregular
+                total += 1
+                yield item_id, value
+        except _Irregular:
+            raise
+        except Exception as exc:
+            raise _Irregular from exc
+
+    try:
+        store.freeze_items(rows(), input_sha256=source.digest)
+    except DuplicateItemIdError as exc:
+        raise _Irregular from exc
+    return total
 
 
 def input_file_identity(path: Path) -> dict[str, Any] | None:
@@ -126,21 +221,32 @@ def input_file_changed(identity: dict[str, Any]) -> bool:
 
 def freeze(ctx: JobContext) -> int:
     """Resolve the items and store them; the job enters the map phase. Returns the count."""
-    source = render_plain(
-        ctx.workflow.map.input,
-        Scope(job_id=ctx.job_id, env=ctx.workflow.env, captures=ctx.store.job().captures),
+    return freeze_into(
+        ctx.store, ctx.workflow, job_id=ctx.job_id, base_dir=ctx.base_dir, base_env=ctx.base_env
     )
-    candidate = ctx.base_dir / source
+
+
+def freeze_into(
+    store: JobStore,
+    workflow: Workflow,
+    *,
+    job_id: str,
+    base_dir: Path,
+    base_env: Mapping[str, str],
+) -> int:
+    """:func:`freeze`, given what it uses of the run."""
+    plan = _plan(workflow, job_id, store.job().captures)
+    candidate = base_dir / render_plain(workflow.map.input, plan.scope)
     if candidate.is_file():
         identity = input_file_identity(candidate)
         if identity is not None:
-            ctx.store.set_options({"input_file": identity})
-    items, digest = resolve_items(
-        ctx.workflow,
-        job_id=ctx.job_id,
-        base_dir=ctx.base_dir,
-        base_env=ctx.base_env,
-        captures=ctx.store.job().captures,
-    )
-    ctx.store.freeze_items([(item.item_id, item.value) for item in items], input_sha256=digest)
+            store.set_options({"input_file": identity})
+    raw = _read(plan, base_dir, base_env)
+    try:
+        return _freeze_streamed(store, plan, raw)
+    except _Irregular as exc:
+        log.debug("streamed freeze stopped (%r); resolving the items as a list", exc.__cause__)
+    items, digest = _resolve(plan, raw)
+    # reached only if the list finds nothing wrong where the stream did: store the list
+    store.freeze_items(((item.item_id, item.value) for item in items), input_sha256=digest)
     return len(items)

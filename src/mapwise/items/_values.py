@@ -43,9 +43,13 @@ def json_equal(left: Any, right: Any) -> bool:
     return bool(left == right)
 
 
+# json.dumps(sort_keys=True, separators=(",", ":")), without an encoder built per call
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), allow_nan=True).encode
+
+
 def canonical_json(value: Any) -> str:
     """A text equal for equal JSON values (sorted keys, ``1.0`` written as ``1``)."""
-    return json.dumps(_normalise(value), sort_keys=True, separators=(",", ":"), allow_nan=True)
+    return _CANONICAL(_normalise(value))
 
 
 def _normalise(value: Any) -> Any:
@@ -58,17 +62,18 @@ def _normalise(value: Any) -> Any:
     return value
 
 
-def order_key(value: Any) -> tuple[int, Any]:
+def order_key(value: Any) -> tuple[Any, ...]:
     """A key that orders any non-null JSON value without raising.
 
     Booleans < numbers < strings < arrays < objects; within a type, the natural order
     (false < true, numeric, code point), NaN after every other number, and arrays and
-    objects by their canonical JSON text.
+    objects by their canonical JSON text. The key is flat: the type's rank decides
+    what follows it.
     """
     if isinstance(value, bool):
         return (TYPE_RANK_BOOL, int(value))
     if is_number(value):
-        return (TYPE_RANK_NUMBER, (1, 0.0) if math.isnan(value) else (0, value))
+        return (TYPE_RANK_NUMBER, 1, 0.0) if math.isnan(value) else (TYPE_RANK_NUMBER, 0, value)
     if isinstance(value, str):
         return (TYPE_RANK_STRING, value)
     if isinstance(value, list):

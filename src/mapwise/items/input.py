@@ -2,7 +2,9 @@
 
 The text (a file's content or a command's stdout) may be one JSON document, JSON lines,
 or plain lines (each non-blank line one string item); :func:`parse_input_text` decides
-which, in that order.
+which, in that order. Reading (:func:`read_input_text`) and parsing (:func:`parse_input`)
+are separate steps so that a large input can instead be parsed a piece at a time
+(:mod:`mapwise.items.source`) by the same rules.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import os
 import re
 import signal
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -22,6 +25,10 @@ from mapwise.errors import InputError
 _FILE_LIKE: Final = re.compile(r"^\S+\.(json|jsonl|txt|csv)$", re.IGNORECASE)
 _STDERR_LINES: Final = 20
 _KILL_GRACE_SECONDS: Final = 2.0
+
+# json.loads's scanner: (value, index after it) for the JSON value at an index, or
+# StopIteration if none starts there (an attribute JSONDecoder sets, not in the stubs)
+scan_json: Final[Callable[[str, int], tuple[Any, int]]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 
 def parse_input_text(text: str, *, source: str) -> list[Any] | Any:
@@ -36,11 +43,41 @@ def parse_input_text(text: str, *, source: str) -> list[Any] | Any:
         return []
     with contextlib.suppress(ValueError):
         return json.loads(text)
-    lines = [line.rstrip("\r") for line in text.split("\n")]
-    lines = [line for line in lines if line.strip()]
+    lines = list(nonblank_lines(text))
     with contextlib.suppress(ValueError):
-        return [json.loads(line) for line in lines]
+        return [json_line(line) for line in lines]
     return lines
+
+
+def nonblank_lines(text: str) -> Iterator[str]:
+    """The lines of ``text`` split at ``\\n``, without trailing ``\\r``, blank ones left out."""
+    start, end = 0, len(text)
+    while start <= end:
+        stop = text.find("\n", start)
+        if stop < 0:
+            stop = end
+        line = text[start:stop].rstrip("\r")
+        if line.strip():
+            yield line
+        start = stop + 1
+
+
+def json_line(line: str) -> Any:
+    """``json.loads(line)``, faster for the usual line (no surrounding whitespace)."""
+    with contextlib.suppress(StopIteration, ValueError):
+        value, end = scan_json(line, 0)
+        if end == len(line):
+            return value
+    return json.loads(line)
+
+
+@dataclass(frozen=True)
+class InputText:
+    """The map input as read, before parsing: a file's content or a command's output."""
+
+    text: str
+    origin: str  # the file's path or the command, for messages
+    json_file: bool  # a ``.json`` file, which must hold one JSON document
 
 
 def read_input(
@@ -56,12 +93,38 @@ def read_input(
     Raises InputError for a missing file that looks like a file name, invalid JSON in a
     ``.json`` file, a failing or timed-out command, or a command with empty output.
     """
+    raw = read_input_text(source, base_dir=base_dir, env=env, cwd=cwd, timeout=timeout)
+    return parse_input(raw)
+
+
+def read_input_text(
+    source: str,
+    *,
+    base_dir: Path,
+    env: Mapping[str, str],
+    cwd: Path,
+    timeout: float | None = None,
+) -> InputText:
+    """:func:`read_input` without the parsing: every error but invalid JSON."""
     path = base_dir / source
     if _is_file(path):
-        return _read_file(path)
+        return InputText(_read_file(path), str(path), path.suffix.lower() == ".json")
     if _FILE_LIKE.match(source):
         raise InputError(f"input file not found: {path}")
-    return _run_command(source, env=env, cwd=cwd, timeout=timeout)
+    return InputText(_run_command(source, env=env, cwd=cwd, timeout=timeout), source, False)
+
+
+def parse_input(raw: InputText) -> list[Any] | Any:
+    """Parse what :func:`read_input_text` read; InputError for a ``.json`` file's bad JSON."""
+    if not raw.json_file:
+        return parse_input_text(raw.text, source=raw.origin)
+    try:
+        return json.loads(raw.text.removeprefix("\ufeff"))
+    except json.JSONDecodeError as exc:
+        raise InputError(
+            f"input file {raw.origin} is not valid JSON: {exc.msg} "
+            f"at line {exc.lineno}, column {exc.colno}"
+        ) from exc
 
 
 def _is_file(path: Path) -> bool:
@@ -72,28 +135,17 @@ def _is_file(path: Path) -> bool:
         return False
 
 
-def _read_file(path: Path) -> list[Any] | Any:
+def _read_file(path: Path) -> str:
     try:
-        text = path.read_bytes().decode("utf-8")
+        return path.read_bytes().decode("utf-8")
     except OSError as exc:
         raise InputError(f"cannot read input file {path}: {exc.strerror or exc}") from exc
     except UnicodeDecodeError as exc:
         raise InputError(f"input file {path} is not UTF-8 (byte {exc.start})") from exc
-    if path.suffix.lower() == ".json":
-        try:
-            return json.loads(text.removeprefix("\ufeff"))
-        except json.JSONDecodeError as exc:
-            raise InputError(
-                f"input file {path} is not valid JSON: {exc.msg} "
-                f"at line {exc.lineno}, column {exc.colno}"
-            ) from exc
-    return parse_input_text(text, source=str(path))
 
 
-def _run_command(
-    command: str, *, env: Mapping[str, str], cwd: Path, timeout: float | None
-) -> list[Any] | Any:
-    """Run ``command`` with ``/bin/sh -c`` in its own process group and parse its stdout."""
+def _run_command(command: str, *, env: Mapping[str, str], cwd: Path, timeout: float | None) -> str:
+    """Run ``command`` with ``/bin/sh -c`` in its own process group; return its stdout."""
     try:
         process = subprocess.Popen(
             ["/bin/sh", "-c", command],
@@ -122,7 +174,7 @@ def _run_command(
         ) from exc
     if not text.strip():
         raise InputError(f"input command produced no items (its output is empty): {command}{tail}")
-    return parse_input_text(text, source=command)
+    return text
 
 
 def _communicate(

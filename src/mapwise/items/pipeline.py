@@ -1,12 +1,17 @@
 """From parsed input to the frozen item list: json_path, filter, sort_by, distinct,
 offset, max_items, then ids (the order prodigy documents).
 
-Pure: no I/O. Reading the input is :mod:`mapwise.items.input`'s job.
+Pure: no I/O. Reading the input is :mod:`mapwise.items.input`'s job. The steps after
+json_path are lazy (:func:`iter_selected`, :func:`iter_ids`), so that a million items
+can flow through them without being held at once; :func:`select_items` is the same
+pipeline collected into a checked list.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import itertools
+import re
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -15,9 +20,10 @@ from mapwise.fields import MISSING
 
 from ._values import canonical_json
 from .filter import compile_filter, field_getter
-from .sort import compile_sort
+from .sort import compile_packed_sort
 
 _MAX_LISTED: Final = 10
+_MEMBER_PATH: Final = re.compile(r"\$(?P<names>(?:\.[A-Za-z_][A-Za-z0-9_]*)*)(?P<all>\[\*\])?")
 
 
 @dataclass(frozen=True)
@@ -49,17 +55,41 @@ def select_items(
     if offset < 0 or (max_items is not None and max_items < 0):
         raise ValueError("offset and max_items must not be negative")
     values = extract(data, json_path)
+    selected = iter_selected(
+        values,
+        filter=filter,
+        sort_by=sort_by,
+        distinct=distinct,
+        offset=offset,
+        max_items=max_items,
+    )
+    return assign_ids(list(selected), make_id)
+
+
+def iter_selected(
+    values: Iterable[Any],
+    *,
+    filter: str | None,
+    sort_by: str | None,
+    distinct: str | None,
+    offset: int,
+    max_items: int | None,
+) -> Iterator[Any]:
+    """filter, sort_by, distinct, offset and max_items over ``values``, lazily.
+
+    Each clause is compiled here, in that order, so that its errors are raised before a
+    value is read. Only sort_by holds every value at once, packed.
+    """
+    stream: Iterator[Any] = iter(values)
     if filter is not None:
         predicate = compile_filter(filter)
-        values = [value for value in values if predicate(value)]
+        stream = (value for value in stream if predicate(value))
     if sort_by is not None:
-        values = compile_sort(sort_by)(values)
+        stream = compile_packed_sort(sort_by)(stream)
     if distinct is not None:
-        values = keep_distinct(values, distinct)
-    values = values[offset:]
-    if max_items is not None:
-        values = values[:max_items]
-    return assign_ids(values, make_id)
+        stream = distinct_by(distinct)(stream)
+    stop = None if max_items is None else offset + max_items
+    return itertools.islice(stream, offset, stop)
 
 
 def extract(data: Any, json_path: str | None) -> list[Any]:
@@ -70,6 +100,22 @@ def extract(data: Any, json_path: str | None) -> list[Any]:
     """
     if json_path is None:
         return list(data) if isinstance(data, list) else [data]
+    simple = _member_path(data, json_path)
+    if simple is not None:
+        matches, singular = simple
+    else:
+        matches, singular = _find(data, json_path)
+    if not matches and data not in ([], {}):
+        raise InputError(
+            f"json_path {json_path!r} matched nothing; the input is {describe_value(data)}"
+        )
+    if len(matches) == 1 and isinstance(matches[0], list) and singular:
+        return list(matches[0])
+    return list(matches)
+
+
+def _find(data: Any, json_path: str) -> tuple[list[Any], bool]:
+    """python-jsonpath's matches of ``json_path``, and whether it is a singular query."""
     import jsonpath  # only here: its import costs a short job a tenth of its start-up
 
     try:
@@ -78,14 +124,39 @@ def extract(data: Any, json_path: str | None) -> list[Any]:
     except jsonpath.JSONPathError as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InputError(f"json_path {json_path!r} is invalid: {reason}") from exc
-    if not matches and data not in ([], {}):
-        raise InputError(
-            f"json_path {json_path!r} matched nothing; the input is {describe_value(data)}"
-        )
     singular = getattr(query, "singular_query", None)
-    if len(matches) == 1 and isinstance(matches[0], list) and callable(singular) and singular():
-        return list(matches[0])
-    return list(matches)
+    return matches, bool(callable(singular) and singular())
+
+
+def member_names(json_path: str) -> list[str] | None:
+    """The member names of ``$.a.b`` or ``$.a.b[*]`` (none for ``$`` and ``$[*]``), the
+    usual json_paths; None for any other."""
+    path = _MEMBER_PATH.fullmatch(json_path)
+    return None if path is None else path["names"].split(".")[1:]
+
+
+def _member_path(data: Any, json_path: str) -> tuple[list[Any], bool] | None:
+    """:func:`_find` for the usual json_paths, ``$.a.b`` and ``$.a.b[*]``; None for others.
+
+    python-jsonpath builds a match object per match (300 MB for a million); following
+    the names gives the same values, in the same order, without them.
+    """
+    names = member_names(json_path)
+    if names is None:
+        return None
+    singular = not json_path.endswith("[*]")
+    node = data
+    for name in names:
+        if not isinstance(node, dict) or name not in node:
+            return [], singular
+        node = node[name]
+    if singular:
+        return [node], True
+    if isinstance(node, list):
+        return list(node), False
+    if isinstance(node, dict):
+        return list(node.values()), False
+    return [], False
 
 
 def describe_value(value: Any, *, depth: int = 0) -> str:
@@ -118,26 +189,42 @@ def _first_names(names: list[str]) -> str:
 
 def keep_distinct(values: list[Any], path: str) -> list[Any]:
     """Keep the first item per value of the field at ``path`` (missing is one value)."""
+    return list(distinct_by(path)(values))
+
+
+def distinct_by(path: str) -> Callable[[Iterable[Any]], Iterator[Any]]:
+    """A lazy :func:`keep_distinct`; InputError at once for a malformed ``path``."""
     try:
         get = field_getter(path)
     except ValueError as exc:
         raise InputError(f"distinct: {exc}") from exc
-    seen: set[str | None] = set()
-    kept = []
-    for value in values:
-        field = get(value)
-        key = None if field is MISSING else canonical_json(field)
-        if key not in seen:
-            seen.add(key)
-            kept.append(value)
-    return kept
+
+    def keep_first(values: Iterable[Any]) -> Iterator[Any]:
+        seen: set[str | None] = set()
+        for value in values:
+            field = get(value)
+            key = None if field is MISSING else canonical_json(field)
+            if key not in seen:
+                seen.add(key)
+                yield value
+
+    return keep_first
+
+
+def iter_ids(
+    values: Iterable[Any], make_id: Callable[[Any, int], str] | None
+) -> Iterator[tuple[str, Any]]:
+    """(id, value) for each value: ``make_id(value, position)``, else the position; unchecked."""
+    if make_id is None:
+        return ((str(position), value) for position, value in enumerate(values))
+    return ((make_id(value, position), value) for position, value in enumerate(values))
 
 
 def assign_ids(values: list[Any], make_id: Callable[[Any, int], str] | None) -> list[Item]:
     """Give each value its id and position; ids must be non-empty and unique."""
     items = [
-        Item(position, make_id(value, position) if make_id else str(position), value)
-        for position, value in enumerate(values)
+        Item(position, item_id, value)
+        for position, (item_id, value) in enumerate(iter_ids(values, make_id))
     ]
     empty = [item.index for item in items if not item.item_id]
     if empty:

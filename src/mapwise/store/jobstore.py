@@ -303,22 +303,22 @@ class JobStore(ResumeOps):
 
     # -- items -----------------------------------------------------------------------------
 
-    def freeze_items(self, items: Sequence[tuple[str, Any]], *, input_sha256: str | None) -> str:
-        """Store the resolved item list (id, value) and enter the map phase; return its hash."""
-        rows = [
-            (index, item_id, json.dumps(value, separators=(",", ":"), ensure_ascii=False))
-            for index, (item_id, value) in enumerate(items)
-        ]
-        digest = items_digest((item_id, data) for _, item_id, data in rows)
+    def freeze_items(self, items: Iterable[tuple[str, Any]], *, input_sha256: str | None) -> str:
+        """Store the resolved item list (id, value) and enter the map phase; return its hash.
+
+        ``items`` is read once, inside the transaction, so it may be a generator: each
+        row is written as it comes (a million items are never all in memory). Raises
+        ``DuplicateItemIdError`` for two equal ids, and whatever ``items`` raises; either
+        way nothing is stored.
+        """
+        from mapwise.store.itemrows import insert_items
+
         with db.transaction(self.conn):
-            self.conn.executemany(
-                "INSERT INTO items (idx, item_id, data, status) VALUES (?, ?, ?, 'pending')",
-                rows,
-            )
+            total, digest = insert_items(self.conn, items)
             self.conn.execute(
                 "UPDATE job SET input_sha256 = ?, items_sha256 = ?, items_frozen_at = ?,"
                 " total_items = ?, phase = ?, updated_at = ? WHERE id = 1",
-                (input_sha256, digest, time.time(), len(rows), Phase.MAP.value, time.time()),
+                (input_sha256, digest, time.time(), total, Phase.MAP.value, time.time()),
             )
         self.refresh_summary()
         return digest

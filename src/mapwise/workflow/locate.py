@@ -11,7 +11,6 @@ about ``map.agent_template[1].timeout`` can then point at
 from __future__ import annotations
 
 import datetime
-import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
@@ -220,6 +219,8 @@ class Problems(Exception):
 
 def unknown_key(key: str, candidates: Iterable[str]) -> str:
     """``unknown key 'maxparallel' (did you mean 'max_parallel'?)``."""
+    import difflib  # only for a misspelt key: its import is felt in every start-up
+
     close = difflib.get_close_matches(key, sorted(candidates), n=1, cutoff=0.6)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     return f"unknown key {key!r}{hint}"

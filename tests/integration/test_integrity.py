@@ -225,6 +225,48 @@ def test_orphaned_checkpoint_temporary_file_is_noted_and_cleaned(project: Projec
     assert project.inspect("verify", "tmpf").returncode == 0
 
 
+def test_resume_removes_a_checkpoint_write_that_a_crash_cut_short(project: Project) -> None:
+    # Regression (long torture run, seed 4079345230): a kill -9 during a checkpoint write
+    # left ckpt-*.ckpt.tmp; every later resume kept it, so verify of the completed job
+    # still exited 1
+    # Given a job killed with kill -9 mid-run, and the temporary file of a cut-short write
+    marked_workflow(project, 200, sleep=0.02)
+    state = ["--state-dir", str(project.state_dir), "-q"]
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mapwise",
+            "run",
+            str(project.workflow_path),
+            "--job-id",
+            "cut",
+            *state,
+        ],
+        cwd=project.root,
+        env={**os.environ, **env(project)},
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while len(marks(project)) < 20 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    orphan = project.job_dir("cut") / "checkpoints" / "ckpt-000099.ckpt.tmp"
+    orphan.write_bytes(b"half a checkpoint")
+
+    # When the job is resumed to its end
+    done = project.cli("resume", "cut", "--state-dir", str(project.state_dir), env=env(project))
+
+    # Then the temporary file is gone and verify has nothing to say
+    assert done.returncode == 0, done.stderr
+    assert not orphan.exists()
+    verified = project.inspect("verify", "cut")
+    assert verified.returncode == 0, verified.stdout
+
+
 def test_deleted_wal_is_detected_and_repaired_from_the_newest_checkpoint(
     project: Project,
 ) -> None:

@@ -20,6 +20,7 @@ from mapwise.engine.placement import choose_placement
 from mapwise.engine.runner import JobResult, execute, job_result
 from mapwise.errors import UserError, WorkflowChangedError
 from mapwise.executors.orphans import SlotNote, kill_job_processes, kill_orphans
+from mapwise.store.checkpoint import remove_temporaries
 from mapwise.store.jobstore import JobStore
 from mapwise.store.lock import JobLock
 from mapwise.store.paths import existing_job_paths, resolve_state_dir
@@ -144,6 +145,7 @@ def _restore(
             "left running without a note"
         )
     store.close_dead_runs()
+    remove_temporaries(store.paths.checkpoints)  # a checkpoint write the crash cut short
     interrupted = store.interrupted_attempts()
     store.interrupt_running()
     requeued = store.requeue_dlq() if options.retry_failed else 0

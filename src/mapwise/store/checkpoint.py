@@ -189,6 +189,21 @@ def write_checkpoint(
     return final
 
 
+def remove_temporaries(folder: Path) -> list[str]:
+    """Delete the temporary files of checkpoint writes a dead coordinator left behind.
+
+    Only for a caller that holds the job's lock: then no writer of this job is alive,
+    and a temporary file can only be a write that a crash cut short.
+    """
+    removed: list[str] = []
+    if folder.is_dir():
+        for tmp in sorted(folder.glob(f"*{TMP_SUFFIX}")):
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+                removed.append(tmp.name)
+    return removed
+
+
 class NotACheckpointError(StateDamagedError):
     """A file whose header is not a mapwise checkpoint's: in a job, damage; given to
     ``import``, the wrong file (a user error)."""

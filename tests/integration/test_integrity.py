@@ -36,6 +36,35 @@ def env(project: Project, **extra: str) -> dict[str, str]:
     return {"MARKS": str(project.path("marks")), **extra}
 
 
+def kill_run_midway(project: Project, job_id: str, *, after_marks: int, **extra: str) -> None:
+    """``mapwise run`` the workflow as ``job_id`` and ``kill -9`` its whole session once
+    ``after_marks`` items have marked."""
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mapwise",
+            "run",
+            str(project.workflow_path),
+            "--job-id",
+            job_id,
+            "--state-dir",
+            str(project.state_dir),
+            "-q",
+        ],
+        cwd=project.root,
+        env={**os.environ, **env(project), **extra},
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while len(marks(project)) < after_marks and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
 def corrupt(path: Path, offsets: list[int], data: bytes = b"\xde\xad\xbe\xef" * 64) -> None:
     with path.open("r+b") as handle:
         for offset in offsets:
@@ -231,29 +260,7 @@ def test_resume_removes_a_checkpoint_write_that_a_crash_cut_short(project: Proje
     # still exited 1
     # Given a job killed with kill -9 mid-run, and the temporary file of a cut-short write
     marked_workflow(project, 200, sleep=0.02)
-    state = ["--state-dir", str(project.state_dir), "-q"]
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mapwise",
-            "run",
-            str(project.workflow_path),
-            "--job-id",
-            "cut",
-            *state,
-        ],
-        cwd=project.root,
-        env={**os.environ, **env(project)},
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 60
-    while len(marks(project)) < 20 and time.monotonic() < deadline:
-        time.sleep(0.02)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+    kill_run_midway(project, "cut", after_marks=20)
     orphan = project.job_dir("cut") / "checkpoints" / "ckpt-000099.ckpt.tmp"
     orphan.write_bytes(b"half a checkpoint")
 
@@ -272,31 +279,7 @@ def test_deleted_wal_is_detected_and_repaired_from_the_newest_checkpoint(
 ) -> None:
     # Given a job killed with kill -9 mid-run, its WAL holding the latest commits
     marked_workflow(project, 200, sleep=0.02)
-    command = [
-        sys.executable,
-        "-m",
-        "mapwise",
-        "run",
-        str(project.workflow_path),
-        "--job-id",
-        "wal",
-        "--state-dir",
-        str(project.state_dir),
-        "-q",
-    ]
-    process = subprocess.Popen(
-        command,
-        cwd=project.root,
-        env={**os.environ, **env(project), "MAPWISE_CHECKPOINT_SECONDS": "0.2"},
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 60
-    while len(marks(project)) < 60 and time.monotonic() < deadline:
-        time.sleep(0.02)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+    kill_run_midway(project, "wal", after_marks=60, MAPWISE_CHECKPOINT_SECONDS="0.2")
     database = project.job_dir("wal") / "state.db"
     wal = Path(f"{database}-wal")
     assert wal.exists()

@@ -189,6 +189,11 @@ def write_checkpoint(
     return final
 
 
+def temporaries(folder: Path) -> list[Path]:
+    """Temporary files of checkpoint writes in ``folder`` (a crash cut those short)."""
+    return sorted(folder.glob(f"*{TMP_SUFFIX}")) if folder.is_dir() else []
+
+
 def remove_temporaries(folder: Path) -> list[str]:
     """Delete the temporary files of checkpoint writes a dead coordinator left behind.
 
@@ -196,11 +201,10 @@ def remove_temporaries(folder: Path) -> list[str]:
     and a temporary file can only be a write that a crash cut short.
     """
     removed: list[str] = []
-    if folder.is_dir():
-        for tmp in sorted(folder.glob(f"*{TMP_SUFFIX}")):
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-                removed.append(tmp.name)
+    for tmp in temporaries(folder):
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+            removed.append(tmp.name)
     return removed
 
 

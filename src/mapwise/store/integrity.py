@@ -18,13 +18,13 @@ from pathlib import Path
 from mapwise.errors import StateDamagedError
 from mapwise.store import db
 from mapwise.store.checkpoint import (
-    TMP_SUFFIX,
     CheckpointInfo,
     checkpoint_files,
     inspect_checkpoints,
     read_checkpoint,
     read_header,
     restore_database,
+    temporaries,
 )
 from mapwise.store.jobstore import JobStore, items_digest
 from mapwise.store.lock import is_locked
@@ -100,11 +100,10 @@ def _checkpoint_findings(paths: JobPaths) -> tuple[list[Finding], list[Checkpoin
     findings = [
         Finding(f"checkpoint {i.sequence}", i.problem or "invalid") for i in infos if not i.valid
     ]
-    if paths.checkpoints.is_dir():
-        for tmp in sorted(paths.checkpoints.glob(f"*{TMP_SUFFIX}")):
-            findings.append(
-                Finding("checkpoints folder", f"orphaned temporary file {tmp.name}", damage=False)
-            )
+    for tmp in temporaries(paths.checkpoints):
+        findings.append(
+            Finding("checkpoints folder", f"orphaned temporary file {tmp.name}", damage=False)
+        )
     return findings, infos
 
 
@@ -332,10 +331,9 @@ def repair(paths: JobPaths) -> RepairReport:
         if not info.valid:
             backup.keep(info.path)
             actions.append(f"moved damaged checkpoint {info.sequence} aside")
-    if paths.checkpoints.is_dir():
-        for tmp in sorted(paths.checkpoints.glob(f"*{TMP_SUFFIX}")):
-            backup.keep(tmp)
-            actions.append(f"moved orphaned temporary file {tmp.name} aside")
+    for tmp in temporaries(paths.checkpoints):
+        backup.keep(tmp)
+        actions.append(f"moved orphaned temporary file {tmp.name} aside")
     remaining = tuple(f for f in verify(paths) if f.damage)
     return RepairReport(
         job_id=paths.job_id,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from mapwise.domain.states import ErrorKind
+from mapwise.domain.states import AttemptOutcome, ErrorKind, ItemStatus
 
 
 @dataclass(frozen=True)
@@ -99,3 +99,26 @@ class LostAttempt:
     host: str
     started_at: float
     ended_at: float
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A finished attempt and the item's next state, as ``mapstate.decide`` chose it.
+
+    The store records it as it is: every decision about the item was made before.
+    """
+
+    result: AttemptResult
+    item_status: ItemStatus  # SUCCEEDED, RETRY_WAIT, DLQ, or PENDING after an interruption
+    retry_at: float | None  # when a retry may run (RETRY_WAIT only)
+    counted: bool  # False for an interrupted attempt: it does not use up a retry
+    result_json: dict[str, Any] | None  # what reduce sees of a succeeded item
+    item_id: str = ""  # for reporting once committed
+
+    @property
+    def attempt_outcome(self) -> AttemptOutcome:
+        if self.result.interrupted:
+            return AttemptOutcome.INTERRUPTED
+        if self.result.outcome.ok:
+            return AttemptOutcome.SUCCEEDED
+        return AttemptOutcome.FAILED

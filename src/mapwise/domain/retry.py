@@ -35,4 +35,4 @@ def decide_after_failure(policy: RetryPolicy, failed_attempts: int, now: float) 
     """Given the count of counted (not interrupted) failures so far, retry or park in the DLQ."""
     if failed_attempts >= policy.max_attempts:
         return RetryDecision(ItemStatus.DLQ, None)
-    return RetryDecision(ItemStatus.FAILED, now + compute_backoff(policy, failed_attempts))
+    return RetryDecision(ItemStatus.RETRY_WAIT, now + compute_backoff(policy, failed_attempts))

@@ -24,14 +24,23 @@ class Phase(StrEnum):
 
 
 class ItemStatus(StrEnum):
-    """An item's life: pending -> running -> succeeded, or -> failed -> pending/dlq."""
+    """An item's life: pending -> running -> succeeded, or -> retry wait -> running / dlq.
 
-    PENDING = "pending"  # waiting to run (first time, after a retry backoff, or interrupted)
+    The stored and printed value of ``RETRY_WAIT`` is ``"failed"`` (the word of the JSON
+    output and of older databases); inside, the name says what the state is.
+    """
+
+    PENDING = "pending"  # waiting to run (first time, or its attempt was interrupted)
     RUNNING = "running"  # an attempt is under way
     SUCCEEDED = "succeeded"  # an attempt succeeded; never runs again
-    FAILED = "failed"  # its last attempt failed and a retry waits for its backoff
+    RETRY_WAIT = "failed"  # its last attempt failed; a retry runs once the backoff ends
     DLQ = "dlq"  # attempts spent: parked in the dead letter queue
     PURGED = "purged"  # taken out of the DLQ by `dlq purge`: given up on, never retried
+
+    @property
+    def finished(self) -> bool:
+        """The item's work is over: it succeeded or its attempts are spent."""
+        return self in (ItemStatus.SUCCEEDED, ItemStatus.DLQ)
 
 
 class AttemptOutcome(StrEnum):

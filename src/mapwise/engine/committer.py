@@ -14,8 +14,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from mapwise.domain.records import LostAttempt
-from mapwise.store.jobstore import Finished, JobStore
+from mapwise.domain.records import Finished, LostAttempt
+from mapwise.store.jobstore import JobStore
 from mapwise.store.records import Claim
 
 

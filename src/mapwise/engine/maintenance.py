@@ -128,7 +128,6 @@ def import_job(
                 store.conn.execute(
                     "UPDATE job SET options = ? WHERE id = 1", (json.dumps(options),)
                 )
-            store.refresh_summary()
         finally:
             store.close()
     except BaseException:

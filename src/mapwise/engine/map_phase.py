@@ -1,32 +1,54 @@
 """The map phase: dispatch items to pool slots in frozen order, record results in batches.
 
-A slot is reused only after its last result is committed, and results that finish close
-together are committed in one transaction together with the claims of the next items
-(by the ``Committer`` thread, so that an fsync overlaps with other slots' commands). So a
-crash re-runs at most ``max_parallel`` items, and never one whose success is on record.
+Every decision (an item's next state, when to claim, when to stop, when the phase is
+over) is made by the pure ``domain.mapstate.advance``; this module turns what happens
+into its events and carries out its actions. Results that finish close together are
+committed in one transaction together with the claims of the next items (by the
+``Committer`` thread, so that an fsync overlaps with other slots' commands). So a crash
+re-runs at most ``max_parallel`` items, and never one whose success is on record.
 
-The coordinator loop reacts to events on one queue: an attempt ended (a future's
-callback), or a transaction committed (the committer). Nothing is reported done before
-the transaction that records it has committed.
+Everything reaches the coordinator through one queue: an attempt ended or was lost, the
+executor broke (the executor's events), or a transaction committed (the committer).
+Nothing is reported done before the transaction that records it has committed.
 """
 
 from __future__ import annotations
 
 import queue
 import time
-from concurrent.futures import Future
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from mapwise.domain.policy import evaluate_error_policy
-from mapwise.domain.records import AttemptResult, AttemptTask, LostAttempt, StepsOutcome
-from mapwise.domain.retry import decide_after_failure
-from mapwise.domain.states import ErrorKind, ItemStatus, Phase
+from mapwise.domain.mapstate import (
+    Action,
+    Announce,
+    AttemptLost,
+    AttemptsEnded,
+    Begin,
+    Commit,
+    Ended,
+    Event,
+    ExecutorBroken,
+    Finish,
+    Interrupt,
+    MapState,
+    Policies,
+    Poll,
+    Quiet,
+    Stop,
+    StopKind,
+    StopRequested,
+    Wait,
+    advance,
+)
+from mapwise.domain.mapstate import Committed as BatchCommitted
+from mapwise.domain.records import AttemptResult, AttemptTask, LostAttempt
+from mapwise.domain.states import ItemStatus, Phase
 from mapwise.engine.committer import Committed, Committer
 from mapwise.engine.context import JobContext
 from mapwise.engine.events import ItemFinished, MapProgress, Notice, PhaseStarted, Stopping
 from mapwise.executors.attempt import AttemptConfig
 from mapwise.executors.base import Executor
-from mapwise.store.jobstore import Finished
 from mapwise.store.records import Claim
 
 POLL_SECONDS = 0.2
@@ -34,71 +56,112 @@ POLL_SECONDS = 0.2
 
 @dataclass(frozen=True)
 class MapOutcome:
-    """How the map phase of this run ended."""
+    """How the map phase of this run ended: every item done, or a stop."""
 
-    interrupted: bool  # a signal stopped it; unfinished items stay pending
-    policy_reason: str | None  # the error policy stopped it
-    executor_lost: str | None = None  # the executor failed (a Dask scheduler lost, say)
+    stop: Stop | None
 
 
-def _crashed(claim: Claim, error: BaseException) -> AttemptResult:
-    """A result for an attempt whose runner raised (a bug, not a command failure)."""
-    now = time.time()
-    outcome = StepsOutcome(
-        steps=(),
-        captures={},
-        error_kind=ErrorKind.SPAWN_ERROR,
-        last_error=f"the attempt could not run: {error!r}",
-        stderr_tail=repr(error),
-    )
-    return AttemptResult(
-        attempt_id=claim.attempt_id,
-        item_index=claim.item.index,
-        attempt_no=claim.attempt_no,
-        slot=claim.slot,
-        host="",
-        started_at=now,
-        ended_at=now,
-        duration=0.0,
-        outcome=outcome,
-    )
+@dataclass(frozen=True)
+class _Ended:
+    task: AttemptTask
+    result: AttemptResult
+
+
+@dataclass(frozen=True)
+class _Broken:
+    reason: str
+
+
+_Message = _Ended | LostAttempt | _Broken | Committed | BaseException
+
+
+class _Inbox:
+    """The executor's events, onto the coordinator's queue (they come from any thread)."""
+
+    def __init__(self, messages: queue.SimpleQueue[_Message]) -> None:
+        self._messages = messages
+
+    def attempt_ended(self, task: AttemptTask, result: AttemptResult) -> None:
+        self._messages.put(_Ended(task, result))
+
+    def attempt_lost(self, lost: LostAttempt) -> None:
+        self._messages.put(lost)
+
+    def executor_broken(self, reason: str) -> None:
+        self._messages.put(_Broken(reason))
 
 
 class MapScheduler:
     """Runs the map phase of one run over an executor."""
 
-    def __init__(self, ctx: JobContext, executor: Executor, config: AttemptConfig) -> None:
+    def __init__(
+        self,
+        ctx: JobContext,
+        executor: Executor,
+        config: AttemptConfig,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.ctx = ctx
         self.executor = executor
         self.config = config
-        self.inflight: dict[Future[AttemptResult], Claim] = {}
-        self.free: list[int] = list(range(executor.slots))
+        self.clock = clock
+        self.policies = Policies(ctx.workflow.map.retry, ctx.workflow.error_policy)
         counts = ctx.store.item_counts()
+        self.state = MapState.start(
+            executor.slots,
+            succeeded=counts[ItemStatus.SUCCEEDED],
+            dlq=counts[ItemStatus.DLQ],
+            retry_waits=counts[ItemStatus.RETRY_WAIT],
+        )
+        # what observers see: counts as committed, not as decided
         self.total = sum(counts.values())
         self.succeeded = counts[ItemStatus.SUCCEEDED]
         self.dlq = counts[ItemStatus.DLQ]
-        self.retrying = counts[ItemStatus.FAILED]
         self.done_this_run = 0
         self.started = time.monotonic()
         self.captures = ctx.store.job().captures
-        self.stopping = False
-        self.policy_reason: str | None = None
-        self.events: queue.SimpleQueue[
-            Future[AttemptResult] | Committed | LostAttempt | BaseException
-        ] = queue.SimpleQueue()
-        self.pending_commits = 0
-        self.lost: list[LostAttempt] = []
+        self.inflight: dict[int, Claim] = {}  # attempt id -> its claim
+        self.messages: queue.SimpleQueue[_Message] = queue.SimpleQueue()
+        self.finish: Finish | None = None
+        self._signalled = False
         # per-item paths are built as strings: pathlib costs more than the rest of a dispatch
         self._item_logs = str(ctx.paths.logs / "items")
         self._item_files = str(ctx.paths.work / "items")
-        self.executor_lost: str | None = None
-        set_lost = getattr(executor, "set_lost_handler", None)
-        if set_lost is not None:
-            set_lost(self.events.put)
-        # counts as decided (for the error policy) run ahead of the committed counts
-        # (for reports) by the batches under way
-        self.decided_succeeded = self.succeeded
-        self.decided_dlq = self.dlq
+        executor.start(_Inbox(self.messages))
+
+    # -- applying decisions ----------------------------------------------------------------
+
+    def _advance(self, committer: Committer, event: Event) -> None:
+        self.state, actions = advance(self.state, event, self.clock(), self.policies)
+        for action in actions:
+            self._apply(committer, action)
+
+    def _apply(self, committer: Committer, action: Action) -> None:
+        match action:
+            case Commit():
+                committer.submit(
+                    list(action.finished),
+                    list(action.offered),
+                    claim=action.claim,
+                    lost=list(action.lost),
+                )
+            case Interrupt():
+                self.executor.interrupt()
+            case Announce():
+                self._announce(action)
+            case Wait(until=until):
+                self.ctx.stop.requested.wait(max(until - self.clock(), 0.0))
+            case Finish():
+                self.finish = action
+
+    def _announce(self, action: Announce) -> None:
+        if action.stop.kind is StopKind.SIGNAL:
+            self.ctx.bus.publish(Stopping(self.ctx.stop.signal_name, action.running))
+        elif action.stop.kind is StopKind.POLICY:
+            self.ctx.bus.publish(Notice(f"stopping the map phase: {action.stop.reason}"))
+        else:
+            self.ctx.bus.publish(Notice(f"stopping: {action.stop.reason}"))
 
     # -- dispatch ------------------------------------------------------------------------
 
@@ -117,39 +180,25 @@ class MapScheduler:
             captures=self.captures,
         )
 
-    def _submit(self, claims: list[Claim]) -> None:
-        for claim in claims:
-            if claim.item.status is ItemStatus.FAILED:
-                self.retrying -= 1
-            future = self.executor.submit(self._task(claim), self.config)
-            self.inflight[future] = claim
-            future.add_done_callback(self.events.put)
-
-    def _commit(self, committer: Committer, finished: list[Finished]) -> None:
-        """Hand results and the idle slots to the committer; they come back as claims."""
-        broken = getattr(self.executor, "broken", None)
-        claim = not (self.stopping or self.policy_reason or broken)
-        offered = self.free if claim else []
-        if claim:
-            self.free = []
-        committer.submit(finished, offered, claim=claim, lost=self.lost)
-        self.lost = []
-        self.pending_commits += 1
-
-    def _committed(self, done: Committed) -> None:
-        """A transaction is durable: report its results and start its claimed items."""
-        self.pending_commits -= done.batches
-        used = {claim.slot for claim in done.claims}
-        self.free += [slot for slot in done.offered if slot not in used]
-        self.free.sort()
-        self._submit(done.claims)
-        ended = [f for f in done.finished if f.item_status is not ItemStatus.PENDING]
-        self.succeeded += sum(1 for f in ended if f.item_status is ItemStatus.SUCCEEDED)
-        self.dlq += sum(1 for f in ended if f.item_status is ItemStatus.DLQ)
-        self.done_this_run += sum(
-            1 for f in ended if f.item_status in (ItemStatus.SUCCEEDED, ItemStatus.DLQ)
+    def _committed(self, committer: Committer, done: Committed) -> None:
+        """A transaction is durable: start its claimed items and report its results."""
+        retries = sum(1 for c in done.claims if c.item.status is ItemStatus.RETRY_WAIT)
+        claimed = tuple(claim.slot for claim in done.claims)
+        self._advance(
+            committer, BatchCommitted(tuple(done.offered), claimed, retries, done.batches)
         )
+        for claim in done.claims:
+            self.inflight[claim.attempt_id] = claim
+            self.executor.submit(self._task(claim), self.config)
+        self._report(done)
+
+    def _report(self, done: Committed) -> None:
+        ended = [f for f in done.finished if f.item_status is not ItemStatus.PENDING]
         for decided in ended:
+            if decided.item_status is ItemStatus.SUCCEEDED:
+                self.succeeded += 1
+            elif decided.item_status is ItemStatus.DLQ:
+                self.dlq += 1
             result = decided.result
             self.ctx.bus.publish(
                 ItemFinished(
@@ -160,71 +209,9 @@ class MapScheduler:
                     result.outcome.last_error,
                 )
             )
+        self.done_this_run += sum(1 for f in ended if f.item_status.finished)
         if ended:
             self.ctx.checkpointer.items_finished(len(ended))
-
-    # -- results -------------------------------------------------------------------------
-
-    def _decide(self, claim: Claim, result: AttemptResult, now: float) -> Finished:
-        """Apply the retry policy to one result: the item's next state."""
-        outcome = result.outcome
-        item_id = claim.item.item_id
-        if result.interrupted:
-            return Finished(
-                result, ItemStatus.PENDING, None, counted=False, result_json=None, item_id=item_id
-            )
-        if outcome.ok:
-            self.decided_succeeded += 1
-            return Finished(
-                result,
-                ItemStatus.SUCCEEDED,
-                None,
-                counted=True,
-                result_json={"captures": outcome.captures},
-                item_id=item_id,
-            )
-        decision = decide_after_failure(self.ctx.workflow.map.retry, claim.item.attempts + 1, now)
-        if decision.status is ItemStatus.DLQ:
-            self.decided_dlq += 1
-        else:
-            self.retrying += 1
-        return Finished(
-            result,
-            decision.status,
-            decision.retry_at,
-            counted=True,
-            result_json=None,
-            item_id=item_id,
-        )
-
-    def _collect(self, done: list[Future[AttemptResult]]) -> list[Finished]:
-        now = time.time()
-        finished: list[Finished] = []
-        for future in done:
-            claim = self.inflight.pop(future)
-            self.free.append(claim.slot)
-            try:
-                result = future.result()
-            except Exception as error:
-                result = _crashed(claim, error)
-            finished.append(self._decide(claim, result, now))
-        self.free.sort()
-        return finished
-
-    def _check_policy(self, finished: list[Finished]) -> None:
-        new_dlq = sum(1 for f in finished if f.item_status is ItemStatus.DLQ)
-        if self.policy_reason or not new_dlq:
-            return
-        verdict = evaluate_error_policy(
-            self.ctx.workflow.error_policy,
-            dlq_count=self.decided_dlq,
-            finished_count=self.decided_succeeded + self.decided_dlq,
-            new_dlq=new_dlq,
-        )
-        if verdict.stop:
-            self.policy_reason = verdict.reason
-            self.ctx.bus.publish(Notice(f"stopping the map phase: {verdict.reason}"))
-            self.executor.interrupt()
 
     def _progress(self) -> None:
         self.ctx.bus.publish(
@@ -233,7 +220,7 @@ class MapScheduler:
                 succeeded=self.succeeded,
                 dlq=self.dlq,
                 running=len(self.inflight),
-                retrying=self.retrying,
+                retrying=self.state.retry_waits,
                 done_this_run=self.done_this_run,
                 elapsed=time.monotonic() - self.started,
             )
@@ -241,98 +228,62 @@ class MapScheduler:
 
     # -- the loop ------------------------------------------------------------------------
 
-    def _check_stop(self) -> None:
-        broken = getattr(self.executor, "broken", None)
-        if broken and not self.stopping:
-            self.executor_lost = broken
-            self.stopping = True
-            self.ctx.bus.publish(Notice(f"stopping: {broken}"))
-            self.executor.interrupt()
-            return
-        if self.ctx.stop.requested.is_set() and not self.stopping:
-            self.stopping = True
-            self.ctx.bus.publish(Stopping(self.ctx.stop.signal_name, len(self.inflight)))
-            self.executor.interrupt()
-
-    def _idle_wait(self, committer: Committer) -> bool:
-        """Nothing runs: wait for the next retry's backoff. False when no work is left."""
-        next_at = self.ctx.store.next_retry_at()
-        if next_at is None:
-            return False
-        self.ctx.stop.requested.wait(max(next_at - time.time(), 0.0))
-        self._check_stop()
-        if not self.stopping:
-            self._commit(committer, [])
-        return True
-
-    def _quiet(self) -> bool:
-        """No attempt runs and no transaction is under way: the store is ours to read."""
-        return not self.inflight and self.pending_commits == 0
-
-    def _handle(self, committer: Committer, events: list[object]) -> None:
-        done: list[Future[AttemptResult]] = []
-        for event in events:
-            if isinstance(event, BaseException):
-                raise event
-            if isinstance(event, Committed):
-                self._committed(event)
-            elif isinstance(event, LostAttempt):
-                self.lost.append(event)
-            elif isinstance(event, Future):
-                done.append(event)
-        if done:
-            finished = self._collect(done)
-            self._check_policy(finished)
-            self._commit(committer, finished)
+    def _handle(self, committer: Committer, messages: list[_Message]) -> None:
+        ended: list[Ended] = []
+        for message in messages:
+            if isinstance(message, BaseException):
+                raise message
+            if isinstance(message, Committed):
+                self._committed(committer, message)
+            elif isinstance(message, LostAttempt):
+                self._advance(committer, AttemptLost(message))
+            elif isinstance(message, _Broken):
+                self._advance(committer, ExecutorBroken(message.reason))
+            else:
+                claim = self.inflight.pop(message.task.attempt_id)
+                ended.append(
+                    Ended(claim.slot, claim.item.item_id, claim.item.attempts, message.result)
+                )
+        if ended:
+            self._advance(committer, AttemptsEnded(tuple(ended)))
         self._progress()
 
-    def _drain(self, first: object) -> list[object]:
-        events = [first]
+    def _drain(self, first: _Message) -> list[_Message]:
+        messages = [first]
         while True:
             try:
-                events.append(self.events.get_nowait())
+                messages.append(self.messages.get_nowait())
             except queue.Empty:
-                return events
+                return messages
 
     def run(self) -> MapOutcome:
         self.ctx.bus.publish(PhaseStarted(Phase.MAP, self.total))
         committer = Committer(
-            self.ctx.store, run_no=self.ctx.run_no, host=self.ctx.host, deliver=self.events.put
+            self.ctx.store, run_no=self.ctx.run_no, host=self.ctx.host, deliver=self.messages.put
         )
         try:
-            self._loop(committer)
+            self._advance(committer, Begin())
+            while self.finish is None:
+                self._step(committer)
         except BaseException:
             self.executor.interrupt()
             raise
         finally:
             committer.close()
-        return MapOutcome(
-            interrupted=self.stopping,
-            policy_reason=self.policy_reason,
-            executor_lost=self.executor_lost,
-        )
+        assert self.finish is not None
+        return MapOutcome(self.finish.stop)
 
-    def _loop(self, committer: Committer) -> None:
-        self._commit(committer, [])
-        while True:
-            self._check_stop()
-            if self._quiet():
-                if self.stopping or self.policy_reason or not self._idle_wait(committer):
-                    return
-                continue
-            try:
-                first = self.events.get(timeout=POLL_SECONDS)
-            except queue.Empty:
-                self._maybe_claim_retries(committer)
-                continue
-            self._handle(committer, self._drain(first))
-
-    def _maybe_claim_retries(self, committer: Committer) -> None:
-        """Free slots and a retry whose backoff has ended: claim it without a result."""
-        if self.pending_commits or not self.free or not self.retrying:
+    def _step(self, committer: Committer) -> None:
+        if self.ctx.stop.requested.is_set() and not self._signalled:
+            self._signalled = True
+            self._advance(committer, StopRequested(self.ctx.stop.signal_name))
+        if self.state.quiet:  # the store is ours to read: no transaction is under way
+            self._advance(committer, Quiet(self.ctx.store.next_retry_at()))
             return
-        if self.stopping or self.policy_reason:
+        try:
+            first = self.messages.get(timeout=POLL_SECONDS)
+        except queue.Empty:
+            if self.state.wants_due_retries():
+                self._advance(committer, Poll(self.ctx.store.next_retry_at()))
             return
-        next_at = self.ctx.store.next_retry_at()
-        if next_at is not None and next_at <= time.time():
-            self._commit(committer, [])
+        self._handle(committer, self._drain(first))

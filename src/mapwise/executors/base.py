@@ -1,16 +1,35 @@
-"""The interface every executor offers the coordinator.
+"""The contract between the coordinator and every executor, all of it.
 
 An executor runs attempts somewhere (threads of the local pool, workers of a cluster)
-and hands back futures of ``AttemptResult``; it never writes the job's state.
+and reports what happens through ``ExecutorEvents``; it never writes the job's state.
+Every member below exists on every executor, as a no-op where an executor has nothing
+to do, so the engine never has to ask an executor what it can do.
 """
 
 from __future__ import annotations
 
-from concurrent.futures import Future
+import time
 from typing import Protocol
 
-from mapwise.domain.records import AttemptResult, AttemptTask
+from mapwise.domain.records import AttemptResult, AttemptTask, LostAttempt, StepsOutcome
+from mapwise.domain.states import ErrorKind
 from mapwise.executors.attempt import AttemptConfig
+
+
+class ExecutorEvents(Protocol):
+    """What an executor tells the coordinator; called from any thread, must not block."""
+
+    def attempt_ended(self, task: AttemptTask, result: AttemptResult) -> None:
+        """An attempt ended, however it ended: exactly once per submitted task."""
+        ...
+
+    def attempt_lost(self, lost: LostAttempt) -> None:
+        """An execution of an attempt died with its worker; the attempt runs again."""
+        ...
+
+    def executor_broken(self, reason: str) -> None:
+        """The executor cannot run attempts any more (its cluster is gone, say)."""
+        ...
 
 
 class Executor(Protocol):
@@ -21,8 +40,20 @@ class Executor(Protocol):
         """How many attempts may run at once."""
         ...
 
-    def submit(self, task: AttemptTask, config: AttemptConfig) -> Future[AttemptResult]:
-        """Start one attempt; its future resolves when it ended, however it ended."""
+    def start(self, events: ExecutorEvents) -> None:
+        """Begin reporting to ``events``; called once, before the first ``submit``."""
+        ...
+
+    def kill_leftovers(self) -> int:
+        """Kill commands of this job that a dead run left where this executor runs them.
+
+        Returns how many processes were killed. The local pool's leftovers are killed by
+        resume itself, on this machine, before any executor exists: there it is a no-op.
+        """
+        ...
+
+    def submit(self, task: AttemptTask, config: AttemptConfig) -> None:
+        """Start one attempt; its end arrives as ``events.attempt_ended``."""
         ...
 
     def interrupt(self) -> None:
@@ -32,3 +63,36 @@ class Executor(Protocol):
     def shutdown(self) -> None:
         """Release the executor's resources once no attempt runs."""
         ...
+
+
+def attempt_failed(
+    task: AttemptTask,
+    kind: ErrorKind,
+    message: str,
+    *,
+    interrupted: bool = False,
+    host: str = "",
+    started_at: float | None = None,
+) -> AttemptResult:
+    """A result for an attempt that ended without its runner's own result.
+
+    For instance its runner raised (a bug, not a command failure), or its worker or
+    cluster was lost. ``started_at`` is when it last started, when that is known.
+    """
+    now = time.time()
+    outcome = StepsOutcome(
+        steps=(), captures={}, error_kind=kind, last_error=message, stderr_tail=message
+    )
+    started = now if started_at is None else min(started_at, now)
+    return AttemptResult(
+        attempt_id=task.attempt_id,
+        item_index=task.item_index,
+        attempt_no=task.attempt_no,
+        slot=task.slot,
+        host=host,
+        started_at=started,
+        ended_at=now,
+        duration=now - started,
+        outcome=outcome,
+        interrupted=interrupted,
+    )

@@ -23,19 +23,18 @@ The coordinator stays the single writer of the job's state; workers only run
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import contextlib
 import itertools
-import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from mapwise.domain.records import AttemptResult, AttemptTask, LostAttempt, StepsOutcome
+from mapwise.domain.records import AttemptResult, AttemptTask, LostAttempt
 from mapwise.domain.states import ErrorKind
 from mapwise.errors import ExecutorError
 from mapwise.executors.attempt import AttemptConfig
+from mapwise.executors.base import ExecutorEvents, attempt_failed
 from mapwise.executors.dask_worker import (
     RUNS_METADATA,
     Execution,
@@ -72,22 +71,10 @@ def _failed(
     run: Execution | None = None,
 ) -> AttemptResult:
     """An attempt that ended without a worker's result (``run``: where it last ran)."""
-    now = time.time()
-    outcome = StepsOutcome(
-        steps=(), captures={}, error_kind=kind, last_error=message, stderr_tail=message
-    )
-    started = now if run is None else min(run.started_at, now)
-    return AttemptResult(
-        attempt_id=task.attempt_id,
-        item_index=task.item_index,
-        attempt_no=task.attempt_no,
-        slot=task.slot,
-        host="" if run is None else run.where,
-        started_at=started,
-        ended_at=now,
-        duration=now - started,
-        outcome=outcome,
-        interrupted=interrupted,
+    if run is None:
+        return attempt_failed(task, kind, message, interrupted=interrupted)
+    return attempt_failed(
+        task, kind, message, interrupted=interrupted, host=run.where, started_at=run.started_at
     )
 
 
@@ -111,20 +98,19 @@ class DaskExecutor:
         self.scheduler = scheduler
         self.job_id = job_id
         self._slots = max_parallel
-        _quiet_dask_logs()
         self._client = _client(scheduler)
-        _quiet_dask_logs()
         self._lock = threading.Lock()
-        self._on_lost: Callable[[LostAttempt], None] | None = None
-        self._outstanding: dict[int, tuple[cf.Future[AttemptResult], AttemptTask]] = {}
-        self.broken: str | None = None
+        self._events: ExecutorEvents | None = None
+        # attempts handed out and not yet reported, so a lost cluster can end them all
+        self._outstanding: dict[int, AttemptTask] = {}
+        self._broken: str | None = None
 
     @property
     def slots(self) -> int:
         return self._slots
 
-    def set_lost_handler(self, handler: Callable[[LostAttempt], None]) -> None:
-        self._on_lost = handler
+    def start(self, events: ExecutorEvents) -> None:
+        self._events = events
 
     def kill_leftovers(self) -> int:
         """Kill the job's commands a dead run left on any worker's machine."""
@@ -138,19 +124,23 @@ class DaskExecutor:
                 ids = [run.execution_id for run in runs]
                 self._client.run(kill_executions, *ids, on_error="ignore")
 
-    def _report_lost(self, lost: list[LostAttempt]) -> None:
-        if self._on_lost is not None:
-            for gone in lost:
-                self._on_lost(gone)
-
-    def submit(self, task: AttemptTask, config: AttemptConfig) -> cf.Future[AttemptResult]:
-        result: cf.Future[AttemptResult] = cf.Future()
-        if self.broken:
-            result.set_result(_failed(task, ErrorKind.INTERRUPTED, self.broken, interrupted=True))
-            return result
-        key = f"mapwise-{self.job_id}-{task.attempt_id}-{time.monotonic_ns()}"
+    def _report(self, task: AttemptTask, result: AttemptResult) -> None:
+        """Hand an attempt's end over once; the first of a worker's answer and a lost
+        cluster wins."""
         with self._lock:
-            self._outstanding[task.attempt_id] = (result, task)
+            if self._outstanding.pop(task.attempt_id, None) is None:
+                return
+        assert self._events is not None
+        self._events.attempt_ended(task, result)
+
+    def submit(self, task: AttemptTask, config: AttemptConfig) -> None:
+        assert self._events is not None, "start() comes before submit()"
+        with self._lock:
+            self._outstanding[task.attempt_id] = task
+        if self._broken:
+            self._report(task, _failed(task, ErrorKind.INTERRUPTED, self._broken, interrupted=True))
+            return
+        key = f"mapwise-{self.job_id}-{task.attempt_id}-{time.monotonic_ns()}"
         remote = self._client.submit(run_attempt_on_worker, task, config, key=key, pure=False)
 
         def hand_over(done: Any) -> None:
@@ -159,16 +149,15 @@ class DaskExecutor:
                 value, runs, dead = self._outcome(task, key, done)
             finally:
                 done.release()  # never let a dying worker make Dask recompute it
-                with self._lock:
-                    self._outstanding.pop(task.attempt_id, None)
             # lost runs are killed before the attempt's end is handed over, so that a retry
             # of the item never runs beside one; then they go on record
             self._kill_executions(dead)
-            self._report_lost(_lost(task.attempt_id, runs))
-            _resolve(result, value)
+            assert self._events is not None
+            for gone in _lost(task.attempt_id, runs):
+                self._events.attempt_lost(gone)
+            self._report(task, value)
 
         remote.add_done_callback(hand_over)
-        return result
 
     def _outcome(
         self, task: AttemptTask, key: str, done: Any
@@ -202,22 +191,26 @@ class DaskExecutor:
     def _explain(self, task: AttemptTask, error: BaseException) -> AttemptResult:
         name = type(error).__name__
         if self._client.status != "running" or "Cancelled" in name or "CommClosed" in name:
-            self._break(f"lost the Dask scheduler at {self.scheduler}: {name} {error}".strip())
-            return _failed(task, ErrorKind.INTERRUPTED, self.broken or name, interrupted=True)
+            reason = f"lost the Dask scheduler at {self.scheduler}: {name} {error}".strip()
+            self._break(reason)
+            return _failed(task, ErrorKind.INTERRUPTED, self._broken or name, interrupted=True)
         return _failed(task, ErrorKind.SPAWN_ERROR, f"{name}: {error}", interrupted=False)
 
     def _break(self, reason: str) -> None:
-        """The cluster is gone: every attempt still out ends as interrupted, at once."""
-        self.broken = self.broken or reason
+        """The cluster is gone: say so once; every attempt still out ends interrupted."""
         with self._lock:
+            first = self._broken is None
+            self._broken = self._broken or reason
             outstanding = list(self._outstanding.values())
-            self._outstanding.clear()
-        for future, task in outstanding:
-            _resolve(future, _failed(task, ErrorKind.INTERRUPTED, self.broken, interrupted=True))
+        assert self._events is not None
+        if first:
+            self._events.executor_broken(self._broken)
+        for task in outstanding:
+            self._report(task, _failed(task, ErrorKind.INTERRUPTED, self._broken, interrupted=True))
 
     def interrupt(self) -> None:
-        if self.broken:
-            self._break(self.broken)
+        if self._broken:
+            self._break(self._broken)
             return
         try:
             self._client.run(interrupt_job, self.job_id)
@@ -227,17 +220,3 @@ class DaskExecutor:
     def shutdown(self) -> None:
         with contextlib.suppress(Exception):
             self._client.close(timeout=CONNECT_TIMEOUT)
-
-
-def _quiet_dask_logs() -> None:
-    """The client logs a lost scheduler with tracebacks; mapwise reports the loss itself."""
-    names = ["distributed", "tornado", "asyncio"]
-    names += [n for n in logging.root.manager.loggerDict if n.startswith(tuple(names))]
-    for name in names:
-        logging.getLogger(name).setLevel(logging.CRITICAL)
-
-
-def _resolve(future: cf.Future[AttemptResult], value: AttemptResult) -> None:
-    """Set a result once; the first of a worker's answer and a lost cluster wins."""
-    with contextlib.suppress(cf.InvalidStateError):
-        future.set_result(value)

@@ -10,7 +10,9 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from mapwise.domain.records import AttemptResult, AttemptTask
+from mapwise.domain.states import ErrorKind
 from mapwise.executors.attempt import AttemptConfig, run_attempt
+from mapwise.executors.base import ExecutorEvents, attempt_failed
 
 
 class LocalExecutor:
@@ -20,13 +22,33 @@ class LocalExecutor:
         self._slots = max_parallel
         self._cancel = threading.Event()
         self._pool = ThreadPoolExecutor(max_workers=max_parallel, thread_name_prefix="mapwise-slot")
+        self._events: ExecutorEvents | None = None
 
     @property
     def slots(self) -> int:
         return self._slots
 
-    def submit(self, task: AttemptTask, config: AttemptConfig) -> Future[AttemptResult]:
-        return self._pool.submit(run_attempt, task, config, self._cancel)
+    def start(self, events: ExecutorEvents) -> None:
+        self._events = events
+
+    def kill_leftovers(self) -> int:
+        """Nothing to do: resume kills this machine's leftovers before the pool exists."""
+        return 0
+
+    def submit(self, task: AttemptTask, config: AttemptConfig) -> None:
+        events = self._events
+        assert events is not None, "start() comes before submit()"
+
+        def report(future: Future[AttemptResult]) -> None:
+            try:
+                result = future.result()
+            except BaseException as error:  # a bug in the runner, not a command failure
+                result = attempt_failed(
+                    task, ErrorKind.SPAWN_ERROR, f"the attempt could not run: {error!r}"
+                )
+            events.attempt_ended(task, result)
+
+        self._pool.submit(run_attempt, task, config, self._cancel).add_done_callback(report)
 
     def interrupt(self) -> None:
         self._cancel.set()

@@ -8,7 +8,6 @@ repair replaces goes into a ``backup-<time>/`` folder beside it.
 from __future__ import annotations
 
 import contextlib
-import json
 import shutil
 import sqlite3
 import time
@@ -26,7 +25,8 @@ from mapwise.store.checkpoint import (
     restore_database,
     temporaries,
 )
-from mapwise.store.jobstore import JobStore, items_digest
+from mapwise.store.itemrows import items_digest
+from mapwise.store.jobstore import JobStore
 from mapwise.store.lock import is_locked
 from mapwise.store.paths import JobPaths
 
@@ -107,32 +107,6 @@ def _checkpoint_findings(paths: JobPaths) -> tuple[list[Finding], list[Checkpoin
     return findings, infos
 
 
-def _summary_findings(conn: sqlite3.Connection, paths: JobPaths) -> list[Finding]:
-    """A database that counts fewer finished items than ``summary.json`` lost commits.
-
-    The summary is written after the commits it reports, so it never counts more than
-    the database, unless the database lost commits (a deleted WAL file, say).
-    """
-    try:
-        stored = json.loads(paths.summary.read_text())
-        progress = stored["progress"]
-        claimed = int(progress["completed_items"]) + int(progress["failed_items"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return []
-    row = conn.execute(
-        "SELECT COALESCE(SUM(n), 0) FROM item_counts WHERE status IN ('succeeded', 'dlq')"
-    ).fetchone()
-    if claimed > int(row[0]):
-        return [
-            Finding(
-                "database",
-                f"records {row[0]} finished items where the job's summary saw {claimed}: "
-                "committed changes were lost (a deleted WAL file?)",
-            )
-        ]
-    return []
-
-
 def _wal_findings(paths: JobPaths, wal_existed: bool, conn: sqlite3.Connection) -> list[Finding]:
     """A job left running by a dead process always leaves its WAL file; none means lost.
 
@@ -195,7 +169,6 @@ def verify(paths: JobPaths) -> list[Finding]:
             findings += _wal_findings(paths, wal_existed, conn)
             findings += _invariant_findings(conn)
             findings += _staleness_findings(conn, infos)
-            findings += _summary_findings(conn, paths)
         finally:
             conn.close()
     return findings
@@ -220,7 +193,6 @@ def quick_verify(paths: JobPaths) -> list[Finding]:
             findings.append(Finding("database", f"{kept} items counted, {total} frozen"))
         findings += _wal_findings(paths, wal_existed, conn)
         findings += _staleness_findings(conn, inspect_newest(paths))
-        findings += _summary_findings(conn, paths)
     except sqlite3.DatabaseError as exc:
         findings.append(Finding("database", f"cannot be read: {exc}"))
     finally:
@@ -293,11 +265,7 @@ def rebuild_from_checkpoint(paths: JobPaths, checkpoint_file: Path, backup: _Bac
     for suffix in ("", "-wal", "-shm"):
         backup.keep(paths.database.with_name(paths.database.name + suffix))
     restore_database(checkpoint, paths.database)
-    refreshed = JobStore.open(paths)
-    try:
-        refreshed.refresh_summary()
-    finally:
-        refreshed.close()
+    JobStore.open(paths).close()  # opening puts the rebuilt database in WAL mode, migrated
     if before is None:
         return None
     return max(before - checkpoint.completed_items(), 0)

@@ -7,19 +7,17 @@ items in the same transaction, so a pool slot is reused only after its result is
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from mapwise.domain.records import AttemptResult, LostAttempt, StepRecord
-from mapwise.domain.states import AttemptOutcome, ItemStatus, JobStatus, Phase, RunOutcome
+from mapwise.domain.records import Finished, LostAttempt, StepRecord
+from mapwise.domain.states import ItemStatus, JobStatus, Phase, RunOutcome
 from mapwise.errors import StateDamagedError
-from mapwise.store import db
+from mapwise.store import batches, db, sweeps
 from mapwise.store.paths import JobPaths
 from mapwise.store.records import (
     AttemptRecord,
@@ -29,52 +27,15 @@ from mapwise.store.records import (
     JobRecord,
     RunRecord,
 )
-from mapwise.store.resume_ops import ResumeOps
 
 
-@dataclass(frozen=True)
-class Finished:
-    """A finished attempt and the item's new state, as decided by the retry policy."""
-
-    result: AttemptResult
-    item_status: ItemStatus
-    retry_at: float | None
-    counted: bool  # False for an interrupted attempt: it does not use up a retry
-    result_json: dict[str, Any] | None
-    item_id: str = ""  # for reporting once committed
-
-
-def items_digest(values: Iterable[tuple[str, str]]) -> str:
-    """A hash over (item id, item JSON) pairs: the frozen item list's identity."""
-    digest = hashlib.sha256()
-    for item_id, data in values:
-        digest.update(item_id.encode())
-        digest.update(b"\0")
-        digest.update(data.encode())
-        digest.update(b"\n")
-    return digest.hexdigest()
-
-
-class JobStore(ResumeOps):
+class JobStore:
     """Reads and writes of one job's database."""
-
-    SUMMARY_INTERVAL = 1.0  # seconds between summary.json refreshes during the map phase
 
     def __init__(self, conn: sqlite3.Connection, paths: JobPaths) -> None:
         conn.row_factory = sqlite3.Row
         self.conn = conn
         self.paths = paths
-        self._summary_at = 0.0
-
-    def refresh_summary(self, *, force: bool = True) -> None:
-        """Rewrite ``summary.json`` (the listing cache); throttled unless ``force``."""
-        now = time.monotonic()
-        if not force and now - self._summary_at < self.SUMMARY_INTERVAL:
-            return
-        self._summary_at = now
-        from mapwise.store.summary import write_summary_file
-
-        write_summary_file(self)
 
     # -- opening -------------------------------------------------------------------------
 
@@ -132,7 +93,6 @@ class JobStore(ResumeOps):
                     json.dumps(options),
                 ),
             )
-        store.refresh_summary()
         return store
 
     @classmethod
@@ -176,7 +136,6 @@ class JobStore(ResumeOps):
     ) -> None:
         with db.transaction(self.conn):
             self._set_status(status, phase=phase, reason=reason)
-        self.refresh_summary()
 
     def _set_status(
         self, status: JobStatus, *, phase: Phase | None = None, reason: str | None = None
@@ -202,7 +161,6 @@ class JobStore(ResumeOps):
                 (stamp, RunOutcome.RUNNING.value, pid, host),
             )
             self._set_status(JobStatus.RUNNING)
-        self.refresh_summary()
         assert cursor.lastrowid is not None
         return cursor.lastrowid
 
@@ -222,7 +180,6 @@ class JobStore(ResumeOps):
                 (time.time(), outcome.value, reason, run_no),
             )
             self._set_status(status, phase=phase, reason=reason)
-        self.refresh_summary()
 
     def runs(self) -> list[RunRecord]:
         rows = self.conn.execute("SELECT * FROM runs ORDER BY run_no").fetchall()
@@ -258,7 +215,7 @@ class JobStore(ResumeOps):
         """Record a setup or reduce step (and its on_failure steps) in one transaction."""
         status = "succeeded" if succeeded else "failed"
         with db.transaction(self.conn):
-            self._insert_steps(None, phase.value, run_no, records)
+            batches.insert_steps(self.conn, None, phase.value, run_no, records)
             self.conn.execute(
                 "INSERT INTO phase_steps (phase, step_index, status, captures, updated_at)"
                 " VALUES (?, ?, ?, ?, ?) ON CONFLICT (phase, step_index) DO UPDATE SET"
@@ -271,35 +228,6 @@ class JobStore(ResumeOps):
                 self.conn.execute(
                     "UPDATE job SET captures = ? WHERE id = 1", (json.dumps(job_captures),)
                 )
-
-    def _insert_steps(
-        self, attempt_id: int | None, phase: str, run_no: int, records: Sequence[StepRecord]
-    ) -> None:
-        self.conn.executemany(
-            "INSERT INTO steps (attempt_id, phase, run_no, step_index, on_failure, label,"
-            " started_at, ended_at, duration, exit_code, signal, timed_out, error_kind,"
-            " stderr_tail, log_path) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    attempt_id,
-                    phase,
-                    run_no,
-                    r.step_index,
-                    int(r.on_failure),
-                    r.label,
-                    r.started_at,
-                    r.ended_at,
-                    r.duration,
-                    r.exit_code,
-                    r.signal,
-                    int(r.timed_out),
-                    r.error_kind.value if r.error_kind else None,
-                    r.stderr_tail or None,
-                    r.log_path,
-                )
-                for r in records
-            ],
-        )
 
     # -- items -----------------------------------------------------------------------------
 
@@ -320,7 +248,6 @@ class JobStore(ResumeOps):
                 " total_items = ?, phase = ?, updated_at = ? WHERE id = 1",
                 (input_sha256, digest, time.time(), total, Phase.MAP.value, time.time()),
             )
-        self.refresh_summary()
         return digest
 
     def item_counts(self) -> dict[ItemStatus, int]:
@@ -363,6 +290,20 @@ class JobStore(ResumeOps):
         ).fetchone()
         return int(row[0]), float(row[1])
 
+    def finished_durations(self) -> list[float]:
+        """The durations of finished items (succeeded or in the DLQ), sorted."""
+        # plain tuples, sorted here: sqlite3.Row objects and SQLite's sorter made this most
+        # of a status of a big job
+        cursor = self.conn.cursor()
+        cursor.row_factory = None
+        rows = cursor.execute("SELECT duration FROM items WHERE status IN ('succeeded', 'dlq')")
+        return sorted(float(row[0]) for row in rows)
+
+    def compute_seconds(self) -> float:
+        """The job's compute time: the sum of every attempt's duration."""
+        row = self.conn.execute("SELECT COALESCE(SUM(duration), 0) FROM attempts").fetchone()
+        return float(row[0])
+
     def next_retry_at(self) -> float | None:
         """The earliest time a failed item waiting for its backoff may run again."""
         row = self.conn.execute(
@@ -384,114 +325,43 @@ class JobStore(ResumeOps):
         lost: Sequence[LostAttempt] = (),
     ) -> list[Claim]:
         """Record finished attempts and claim items for ``free_slots``, in one transaction."""
-        with db.transaction(self.conn):
-            for gone in lost:
-                self._record_lost(gone)
-            for done in finished:
-                self._record_finished(done, run_no)
-            claims = self._claim(free_slots, run_no, host, now) if claim else []
-            if finished:
-                self.conn.execute("UPDATE job SET updated_at = ? WHERE id = 1", (now,))
-        if finished:
-            self.refresh_summary(force=False)
-        return claims
-
-    def _record_lost(self, gone: LostAttempt) -> None:
-        """Keep an execution a dead worker lost as an extra, interrupted attempt."""
-        self.conn.execute(
-            "INSERT INTO attempts (item_idx, attempt_no, run_no, slot, host, started_at,"
-            " ended_at, duration, outcome, error_kind, stderr_tail)"
-            " SELECT item_idx, attempt_no, run_no, slot, ?, ?, ?, ?, 'interrupted',"
-            " 'interrupted', 'the worker running it was lost' FROM attempts WHERE id = ?",
-            (
-                gone.host,
-                gone.started_at,
-                gone.ended_at,
-                max(gone.ended_at - gone.started_at, 0.0),
-                gone.attempt_id,
-            ),
+        return batches.commit_batch(
+            self.conn,
+            finished,
+            free_slots=free_slots,
+            run_no=run_no,
+            host=host,
+            now=now,
+            claim=claim,
+            lost=lost,
         )
 
-    def _record_finished(self, done: Finished, run_no: int) -> None:
-        r = done.result
-        o = r.outcome
-        if done.result.interrupted:
-            outcome = AttemptOutcome.INTERRUPTED
-        elif o.ok:
-            outcome = AttemptOutcome.SUCCEEDED
-        else:
-            outcome = AttemptOutcome.FAILED
-        self.conn.execute(
-            "UPDATE attempts SET host = ?, started_at = ?, ended_at = ?, duration = ?,"
-            " outcome = ?, error_kind = ?, exit_code = ?, signal = ?, stderr_tail = ?,"
-            " log_path = ? WHERE id = ?",
-            (
-                r.host,
-                r.started_at,
-                r.ended_at,
-                r.duration,
-                outcome.value,
-                o.error_kind.value if o.error_kind else None,
-                o.exit_code,
-                o.signal,
-                o.stderr_tail or None,
-                o.log_path,
-                r.attempt_id,
-            ),
-        )
-        self._insert_steps(r.attempt_id, Phase.MAP.value, run_no, o.steps)
-        finished_at = (
-            r.ended_at if done.item_status in (ItemStatus.SUCCEEDED, ItemStatus.DLQ) else None
-        )
-        self.conn.execute(
-            "UPDATE items SET status = ?, attempts = attempts + ?, retry_at = ?,"
-            " duration = duration + ?, finished_at = ?, error_kind = ?, exit_code = ?,"
-            " last_error = ?, result = ? WHERE idx = ?",
-            (
-                done.item_status.value,
-                int(done.counted),
-                done.retry_at,
-                r.duration,
-                finished_at,
-                o.error_kind.value if o.error_kind else None,
-                o.exit_code,
-                o.last_error or None,
-                json.dumps(done.result_json) if done.result_json is not None else None,
-                r.item_index,
-            ),
-        )
+    # -- sweeps: resume and the DLQ commands ----------------------------------------------
 
-    def _claim(self, slots: Sequence[int], run_no: int, host: str, now: float) -> list[Claim]:
-        if not slots:
-            return []
-        # two index range reads, merged: one query over both statuses would sort every
-        # pending item on each claim (quadratic over a job)
-        pending = self.conn.execute(
-            "SELECT * FROM items WHERE status = 'pending' ORDER BY idx LIMIT ?", (len(slots),)
-        ).fetchall()
-        due = self.conn.execute(
-            "SELECT * FROM items WHERE status = 'failed' AND retry_at <= ? ORDER BY idx LIMIT ?",
-            (now, len(slots)),
-        ).fetchall()
-        rows = sorted(pending + due, key=lambda row: row["idx"])[: len(slots)]
-        claims: list[Claim] = []
-        for row, slot in zip(rows, slots, strict=False):
-            item = ItemRecord.from_row(row)
-            attempt_no = (
-                self.conn.execute(
-                    "SELECT COUNT(*) FROM attempts WHERE item_idx = ?", (item.index,)
-                ).fetchone()[0]
-                + 1
-            )
-            cursor = self.conn.execute(
-                "INSERT INTO attempts (item_idx, attempt_no, run_no, slot, host, started_at,"
-                " outcome) VALUES (?, ?, ?, ?, ?, ?, 'running')",
-                (item.index, attempt_no, run_no, slot, host, now),
-            )
-            self.conn.execute(
-                "UPDATE items SET status = 'running', retry_at = NULL WHERE idx = ?",
-                (item.index,),
-            )
-            assert cursor.lastrowid is not None
-            claims.append(Claim(item, cursor.lastrowid, attempt_no, slot))
-        return claims
+    def interrupt_running(self, *, now: float | None = None) -> int:
+        """Attempts left running become interrupted (not counted), their items pending."""
+        return sweeps.interrupt_running(self.conn, now=now)
+
+    def set_options(self, options: dict[str, Any]) -> None:
+        """Merge ``options`` into the job's options (max_parallel, input file identity)."""
+        sweeps.set_options(self.conn, options)
+
+    def replace_workflow(self, *, source: str, sha256: str, path: str) -> None:
+        """Adopt an edited workflow (``resume --reload-workflow``); the items stay frozen."""
+        sweeps.replace_workflow(self.conn, source=source, sha256=sha256, path=path)
+
+    def requeue_dlq(self, item_ids: Sequence[str] | None = None) -> int:
+        """DLQ items (all, or those named) back to pending with a fresh retry budget."""
+        return sweeps.requeue_dlq(self.conn, item_ids)
+
+    def purge_dlq(self, item_ids: Sequence[str] | None = None) -> int:
+        """Give up on DLQ items (all, or those named): they leave the DLQ for good."""
+        return sweeps.purge_dlq(self.conn, item_ids)
+
+    def close_dead_runs(self) -> int:
+        """Runs that never ended (their process died) end as interrupted."""
+        return sweeps.close_dead_runs(self.conn)
+
+    def interrupted_attempts(self) -> int:
+        """Attempts the last run left unfinished: interrupted by a stop, or left running."""
+        return sweeps.interrupted_attempts(self.conn)

@@ -1,12 +1,14 @@
-"""Reading a job's state into the reports of ``jobs``, ``status`` and ``dlq``."""
+"""Reading a job's state into the reports of ``jobs``, ``status`` and ``dlq``.
+
+Every report is read from the job's database, which is the only truth: a listing is a
+few rows (the job row and the trigger-kept ``item_counts``), so no cache is needed.
+"""
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import time
-from typing import Any
 
 from mapwise.domain.states import ItemStatus, JobStatus
 from mapwise.reports import (
@@ -22,8 +24,6 @@ from mapwise.reports import (
 from mapwise.store.jobstore import JobStore
 from mapwise.store.lock import is_locked
 from mapwise.store.paths import JobPaths
-
-SUMMARY_VERSION = 1
 
 
 def effective_status(stored: JobStatus, locked: bool) -> JobStatus:
@@ -60,77 +60,28 @@ def last_checkpoint_at(paths: JobPaths) -> float | None:
     return max(times, default=None)
 
 
-def _listing(
-    stored: dict[str, Any], locked: bool, checkpoint_at: float | None = None
-) -> ResumableJob:
-    """A listing from stored summary fields, with the status a live lock implies."""
-    status = effective_status(JobStatus(stored["status"]), locked)
-    progress = JobProgress(**stored["progress"])
-    return ResumableJob(
-        job_id=stored["job_id"],
-        workflow_name=stored["workflow_name"],
-        status=status.value,
-        resumable=is_resumable(status, progress.failed_items),
-        started_at=stored["started_at"],
-        updated_at=stored["updated_at"],
-        progress=progress,
-        estimated_remaining_seconds=stored["estimated_remaining_seconds"],
-        last_checkpoint_at=checkpoint_at,
-    )
-
-
-def summary_fields(store: JobStore) -> dict[str, Any]:
-    """The fields of a listing as stored: from the job row and the kept counts."""
+def summarize(store: JobStore) -> ResumableJob:
+    """The listing of one job, from its job row and kept counts (no per-item work)."""
     job = store.job_header()
     counts = store.item_counts()
-    total = sum(counts.values())
     progress = JobProgress.from_counts(
-        total, counts[ItemStatus.SUCCEEDED], counts[ItemStatus.DLQ], counts[ItemStatus.PURGED]
+        sum(counts.values()),
+        counts[ItemStatus.SUCCEEDED],
+        counts[ItemStatus.DLQ],
+        counts[ItemStatus.PURGED],
     )
-    return {
-        "version": SUMMARY_VERSION,
-        "job_id": job.job_id,
-        "workflow_name": job.workflow_name,
-        "status": job.status.value,
-        "started_at": job.created_at,
-        "updated_at": job.updated_at,
-        "progress": progress.to_json(),
-        "estimated_remaining_seconds": _estimate(store, progress.pending_items, job.max_parallel),
-    }
-
-
-def summarize(store: JobStore) -> ResumableJob:
-    """The listing of one job, from its counts (no per-item work)."""
-    paths = store.paths
-    return _listing(summary_fields(store), is_locked(paths.lock), last_checkpoint_at(paths))
-
-
-def write_summary_file(store: JobStore) -> None:
-    """Refresh ``summary.json``, the file ``mapwise jobs`` reads instead of the database.
-
-    A cache, written atomically but not fsynced: when it is missing, unreadable or older
-    than the job's last update, the listing falls back to the database.
-    """
-    path = store.paths.summary
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(summary_fields(store), handle)
-        os.replace(tmp, path)
-    except OSError:
-        return  # a missing summary only makes listing slower
-
-
-def read_summary_file(paths: JobPaths) -> ResumableJob | None:
-    """The listing from ``summary.json``, or None when it cannot be trusted."""
-    try:
-        stored = json.loads(paths.summary.read_text())
-        if stored.get("version") != SUMMARY_VERSION:
-            return None
-        return _listing(stored, is_locked(paths.lock), last_checkpoint_at(paths))
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    status = effective_status(job.status, is_locked(store.paths.lock))
+    return ResumableJob(
+        job_id=job.job_id,
+        workflow_name=job.workflow_name,
+        status=status.value,
+        resumable=is_resumable(status, progress.failed_items),
+        started_at=job.created_at,
+        updated_at=job.updated_at,
+        progress=progress,
+        estimated_remaining_seconds=_estimate(store, progress.pending_items, job.max_parallel),
+        last_checkpoint_at=last_checkpoint_at(store.paths),
+    )
 
 
 def _percentile(ordered: list[float], fraction: float) -> float:
@@ -139,14 +90,7 @@ def _percentile(ordered: list[float], fraction: float) -> float:
 
 
 def _item_seconds(store: JobStore) -> ItemSeconds:
-    # plain tuples, sorted here: sqlite3.Row objects and SQLite's sorter made this most of
-    # a status of a big job
-    cursor = store.conn.cursor()
-    cursor.row_factory = None
-    values = sorted(
-        float(row[0])
-        for row in cursor.execute("SELECT duration FROM items WHERE status IN ('succeeded', 'dlq')")
-    )
+    values = store.finished_durations()
     if not values:
         return ItemSeconds(None, None, None, None)
     return ItemSeconds(
@@ -160,10 +104,9 @@ def _item_seconds(store: JobStore) -> ItemSeconds:
 def _durations(store: JobStore, runs: list[RunInfo]) -> Durations:
     now = time.time()
     wall = sum((run.ended_at or now) - run.started_at for run in runs)
-    row = store.conn.execute("SELECT COALESCE(SUM(duration), 0) FROM attempts").fetchone()
     return Durations(
         wall_seconds=round(wall, 3),
-        compute_seconds=round(float(row[0]), 3),
+        compute_seconds=round(store.compute_seconds(), 3),
         item_seconds=_item_seconds(store),
     )
 

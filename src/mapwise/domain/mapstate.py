@@ -1,0 +1,303 @@
+"""The map phase's decisions as one pure function: ``advance(state, event, now)``.
+
+The scheduler (``engine/map_phase.py``) turns what happens (attempts that ended, a
+transaction that committed, a signal, a lost worker, a broken executor, a quiet moment)
+into events, and applies the actions this module returns; it decides nothing itself.
+Time is an argument and nothing here does I/O, so every combination of retry, backoff,
+error policy and stop is a test of milliseconds (huey's ``execute(task, timestamp)``).
+
+Slots: a slot is free, offered to a transaction (which may claim an item for it), or
+running an attempt. A slot is offered again only once the transaction that recorded its
+last result has committed, which is what bounds a crash's re-runs to ``max_parallel``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from enum import StrEnum
+
+from mapwise.domain.policy import evaluate_error_policy
+from mapwise.domain.records import AttemptResult, Finished, LostAttempt
+from mapwise.domain.retry import decide_after_failure
+from mapwise.domain.states import ItemStatus
+from mapwise.workflow.model import ErrorPolicy, RetryPolicy
+
+
+class StopKind(StrEnum):
+    """Why the map phase stops before its items are done; the first reason wins."""
+
+    SIGNAL = "signal"  # SIGINT/SIGTERM: unfinished items stay pending; job interrupted
+    POLICY = "policy"  # the error policy tripped: job failed, resumable
+    EXECUTOR = "executor"  # the executor failed (a lost cluster): job interrupted
+
+
+@dataclass(frozen=True)
+class Stop:
+    """A stop and the words to show and record for it."""
+
+    kind: StopKind
+    reason: str
+
+
+@dataclass(frozen=True)
+class Policies:
+    """The workflow's rules the decisions follow."""
+
+    retry: RetryPolicy
+    errors: ErrorPolicy
+
+
+@dataclass(frozen=True)
+class MapState:
+    """What the decisions depend on; counts are as decided, ahead of the commits."""
+
+    free: tuple[int, ...]  # idle slots, not offered to any transaction, sorted
+    running: int = 0  # attempts in flight
+    commits: int = 0  # transactions asked for and not yet committed
+    retry_waits: int = 0  # items waiting out a retry backoff
+    succeeded: int = 0
+    dlq: int = 0
+    lost: tuple[LostAttempt, ...] = ()  # lost executions to record with the next commit
+    stop: Stop | None = None
+
+    @classmethod
+    def start(cls, slots: int, *, succeeded: int, dlq: int, retry_waits: int) -> MapState:
+        return cls(free=tuple(range(slots)), succeeded=succeeded, dlq=dlq, retry_waits=retry_waits)
+
+    @property
+    def quiet(self) -> bool:
+        """No attempt runs and no transaction is under way."""
+        return self.running == 0 and self.commits == 0
+
+    def wants_due_retries(self) -> bool:
+        """Idle slots and a waiting retry: worth asking the store when the next is due."""
+        return self.commits == 0 and bool(self.free) and self.retry_waits > 0 and not self.stop
+
+
+# -- events ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Begin:
+    """The phase starts: offer every slot to the first transaction."""
+
+
+@dataclass(frozen=True)
+class Ended:
+    """One attempt came back from the executor."""
+
+    slot: int
+    item_id: str
+    counted_before: int  # the item's attempts that counted before this one
+    result: AttemptResult
+
+
+@dataclass(frozen=True)
+class AttemptsEnded:
+    """Attempts that came back together: their decisions go into one transaction."""
+
+    ended: tuple[Ended, ...]
+
+
+@dataclass(frozen=True)
+class AttemptLost:
+    """An execution a dead worker lost; the attempt itself runs again elsewhere."""
+
+    lost: LostAttempt
+
+
+@dataclass(frozen=True)
+class Committed:
+    """A transaction committed: results recorded, items claimed for some offered slots."""
+
+    offered: tuple[int, ...]
+    claimed: tuple[int, ...]  # the offered slots that got an item
+    claimed_retries: int  # of the claimed items, those that waited out a backoff
+    batches: int  # how many asked-for transactions this one merged
+
+
+@dataclass(frozen=True)
+class StopRequested:
+    """The first SIGINT or SIGTERM arrived."""
+
+    signal_name: str
+
+
+@dataclass(frozen=True)
+class ExecutorBroken:
+    """The executor cannot run attempts any more."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Quiet:
+    """Nothing runs and nothing is being committed; the store's earliest retry time."""
+
+    next_retry_at: float | None
+
+
+@dataclass(frozen=True)
+class Poll:
+    """No event for a while; the store's earliest retry time (see ``wants_due_retries``)."""
+
+    next_retry_at: float | None
+
+
+Event = (
+    Begin | AttemptsEnded | AttemptLost | Committed | StopRequested | ExecutorBroken | Quiet | Poll
+)
+
+
+# -- actions --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Commit:
+    """Ask for one transaction: record results, claim items for the offered slots."""
+
+    finished: tuple[Finished, ...]
+    offered: tuple[int, ...]
+    claim: bool
+    lost: tuple[LostAttempt, ...]
+
+
+@dataclass(frozen=True)
+class Interrupt:
+    """Stop the running attempts (TERM, a grace period, KILL); they come back interrupted."""
+
+
+@dataclass(frozen=True)
+class Announce:
+    """Tell the observers why the phase stops."""
+
+    stop: Stop
+    running: int  # attempts that will come back interrupted
+
+
+@dataclass(frozen=True)
+class Wait:
+    """Sleep until a retry is due (or a stop arrives)."""
+
+    until: float
+
+
+@dataclass(frozen=True)
+class Finish:
+    """The map phase of this run is over."""
+
+    stop: Stop | None
+
+
+Action = Commit | Interrupt | Announce | Wait | Finish
+
+
+# -- decisions ------------------------------------------------------------------------------
+
+
+def decide(ended: Ended, retry: RetryPolicy, now: float) -> Finished:
+    """An attempt's result and the item's next state under the retry policy."""
+    result = ended.result
+    if result.interrupted:
+        return Finished(result, ItemStatus.PENDING, None, False, None, ended.item_id)
+    if result.outcome.ok:
+        captures = {"captures": result.outcome.captures}
+        return Finished(result, ItemStatus.SUCCEEDED, None, True, captures, ended.item_id)
+    decision = decide_after_failure(retry, ended.counted_before + 1, now)
+    return Finished(result, decision.status, decision.retry_at, True, None, ended.item_id)
+
+
+def _stopped(state: MapState, stop: Stop) -> tuple[MapState, list[Action]]:
+    if state.stop is not None:
+        return state, []
+    return replace(state, stop=stop), [Announce(stop, state.running), Interrupt()]
+
+
+def _commit(state: MapState, finished: tuple[Finished, ...]) -> tuple[MapState, Commit]:
+    """Ask for a transaction; the free slots go with it unless the phase is stopping."""
+    claim = state.stop is None
+    offered = state.free if claim else ()
+    commit = Commit(finished, offered, claim, state.lost)
+    free = () if claim else state.free
+    return replace(state, free=free, commits=state.commits + 1, lost=()), commit
+
+
+def _ended(
+    state: MapState, event: AttemptsEnded, policies: Policies, now: float
+) -> tuple[MapState, list[Action]]:
+    finished = tuple(decide(e, policies.retry, now) for e in event.ended)
+    statuses = [f.item_status for f in finished]
+    new_dlq = statuses.count(ItemStatus.DLQ)
+    state = replace(
+        state,
+        free=tuple(sorted(state.free + tuple(e.slot for e in event.ended))),
+        running=state.running - len(event.ended),
+        succeeded=state.succeeded + statuses.count(ItemStatus.SUCCEEDED),
+        dlq=state.dlq + new_dlq,
+        retry_waits=state.retry_waits + statuses.count(ItemStatus.RETRY_WAIT),
+    )
+    actions: list[Action] = []
+    if new_dlq and state.stop is None:
+        verdict = evaluate_error_policy(
+            policies.errors,
+            dlq_count=state.dlq,
+            finished_count=state.succeeded + state.dlq,
+            new_dlq=new_dlq,
+        )
+        if verdict.stop:
+            state, actions = _stopped(state, Stop(StopKind.POLICY, verdict.reason))
+    state, commit = _commit(state, finished)
+    return state, [*actions, commit]
+
+
+def _committed(state: MapState, event: Committed) -> MapState:
+    returned = tuple(slot for slot in event.offered if slot not in event.claimed)
+    return replace(
+        state,
+        free=tuple(sorted(state.free + returned)),
+        running=state.running + len(event.claimed),
+        commits=state.commits - event.batches,
+        retry_waits=state.retry_waits - event.claimed_retries,
+    )
+
+
+def _quiet(state: MapState, event: Quiet, now: float) -> tuple[MapState, list[Action]]:
+    if state.stop is not None or event.next_retry_at is None:
+        return state, [Finish(state.stop)]
+    if event.next_retry_at > now:
+        return state, [Wait(event.next_retry_at)]
+    state, commit = _commit(state, ())
+    return state, [commit]
+
+
+def _poll(state: MapState, event: Poll, now: float) -> tuple[MapState, list[Action]]:
+    due = event.next_retry_at is not None and event.next_retry_at <= now
+    if not (due and state.wants_due_retries()):
+        return state, []
+    state, commit = _commit(state, ())
+    return state, [commit]
+
+
+def advance(
+    state: MapState, event: Event, now: float, policies: Policies
+) -> tuple[MapState, list[Action]]:
+    """The next state of the map phase and what the scheduler must do, in order."""
+    match event:
+        case Begin():
+            state, commit = _commit(state, ())
+            return state, [commit]
+        case AttemptsEnded():
+            return _ended(state, event, policies, now)
+        case AttemptLost(lost=lost):
+            return replace(state, lost=(*state.lost, lost)), []
+        case Committed():
+            return _committed(state, event), []
+        case StopRequested(signal_name=name):
+            return _stopped(state, Stop(StopKind.SIGNAL, f"stopped by {name}"))
+        case ExecutorBroken(reason=reason):
+            return _stopped(state, Stop(StopKind.EXECUTOR, reason))
+        case Quiet():
+            return _quiet(state, event, now)
+        case Poll():
+            return _poll(state, event, now)
+    raise TypeError(f"not a map-phase event: {event!r}")  # pragma: no cover

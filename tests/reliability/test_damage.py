@@ -1,12 +1,12 @@
 """Damaged files: each file a job writes is truncated, flipped or deleted, then used.
 
 A real job killed with ``kill -9`` halfway (the ``damage_template`` fixture: a live WAL, a
-checkpoint every 5 items, logs, the lock, ``summary.json``, slot notes) is copied for
+checkpoint every 5 items, logs, the lock, slot notes) is copied for
 each case; one file of the copy is damaged at offsets drawn from a printed seed
-(``MAPWISE_DAMAGE_SEED``), and the user's flow runs on it (``_damage.user_flow``):
+(``MAPWISE_DAMAGE_SEED``), and the user's flow runs on it (``helpers.damage.user_flow``):
 
-- ``verify`` exits 4 for damage that matters (database, WAL, checkpoints); logs, the lock,
-  the summary and slot notes are caches or notes: their damage may pass verify, and
+- ``verify`` exits 4 for damage that matters (database, WAL, checkpoints); logs, the lock
+  and slot notes are notes: their damage may pass verify, and
   ``resume`` must work without ``repair``;
 - ``resume`` refuses a damaged database with exit 4 naming ``repair``, running nothing;
 - ``repair`` then ``resume`` complete the job with the right result;
@@ -30,8 +30,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from _damage import Case, Template, check_final, user_flow
-from _reliability import seed_from
+
+from helpers.damage import Case, Template, check_final, user_flow
+from helpers.reliability import seed_from
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="POSIX signals, flock")
 
@@ -51,7 +52,6 @@ TARGETS: dict[str, Callable[[Path, random.Random], Path]] = {
     "checkpoint": lambda d, rng: _newest_checkpoint(d),
     "log": lambda d, rng: rng.choice(sorted((d / "logs").rglob("*.log"))),
     "lock": lambda d, rng: d / "lock",
-    "summary.json": lambda d, rng: d / "summary.json",
     "slot": lambda d, rng: rng.choice(sorted((d / "slots").glob("*.json"))),
 }
 MATTERS = {"state.db", "state.db-wal", "checkpoint"}  # the rest are caches and notes

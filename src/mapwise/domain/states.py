@@ -43,6 +43,13 @@ class ItemStatus(StrEnum):
         return self in (ItemStatus.SUCCEEDED, ItemStatus.DLQ)
 
 
+class StepStatus(StrEnum):
+    """How a setup or reduce step ended, as its phase's progress records it."""
+
+    SUCCEEDED = "succeeded"  # done; a resume goes on after it
+    FAILED = "failed"  # the job failed here; a resume runs it again
+
+
 class AttemptOutcome(StrEnum):
     """How one attempt of an item ended."""
 

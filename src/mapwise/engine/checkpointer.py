@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from mapwise.store import db
-from mapwise.store.checkpoint import next_sequence, prune, write_checkpoint
+from mapwise.store.checkpoint import fold_wal, next_sequence, prune, write_checkpoint
 from mapwise.store.paths import JobPaths
 
 log = logging.getLogger(__name__)
@@ -121,8 +121,7 @@ class Checkpointer:
             folder = self.paths.checkpoints
             write_checkpoint(self._conn, folder, self.paths.job_id, next_sequence(folder))
             prune(folder, self.policy.keep)
-            # fold the WAL into the database file too, so a lost WAL costs little
-            self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            fold_wal(self._conn)
         except Exception as error:
             # a failed checkpoint never stops the work: the database stays the source of truth
             self.failures += 1

@@ -5,11 +5,11 @@ Each takes the job's lock where it changes the state, so it never races a runnin
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
+from mapwise.domain.states import ItemStatus
 from mapwise.errors import StateDamagedError, UserError
 from mapwise.store import db
 from mapwise.store.checkpoint import (
@@ -23,9 +23,9 @@ from mapwise.store.checkpoint import (
     write_checkpoint,
 )
 from mapwise.store.integrity import (
+    Backup,
     Finding,
     RepairReport,
-    _Backup,
     quick_verify,
     rebuild_from_checkpoint,
 )
@@ -71,7 +71,7 @@ def rewind_to_checkpoint(paths: JobPaths, sequence: int) -> str:
         known = ", ".join(str(n) for n in sorted(files)) or "none"
         raise UserError(f"job {paths.job_id} has no checkpoint {sequence} (it has: {known})")
     read_checkpoint(files[sequence])  # refuse a damaged one before touching anything
-    backup = _Backup(paths)
+    backup = Backup(paths)
     rebuild_from_checkpoint(paths, files[sequence], backup)
     for number, path in files.items():
         if number > sequence:
@@ -117,17 +117,7 @@ def import_job(
         restore_database(checkpoint, paths.database)
         store = JobStore.open(paths)
         try:
-            updates: dict[str, object] = {"job_id": chosen}
-            if workflow is not None:
-                updates["workflow_path"] = str(workflow.absolute())
-            with db.transaction(store.conn):
-                for column, value in updates.items():
-                    store.conn.execute(f"UPDATE job SET {column} = ? WHERE id = 1", (value,))
-                options = store.job().options
-                options.pop("input_file", None)  # the input's identity is the old machine's
-                store.conn.execute(
-                    "UPDATE job SET options = ? WHERE id = 1", (json.dumps(options),)
-                )
+            store.adopt_import(chosen, str(workflow.absolute()) if workflow is not None else None)
         finally:
             store.close()
     except BaseException:
@@ -165,5 +155,5 @@ def _check_dlq_ids(store: JobStore, item_ids: Sequence[str] | None) -> None:
         item = store.item_by_id(item_id)
         if item is None:
             raise UserError(f"job {store.paths.job_id} has no item {item_id!r}")
-        if item.status.value != "dlq":
+        if item.status is not ItemStatus.DLQ:
             raise UserError(f"item {item_id!r} is not in the DLQ (it is {item.status.value})")

@@ -203,7 +203,7 @@ class MapScheduler:
             self.ctx.bus.publish(
                 ItemFinished(
                     decided.item_id,
-                    decided.item_status.value,
+                    decided.item_status,
                     result.attempt_no,
                     result.duration,
                     result.outcome.last_error,

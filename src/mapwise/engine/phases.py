@@ -14,7 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from mapwise.domain.records import StepRecord, StepsOutcome
-from mapwise.domain.states import ItemStatus, Phase
+from mapwise.domain.states import ItemStatus, Phase, StepStatus
 from mapwise.engine.context import JobContext
 from mapwise.engine.events import EventBus, Output, PhaseStarted, StepFinished
 from mapwise.executors.logsink import LogSink
@@ -30,7 +30,7 @@ def first_unfinished(ctx: JobContext, phase: Phase) -> int:
     """Index of the first step of ``phase`` that has not succeeded."""
     done = ctx.store.phase_steps(phase)
     index = 0
-    while index in done and done[index][0] == "succeeded":
+    while index in done and done[index][0] is StepStatus.SUCCEEDED:
         index += 1
     return index
 
@@ -145,14 +145,7 @@ def write_results_file(ctx: JobContext) -> Path:
 
 def _uses_results(steps: tuple[Step, ...]) -> bool:
     """Whether any reduce step refers to ``${map.results}`` (the whole array inline)."""
-    texts: list[str] = []
-    for step in steps:
-        texts += [t for t in (step.shell, step.claude) if t]
-        texts += list(step.env.values())
-        if step.write_file is not None:
-            texts += [step.write_file.path, step.write_file.content]
-        if step.on_failure:
-            texts.append("${map.results}" if _uses_results(step.on_failure) else "")
+    texts = (text for step in steps for text in step.templates())
     return any(p.name == "map.results" for text in texts for p in find_placeholders(text))
 
 

@@ -329,3 +329,11 @@ def prune(folder: Path, keep: int) -> None:
 def next_sequence(folder: Path) -> int:
     files = checkpoint_files(folder)
     return files[-1][0] + 1 if files else 1
+
+
+def fold_wal(conn: sqlite3.Connection) -> None:
+    """Copy the WAL's pages into the database file, so that a lost WAL costs little.
+
+    PASSIVE: it never waits for the writer, and what a reader still needs stays.
+    """
+    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")

@@ -2,6 +2,11 @@
 
 Every transition is one transaction (``transaction``), so a ``kill -9`` or a power cut at
 any instant leaves a consistent database.
+
+This is also the store's edge for errors: ``connect``, ``transaction`` and ``reading``
+turn what SQLite reports into the ``MapwiseError`` it means (``sqlerrors.classify``), so
+no ``sqlite3`` error reaches the engine, the API or the CLI, and a locked or read-only
+database is not called damaged.
 """
 
 from __future__ import annotations
@@ -13,8 +18,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from mapwise.errors import StateDamagedError, StorageFullError
+from mapwise.errors import StateDamagedError
 from mapwise.store import schema
+from mapwise.store.sqlerrors import translated
 
 BUSY_TIMEOUT_MS = 10_000
 
@@ -26,47 +32,69 @@ def _private_file(path: Path) -> None:
 
 
 def connect(path: Path, *, create: bool = False, readonly: bool = False) -> sqlite3.Connection:
-    """Open a job database; ``create`` makes a new one with the current schema."""
+    """Open a job database; ``create`` makes a new one with the current schema.
+
+    Any failure is the ``MapwiseError`` it means: a database locked past the busy timeout
+    is ``StateBusyError``, an unwritable one ``StateReadOnlyError``, a damaged one
+    ``StateDamagedError`` (see ``sqlerrors``).
+    """
     if create:
         _private_file(path)
     elif not path.exists():
         raise StateDamagedError(f"the job database {path} is missing")
-    try:
+    with translated(path):
         if readonly:
             conn = sqlite3.connect(
                 f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
             )
         else:
             conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        if not readonly:
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = FULL")
-        conn.execute("PRAGMA foreign_keys = ON")
-        if create:
-            schema.create_schema(conn)
-        else:
-            schema.migrate(conn)
-    except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
-        raise StateDamagedError(f"the job database {path} cannot be opened: {exc}") from exc
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            if not readonly:
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            if create:
+                schema.create_schema(conn)
+            else:
+                schema.migrate(conn)
+        except BaseException:
+            conn.close()
+            raise
     return conn
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    """End the open transaction, if any; a failure here must not hide the first one."""
+    if conn.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
 
 
 @contextmanager
 def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back on any error."""
-    try:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back on any error, errors classified.
+
+    A failed ``COMMIT`` (a full disk) leaves SQLite's transaction open, so it is rolled
+    back too: the connection stays usable, for instance to record that the run failed.
+    """
+    with translated(conn):
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield conn
+            conn.execute("COMMIT")
         except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
+            _rollback(conn)
             raise
-        conn.execute("COMMIT")
-    except sqlite3.OperationalError as exc:
-        if "full" in str(exc).lower():
-            raise StorageFullError(
-                f"no room to write the job's state ({exc}); free some space, then resume the job"
-            ) from exc
-        raise
+
+
+@contextmanager
+def reading(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """Reads outside a transaction, with their errors classified as ``transaction`` does.
+
+    ``with db.reading(store.conn): rows = store.conn.execute(...).fetchall()``; iterate
+    the rows inside the block, where a failing fetch is still classified.
+    """
+    with translated(conn):
+        yield conn

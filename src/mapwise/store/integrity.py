@@ -239,7 +239,7 @@ def _succeeded_in(path: Path) -> int | None:
     return None
 
 
-class _Backup:
+class Backup:
     """A folder beside the job's files where repair moves what it replaces."""
 
     def __init__(self, paths: JobPaths) -> None:
@@ -258,7 +258,7 @@ def _database_damaged(findings: list[Finding]) -> bool:
     return any(f.where == "database" and f.damage for f in findings)
 
 
-def rebuild_from_checkpoint(paths: JobPaths, checkpoint_file: Path, backup: _Backup) -> int | None:
+def rebuild_from_checkpoint(paths: JobPaths, checkpoint_file: Path, backup: Backup) -> int | None:
     """Move the database aside and rebuild it from a checkpoint; return items to rerun."""
     checkpoint = read_checkpoint(checkpoint_file)
     before = _succeeded_in(paths.database) if paths.database.exists() else None
@@ -274,7 +274,7 @@ def rebuild_from_checkpoint(paths: JobPaths, checkpoint_file: Path, backup: _Bac
 def repair(paths: JobPaths) -> RepairReport:
     """Bring a damaged job back; the caller holds the job's lock."""
     findings = verify(paths)
-    backup = _Backup(paths)
+    backup = Backup(paths)
     actions: list[str] = []
     restored_from: int | None = None
     rerun: int | None = None

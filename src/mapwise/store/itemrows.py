@@ -56,7 +56,13 @@ compact_json: Final = _compact_encoder()
 
 
 class ItemsDigest:
-    """:func:`mapwise.store.jobstore.items_digest`, fed one (id, JSON text) at a time."""
+    """The frozen item list's identity: a SHA-256 over its (item id, item JSON) pairs.
+
+    Fed one pair at a time, so the freeze hashes a million items as it inserts them;
+    :func:`items_digest` feeds it a whole list, which is how verify checks the rows it
+    reads back. Each pair is hashed as ``id NUL json LF`` (UTF-8): jobs store this digest,
+    so the layout must never change.
+    """
 
     def __init__(self) -> None:
         self._hash = hashlib.sha256()
@@ -66,6 +72,14 @@ class ItemsDigest:
 
     def hexdigest(self) -> str:
         return self._hash.hexdigest()
+
+
+def items_digest(pairs: Iterable[tuple[str, str]]) -> str:
+    """The :class:`ItemsDigest` of (item id, item JSON text) ``pairs``, in order."""
+    digest = ItemsDigest()
+    for item_id, data in pairs:
+        digest.add(item_id, data)
+    return digest.hexdigest()
 
 
 def insert_items(conn: sqlite3.Connection, items: Iterable[tuple[str, Any]]) -> tuple[int, str]:

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from mapwise.domain.records import Finished, LostAttempt, StepRecord
-from mapwise.domain.states import ItemStatus, JobStatus, Phase, RunOutcome
+from mapwise.domain.states import ItemStatus, JobStatus, Phase, RunOutcome, StepStatus
 from mapwise.errors import StateDamagedError
 from mapwise.store import batches, db, sweeps
 from mapwise.store.paths import JobPaths
@@ -181,6 +181,18 @@ class JobStore:
             )
             self._set_status(status, phase=phase, reason=reason)
 
+    def adopt_import(self, job_id: str, workflow_path: str | None) -> None:
+        """An imported job takes its new id (and workflow path, if given) and forgets the
+        input file's identity, which belonged to the machine it came from."""
+        with db.transaction(self.conn):
+            options = self.job().options
+            options.pop("input_file", None)
+            self.conn.execute(
+                "UPDATE job SET job_id = ?, workflow_path = COALESCE(?, workflow_path),"
+                " options = ? WHERE id = 1",
+                (job_id, workflow_path, json.dumps(options)),
+            )
+
     def runs(self) -> list[RunRecord]:
         rows = self.conn.execute("SELECT * FROM runs ORDER BY run_no").fetchall()
         return [RunRecord(**dict(row)) for row in rows]
@@ -194,13 +206,15 @@ class JobStore:
 
     # -- setup and reduce steps ----------------------------------------------------------
 
-    def phase_steps(self, phase: Phase) -> dict[int, tuple[str, dict[str, str]]]:
+    def phase_steps(self, phase: Phase) -> dict[int, tuple[StepStatus, dict[str, str]]]:
         """Step index -> (status, captures) for the steps of setup or reduce so far."""
         rows = self.conn.execute(
             "SELECT step_index, status, captures FROM phase_steps WHERE phase = ?",
             (phase.value,),
         ).fetchall()
-        return {r["step_index"]: (r["status"], json.loads(r["captures"])) for r in rows}
+        return {
+            r["step_index"]: (StepStatus(r["status"]), json.loads(r["captures"])) for r in rows
+        }
 
     def record_phase_step(
         self,
@@ -213,7 +227,7 @@ class JobStore:
         captures: dict[str, str],
     ) -> None:
         """Record a setup or reduce step (and its on_failure steps) in one transaction."""
-        status = "succeeded" if succeeded else "failed"
+        status = StepStatus.SUCCEEDED if succeeded else StepStatus.FAILED
         with db.transaction(self.conn):
             batches.insert_steps(self.conn, None, phase.value, run_no, records)
             self.conn.execute(
@@ -221,7 +235,7 @@ class JobStore:
                 " VALUES (?, ?, ?, ?, ?) ON CONFLICT (phase, step_index) DO UPDATE SET"
                 " status = excluded.status, captures = excluded.captures,"
                 " updated_at = excluded.updated_at",
-                (phase.value, step_index, status, json.dumps(captures), time.time()),
+                (phase.value, step_index, status.value, json.dumps(captures), time.time()),
             )
             if succeeded and captures:
                 job_captures = self.job().captures | captures

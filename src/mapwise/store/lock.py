@@ -72,6 +72,23 @@ def _current_holder(path: Path) -> LockHolder | None:
         time.sleep(0.01)
 
 
+def _held_error(job_id: str, path: Path) -> JobLockedError:
+    holder = _current_holder(path)
+    who = holder.describe() if holder else "another process"
+    return JobLockedError(f"job {job_id} is held by {who}; wait for it to stop, or stop it first")
+
+
+def refuse_if_held(path: Path, job_id: str) -> None:
+    """Raise ``JobLockedError`` (exit 3) naming the holder if a live process holds the lock.
+
+    For callers that must only say who holds a job, such as a new run refusing an id that
+    is taken: unlike ``JobLock.acquire`` it never takes the lock, so it never writes its
+    own name into another job's lock file, and never holds that job even for a moment.
+    """
+    if is_locked(path):
+        raise _held_error(job_id, path)
+
+
 class JobLock:
     """An acquired job lock; release it with ``release`` or by leaving the ``with`` block."""
 
@@ -86,11 +103,7 @@ class JobLock:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            holder = _current_holder(self.path)
-            who = holder.describe() if holder else "another process"
-            raise JobLockedError(
-                f"job {job_id} is held by {who}; wait for it to stop, or stop it first"
-            ) from None
+            raise _held_error(job_id, self.path) from None
         holder = LockHolder(os.getpid(), socket.gethostname(), time.time())
         payload = json.dumps({"pid": holder.pid, "host": holder.host, "since": holder.since})
         os.ftruncate(fd, 0)

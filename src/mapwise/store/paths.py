@@ -20,7 +20,8 @@ JOB_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 def resolve_state_dir(state_dir: str | Path | None) -> Path:
-    """``--state-dir``, else ``MAPWISE_STATE_DIR``, else ``./.mapwise`` (SPEC section 4)."""
+    """``--state-dir``, else ``MAPWISE_STATE_DIR``, else ``./.mapwise`` (of the working
+    directory), as an absolute path."""
     if state_dir is not None:
         return Path(state_dir).expanduser().absolute()
     env = os.environ.get("MAPWISE_STATE_DIR")
@@ -64,11 +65,6 @@ class JobPaths:
     @property
     def database(self) -> Path:
         return self.root / "state.db"
-
-    @property
-    def summary(self) -> Path:
-        """A small cache of the job's listing, so ``mapwise jobs`` opens no database."""
-        return self.root / "summary.json"
 
     @property
     def running_marker(self) -> Path:

@@ -137,11 +137,12 @@ def create_schema(conn: sqlite3.Connection) -> None:
 
 
 def read_schema_version(conn: sqlite3.Connection) -> int:
-    """The version recorded in ``meta``; damaged or missing metadata is ``StateDamagedError``."""
-    try:
-        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-    except sqlite3.DatabaseError as exc:
-        raise StateDamagedError(f"cannot read the schema version: {exc}") from exc
+    """The version recorded in ``meta``; missing metadata is ``StateDamagedError``.
+
+    A failing read is left to the caller's edge (``db.connect``) to classify: a missing
+    table is damage, but a locked database or an unreadable ``-shm`` file is not.
+    """
+    row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
     if row is None:
         raise StateDamagedError("the database records no schema version")
     return int(row[0])

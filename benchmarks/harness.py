@@ -268,11 +268,20 @@ def read_stamps(stamps: Path) -> list[float]:
 
 
 def completed_items(state_dir: Path, job_id: str) -> int:
-    """Items succeeded so far, from the job's ``summary.json`` (refreshed about every second)."""
+    """Items succeeded so far, from the job's database (a read-only look while it runs)."""
+    database = state_dir / "jobs" / job_id / "state.db"
+    if not database.exists():
+        return 0
     try:
-        stored = json.loads((state_dir / "jobs" / job_id / "summary.json").read_text())
-        return int(stored["progress"]["completed_items"])
-    except (OSError, ValueError, KeyError, TypeError):
+        conn = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+        try:
+            row = conn.execute(
+                "SELECT COALESCE(SUM(n), 0) FROM item_counts WHERE status = 'succeeded'"
+            ).fetchone()
+            return int(row[0])
+        finally:
+            conn.close()
+    except sqlite3.Error:
         return 0
 
 

@@ -5,7 +5,7 @@ Its one shell step appends ``date +%s.%N`` to a file when the first item starts,
 time to the first dispatch is that timestamp minus the moment just before the launch of
 ``mapwise resume``; the resume is then stopped with SIGINT. Each run resumes a fresh copy.
 The listing's 1,000 jobs are copies of one small real job (3 items, one in the DLQ, so it
-is resumable), each with its job id rewritten in its database and ``summary.json``.
+is resumable), each with its job id rewritten in its database.
 """
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ def small_job(folder: Path) -> Path:
 
 
 def clone_jobs(state: Path, count: int) -> None:
-    """Copies of the small job, each with its own id in its database and summary.json."""
+    """Copies of the small job, each with its own id in its database."""
     jobs = state / "jobs"
     source = jobs / SMALL_JOB
     for number in range(1, count):
@@ -119,10 +119,6 @@ def clone_jobs(state: Path, count: int) -> None:
             conn.execute("UPDATE job SET job_id = ?", (job_id,))
         finally:
             conn.close()
-        summary = target / "summary.json"
-        stored = json.loads(summary.read_text())
-        stored["job_id"] = job_id
-        summary.write_text(json.dumps(stored))
 
 
 def listed_jobs(state: Path, folder: Path) -> int:

@@ -32,7 +32,7 @@ METHOD = """\
   resume is then stopped with SIGINT. The 1,000 jobs are copies of one small real job
   (one item in its DLQ, so all are resumable) with their ids rewritten.
 - **B4**: a setup-less workflow over a JSON file of `{"n": i}` objects; the run is
-  stopped with SIGINT once `summary.json` shows the given number of items succeeded; peak
+  stopped with SIGINT once the job's database shows the given number of items succeeded; peak
   RSS is the coordinator's `VmHWM` (/proc/PID/status), polled every 20 ms until it exits
   (its whole life, the stop included).
 - **B5**: `write_checkpoint` timed through the library on a copy of B3's job; the stall

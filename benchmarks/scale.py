@@ -2,7 +2,7 @@
 
 Running a million items of ``true`` takes over an hour, so the run is measured over its
 first items only: ``mapwise run`` of a setup-less workflow reading a 1,000,000-item JSON
-file (objects ``{"n": i}``), max_parallel 8, stopped by SIGINT once ``summary.json`` shows
+file (objects ``{"n": i}``), max_parallel 8, stopped by SIGINT once the job's database shows
 the chosen number of items succeeded. The time from the launch to the first item's start
 is the cost of reading and freezing the million items. Peak memory is the coordinator's
 ``VmHWM``, polled until it exits: its whole life, the stop included. The resume

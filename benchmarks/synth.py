@@ -66,7 +66,6 @@ def synthesize(
             (now, succeeded, succeeded + dlq),
         )
         store.conn.execute("UPDATE job SET status = 'interrupted' WHERE id = 1")
-    store.refresh_summary()
     store.close()
 
 

@@ -7,12 +7,14 @@ items in the same transaction, so a pool slot is reused only after its result is
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import shutil
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, ParamSpec, TypeVar
 
 from mapwise.domain.records import Finished, LostAttempt, StepRecord
 from mapwise.domain.states import ItemStatus, JobStatus, Phase, RunOutcome, StepStatus
@@ -27,8 +29,35 @@ from mapwise.store.records import (
     JobRecord,
     RunRecord,
 )
+from mapwise.store.sqlerrors import translated
+
+P = ParamSpec("P")
+R = TypeVar("R")
+S = TypeVar("S", bound="type[JobStore]")
 
 
+def _translating(method: Callable[P, R]) -> Callable[P, R]:
+    @functools.wraps(method)
+    def classified(*args: P.args, **kwargs: P.kwargs) -> R:
+        store = args[0]
+        assert isinstance(store, JobStore)
+        with translated(store.conn):
+            return method(*args, **kwargs)
+
+    return classified
+
+
+def _classified(cls: S) -> S:
+    """Every public method of the store raises a ``MapwiseError``, never a SQLite error:
+    what a failure means (damage, a lock, a read-only or full disk) is decided here, at
+    the store's edge, by SQLite's result code (``sqlerrors.classify``)."""
+    for name, member in list(vars(cls).items()):
+        if not name.startswith("_") and inspect.isfunction(member):
+            setattr(cls, name, _translating(member))
+    return cls
+
+
+@_classified
 class JobStore:
     """Reads and writes of one job's database."""
 
@@ -212,9 +241,7 @@ class JobStore:
             "SELECT step_index, status, captures FROM phase_steps WHERE phase = ?",
             (phase.value,),
         ).fetchall()
-        return {
-            r["step_index"]: (StepStatus(r["status"]), json.loads(r["captures"])) for r in rows
-        }
+        return {r["step_index"]: (StepStatus(r["status"]), json.loads(r["captures"])) for r in rows}
 
     def record_phase_step(
         self,

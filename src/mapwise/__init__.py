@@ -13,13 +13,17 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "DlqEntry": "mapwise.reports",
+    "ItemPreview": "mapwise.types",
+    "JobOutcome": "mapwise.reports",
     "JobProgress": "mapwise.reports",
-    "JobResult": "mapwise.engine.runner",
+    "JobResult": "mapwise.types",
     "JobStatusReport": "mapwise.reports",
     "MapwiseError": "mapwise.errors",
-    "Restored": "mapwise.engine.resume",
+    "Restored": "mapwise.types",
     "ResumableJob": "mapwise.reports",
-    "ResumeOptions": "mapwise.engine.resume",
+    "ResumeOptions": "mapwise.types",
+    "StartOptions": "mapwise.types",
+    "ValidationReport": "mapwise.types",
     "dlq_list": "mapwise.api",
     "dlq_purge": "mapwise.api",
     "dlq_retry": "mapwise.api",
@@ -34,11 +38,14 @@ _EXPORTS = {
     "repair_checkpoint": "mapwise.api",
     "resume_job": "mapwise.api",
     "run_workflow": "mapwise.api",
+    "validate_workflow": "mapwise.api",
     "verify_job": "mapwise.api",
 }
 
 __all__ = [
     "DlqEntry",
+    "ItemPreview",
+    "JobOutcome",
     "JobProgress",
     "JobResult",
     "JobStatusReport",
@@ -46,6 +53,8 @@ __all__ = [
     "Restored",
     "ResumableJob",
     "ResumeOptions",
+    "StartOptions",
+    "ValidationReport",
     "__version__",
     "dlq_list",
     "dlq_purge",
@@ -61,6 +70,7 @@ __all__ = [
     "repair_checkpoint",
     "resume_job",
     "run_workflow",
+    "validate_workflow",
     "verify_job",
 ]
 
@@ -80,12 +90,19 @@ if TYPE_CHECKING:
         repair_checkpoint,
         resume_job,
         run_workflow,
+        validate_workflow,
         verify_job,
     )
-    from mapwise.engine.resume import Restored, ResumeOptions
-    from mapwise.engine.runner import JobResult
     from mapwise.errors import MapwiseError
-    from mapwise.reports import DlqEntry, JobProgress, JobStatusReport, ResumableJob
+    from mapwise.reports import DlqEntry, JobOutcome, JobProgress, JobStatusReport, ResumableJob
+    from mapwise.types import (
+        ItemPreview,
+        JobResult,
+        Restored,
+        ResumeOptions,
+        StartOptions,
+        ValidationReport,
+    )
 
 
 def __getattr__(name: str) -> Any:

@@ -22,23 +22,29 @@ from mapwise.store.integrity import Finding, RepairReport
 from mapwise.store.jobstore import JobStore
 from mapwise.store.paths import (
     JobPaths,
-    check_job_id,
     existing_job_paths,
-    job_paths,
     list_job_ids,
     resolve_state_dir,
 )
 from mapwise.store.records import AttemptRecord, ItemRecord
+from mapwise.types import (
+    ItemPreview,
+    JobResult,
+    Restored,
+    ResumeOptions,
+    StartOptions,
+    ValidationReport,
+)
 
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
-    # run and resume need the workflow model and the engine; reading commands do not,
-    # so those imports wait until a function needs them (``mapwise jobs`` starts fast)
+    # run, resume and validate need the workflow model and the engine; reading commands
+    # do not, so those imports wait until a function needs them (``mapwise jobs`` starts fast)
     from mapwise.engine.events import Observer
-    from mapwise.engine.resume import Restored, ResumeOptions
-    from mapwise.engine.runner import JobResult
     from mapwise.workflow.loader import LoadedWorkflow
+
+PREVIEW_ITEMS = 5  # items ``validate_workflow`` shows by default
 
 
 def run_workflow(
@@ -55,6 +61,8 @@ def run_workflow(
     """Load the workflow at ``path``, start a job for it and run it to its end.
 
     ``executor="dask", scheduler="tcp://HOST:PORT"`` runs the map phase on a Dask cluster.
+    The job's id reaches observers in a ``JobCreated`` event once every check has passed
+    and the job exists; ``UserError`` (and no job) when a check refuses it.
     """
     from mapwise.workflow.loader import load_workflow
 
@@ -81,14 +89,16 @@ def start_loaded(
     observers: Sequence[Observer] = (),
     install_signal_handlers: bool = True,
 ) -> JobResult:
-    """Start a job for an already loaded workflow (the CLI loads first to report warnings)."""
-    from mapwise.engine.runner import StartOptions, start_job
+    """Start a job for an already loaded workflow (the CLI loads first to report warnings).
 
-    if max_parallel is not None and max_parallel < 1:
-        raise UserError("--max-parallel must be at least 1")
+    The engine's start path makes every check (id, parallelism, placement, an id taken)
+    before it writes anything; see ``run_workflow``.
+    """
+    from mapwise.engine.runner import start_job
+
     options = StartOptions(
         state_dir=Path(state_dir) if state_dir is not None else None,
-        job_id=check_job_id(job_id) if job_id is not None else None,
+        job_id=job_id,
         max_parallel=max_parallel,
         executor=executor,
         scheduler=scheduler,
@@ -105,7 +115,11 @@ def resume_job(
     *,
     on_restored: Callable[[Restored], None] | None = None,
 ) -> JobResult:
-    """Continue a stopped job where it stopped: succeeded items never run again."""
+    """Continue a stopped job where it stopped: succeeded items never run again.
+
+    A job that is completed with an empty DLQ is not run: its result's ``outcome`` is
+    ``JobOutcome.NOTHING_TO_RESUME``.
+    """
     from mapwise.engine.resume import resume_job as _resume_job
 
     return _resume_job(job_id, options, state_dir, on_restored=on_restored)
@@ -143,14 +157,12 @@ def list_jobs(
     root = resolve_state_dir(state_dir)
     jobs: list[ResumableJob] = []
     for job_id in list_job_ids(root):
-        listing = summary.read_summary_file(job_paths(root, job_id))
-        if listing is None:
-            try:
-                with open_job(job_id, root) as store:
-                    listing = summary.summarize(store)
-            except (UnknownJobError, StateDamagedError) as error:
-                log.warning("job %s cannot be listed: %s", job_id, error)
-                continue
+        try:
+            with open_job(job_id, root) as store:
+                listing = summary.summarize(store)
+        except (UnknownJobError, StateDamagedError) as error:
+            log.warning("job %s cannot be listed: %s", job_id, error)
+            continue
         if include_all or listing.resumable:
             jobs.append(listing)
     return jobs
@@ -192,6 +204,46 @@ def load(path: str | Path) -> LoadedWorkflow:
     from mapwise.workflow.loader import load_workflow
 
     return load_workflow(path)
+
+
+def validate_workflow(path: str | Path, *, preview: int = PREVIEW_ITEMS) -> ValidationReport:
+    """Check a workflow and read its items as a run would, without making a job.
+
+    The items go through the same pipeline as a run's freeze (input, json_path, filter,
+    sort, distinct, ids, item fields), so an error a run would meet here is met now.
+    When setup must run first to make the input file, the items are not read: the report
+    says they are read after setup. Raises ``WorkflowError`` or ``UserError`` (exit 2).
+    """
+    from mapwise.engine.context import base_environment
+    from mapwise.engine.freeze import resolve_items
+
+    loaded = load(path)
+    wf = loaded.workflow
+    after_setup = bool(wf.setup.commands) and not (loaded.base_dir / wf.map.input).is_file()
+    count: int | None = None
+    first: tuple[ItemPreview, ...] = ()
+    if not after_setup:
+        items, _ = resolve_items(
+            wf,
+            job_id="validate",
+            base_dir=loaded.base_dir,
+            base_env=base_environment(wf, "validate"),
+            captures={},
+        )
+        count = len(items)
+        first = tuple(ItemPreview(i.index, i.item_id, i.value) for i in items[:preview])
+    return ValidationReport(
+        name=wf.name,
+        path=loaded.path,
+        warnings=loaded.warnings,
+        setup_steps=len(wf.setup.commands),
+        map_steps=len(wf.map.agent_template),
+        reduce_steps=len(wf.reduce),
+        input=wf.map.input,
+        items_after_setup=after_setup,
+        item_count=count,
+        preview=first,
+    )
 
 
 def _paths(job_id: str, state_dir: str | Path | None) -> JobPaths:

@@ -10,12 +10,17 @@ One root, grouped by what the user should do next::
     │   ├── UnknownJobError           no job with that id in the state directory
     │   └── WorkflowChangedError      resume found an edited workflow file
     ├── JobLockedError                exit 3: another live process holds the job
+    │   └── StateBusyError            its database stayed locked past the busy timeout
     ├── StateDamagedError             exit 4: run `mapwise verify` / `repair`
-    ├── StorageFullError              exit 1: no room to write the state; free some, resume
+    ├── StorageError                  exit 1: the state's disk failed it; the state is not
+    │   │                             known to be damaged: fix the cause, then resume
+    │   ├── StorageFullError          no room to write the state; free some, resume
+    │   └── StateReadOnlyError        the state cannot be written (permissions, read-only)
     └── ExecutorError                 exit 1: the executor could not run commands
 
 The CLI maps them to exit codes in one place (``mapwise.cli.main``); the library raises
-them and never exits.
+them and never exits. What SQLite reports is classified into this tree at the store's
+edge (``mapwise.store.sqlerrors``), so no ``sqlite3`` error reaches a caller.
 """
 
 from __future__ import annotations
@@ -78,14 +83,32 @@ class JobLockedError(MapwiseError):
     exit_code = 3
 
 
+class StateBusyError(JobLockedError):
+    """Another process kept the job's database locked for longer than the busy timeout.
+
+    A JobLockedError (exit 3) because that is what it means: SQLite's locks are released
+    when their process dies, so a lock that outlasts the timeout is held by a live process
+    (another mapwise writing the job, or any program with the file open in a transaction).
+    The state is sound; waiting for that process, or stopping it, is the remedy.
+    """
+
+
 class StateDamagedError(MapwiseError):
     """The job's state fails its checks or is of a newer version."""
 
     exit_code = 4
 
 
-class StorageFullError(MapwiseError):
+class StorageError(MapwiseError):
+    """The disk or file system failed the job's state, which is not known to be damaged."""
+
+
+class StorageFullError(StorageError):
     """The job's state could not be written: the disk (or quota) is full."""
+
+
+class StateReadOnlyError(StorageError):
+    """The job's state cannot be written: a read-only file system or missing permissions."""
 
 
 class ExecutorError(MapwiseError):

@@ -42,8 +42,7 @@ from enum import StrEnum
 from typing import Final
 
 from mapwise.errors import InterpolationError
-from mapwise.interpolate import (
-    BoundShell,
+from mapwise.placeholders import (
     Placeholder,
     Scope,
     find_placeholders,
@@ -51,7 +50,7 @@ from mapwise.interpolate import (
     unresolved_text,
 )
 
-__all__ = ["bind_shell_script"]
+__all__ = ["BoundShell", "bind_shell_script"]
 
 _VAR_PREFIX: Final = "MAPWISE_V"
 _WORD_BREAK: Final = " \t\n;&|()<>"
@@ -92,6 +91,14 @@ class _HereDoc:
     delimiter: str  # the word after quote removal
     quoted: bool  # any quoting in the word: the body is literal
     word_chunk: int  # index of the delimiter word in the output, to rewrite it
+
+
+@dataclass(frozen=True)
+class BoundShell:
+    """A ``shell:`` step ready to run: ``/bin/sh -c script`` with ``env`` added."""
+
+    script: str  # the text to pass to /bin/sh -c
+    env: dict[str, str]  # extra environment variables the script refers to
 
 
 def bind_shell_script(template: str, scope: Scope) -> BoundShell:

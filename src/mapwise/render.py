@@ -11,7 +11,7 @@ import sys
 import time
 from typing import IO, TYPE_CHECKING, Any
 
-from mapwise.domain.states import Phase
+from mapwise.domain.states import ItemStatus, Phase
 from mapwise.engine.events import (
     Event,
     ItemFinished,
@@ -83,7 +83,7 @@ class ProgressDisplay:
             self._on_step(event)
         elif isinstance(event, ItemsFrozen):
             self.print(f"items: {event.total}")
-        elif isinstance(event, ItemFinished) and event.status == "dlq":
+        elif isinstance(event, ItemFinished) and event.status is ItemStatus.DLQ:
             self.print(f"item {event.item_id} failed (attempt {event.attempt_no}): {event.error}")
         elif isinstance(event, Stopping):
             self.print(

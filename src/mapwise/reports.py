@@ -1,12 +1,17 @@
 """The values the API returns and ``--json`` prints: progress, summaries, DLQ entries.
 
-Field names are those of SPEC sections 6 and 7; ``to_json`` gives the exact JSON shape.
+Field names are those of the ``--json`` outputs and the Python API; ``to_json`` gives the
+exact JSON shape. ``JobOutcome`` is here too, in a module that imports nothing of mapwise,
+so that the command line's exit-code table can name it while ``JobResult``
+(``mapwise.types``) asks that table for its ``exit_code``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import signal
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 
@@ -71,7 +76,7 @@ class ResumableJob:
     updated_at: float
     progress: JobProgress
     estimated_remaining_seconds: float | None
-    # when its newest checkpoint was written (API only: not in the SPEC's JSON object)
+    # when its newest checkpoint was written (API only: not in `mapwise jobs --json`)
     last_checkpoint_at: float | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -193,3 +198,27 @@ class DlqEntry:
             "failed_at": iso(self.failed_at),
             "duration_seconds": self.duration_seconds,
         }
+
+
+class JobOutcome(StrEnum):
+    """How a run of a job ended, as the engine saw it.
+
+    The command line turns each outcome into its exit code in one table
+    (``mapwise.cli.exit_codes``); the engine names what happened and no more.
+    """
+
+    COMPLETED = "completed"  # reduce ran; every item succeeded (or was purged)
+    COMPLETED_WITH_DLQ = "completed_with_dlq"  # reduce ran; some items are in the DLQ
+    FAILED = "failed"  # setup or reduce failed, the error policy stopped the job, or an error
+    INTERRUPTED_BY_SIGINT = "interrupted_by_sigint"  # stopped cleanly after SIGINT; resumable
+    INTERRUPTED_BY_SIGTERM = "interrupted_by_sigterm"  # stopped cleanly after SIGTERM; resumable
+    EXECUTOR_LOST = "executor_lost"  # the executor could not start or lost its cluster
+    NOTHING_TO_RESUME = "nothing_to_resume"  # a resume found the job completed, its DLQ empty
+
+    @classmethod
+    def interrupted_by(cls, signum: int | None) -> JobOutcome:
+        """The outcome of a clean stop asked for by ``signum`` (no signal counts as SIGINT,
+        which is what ``StopController.request`` sends by default)."""
+        if signum == signal.SIGTERM:
+            return cls.INTERRUPTED_BY_SIGTERM
+        return cls.INTERRUPTED_BY_SIGINT

@@ -1,4 +1,5 @@
-"""The command line contract (SPEC section 6), through the real ``python -m mapwise``.
+"""The command line contract (commands, exit codes, output), through the real
+``python -m mapwise``.
 
 Exit codes, the ``job <id>`` first line, ``--json`` shapes of ``status``, ``jobs`` and
 ``dlq list``, ``validate``, ``logs``, ``--version``, and progress output without a terminal.
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import mapwise
-from conftest import KILL_GRACE, CliRun, Project, mapreduce, run_main
+from helpers.project import KILL_GRACE, CliRun, Project, mapreduce, run_main
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX shells and groups")
 

@@ -22,17 +22,17 @@ from pathlib import Path
 from typing import IO, Any
 
 import pytest
-from _jobs import (
+
+from helpers.cluster import attempts_in_order, start_job
+from helpers.jobs import (
     WAIT_SECONDS,
     Workspace,
     block_while,
     item_command,
-    live_members,
     overlapping_runs,
     wait_until,
 )
-
-from conftest import attempts_in_order, start_job
+from helpers.processes import live_members
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="reads /proc, POSIX groups")
 

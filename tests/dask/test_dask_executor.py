@@ -14,10 +14,12 @@ import signal
 import sys
 
 import pytest
-from _jobs import Workspace, block_while, item_command, pid_alive, wait_until
 
 import mapwise
-from conftest import ExecutorChoice, assert_ran_on, run_job, start_job
+from helpers.cluster import ExecutorChoice, assert_ran_on, run_job, start_job
+from helpers.jobs import Workspace, block_while, item_command, wait_until
+from helpers.processes import pid_alive
+from mapwise.cli.exit_codes import exit_code_for
 from mapwise.domain.states import JobStatus
 from mapwise.errors import UserError
 
@@ -209,7 +211,11 @@ def test_the_library_runs_a_job_on_the_chosen_executor(
     )
 
     # Then it completed, every attempt on the chosen executor and as long as the sleep
-    assert (result.status, result.succeeded, result.exit_code) == (JobStatus.COMPLETED, 3, 0)
+    assert (result.status, result.succeeded, exit_code_for(result.outcome)) == (
+        JobStatus.COMPLETED,
+        3,
+        0,
+    )
     attempts = ws.db("api").attempts()
     assert_ran_on(executor, [a["host"] for a in attempts])
     assert all(a["duration"] >= SLEEP for a in attempts)

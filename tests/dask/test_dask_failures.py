@@ -21,27 +21,21 @@ import sys
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
-from _jobs import (
+
+from helpers.cluster import attempts_in_order, mapwise_cli, run_job, start_job, start_local_cluster
+from helpers.jobs import (
     WAIT_SECONDS,
     Workspace,
     block_while,
     item_command,
-    live_members,
     overlapping_runs,
     wait_until,
 )
-
-from conftest import (
-    attempts_in_order,
-    mapwise_cli,
-    run_job,
-    start_job,
-    start_local_cluster,
-)
+from helpers.processes import live_members
+from mapwise.executors.procgroups import read_stat
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="reads /proc, POSIX groups")
 
@@ -85,8 +79,9 @@ def own_cluster() -> Iterator[OwnCluster]:
 
 
 def parent_pid(pid: int) -> int:
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    return int(stat[stat.rfind(")") + 2 :].split()[1])
+    stat = read_stat(pid)
+    assert stat is not None, f"process {pid} is gone"
+    return stat.ppid
 
 
 def test_an_unreachable_scheduler_stops_the_job_interrupted_and_resumable(

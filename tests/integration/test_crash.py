@@ -3,7 +3,7 @@
 The kill points come from ``random.Random(seed)``; the seed is printed (and can be set
 with ``MAPWISE_CHAOS_SEED``) so that a failure reproduces. After each kill the test reads
 the job's database at once, then resumes, until the job exits 0. It then checks, from
-the markers the commands wrote and the database, SPEC section 5's promises: completed
+the markers the commands wrote and the database, what resume promises: completed
 work never runs again, at most ``max_parallel`` items run again per crash, the same item
 never runs twice at once, and no process of the job is left alive.
 """
@@ -21,9 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from _jobs import (
+
+import mapwise
+from helpers.jobs import (
     ITEM_END,
     NOTE_PID,
+    POLL_SECONDS,
     Coordinator,
     Marker,
     Workspace,
@@ -31,14 +34,12 @@ from _jobs import (
     item_command,
     item_start,
     overlapping_runs,
-    pid_alive,
     step_end,
     step_start,
     wait_until,
     workspace,
 )
-
-import mapwise
+from helpers.processes import pid_alive
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="reads /proc, POSIX groups")
 
@@ -47,6 +48,8 @@ MAX_PARALLEL = 4
 SETUP_STEPS = 3
 REDUCE_STEPS = 3
 STEP_SLEEP = 0.2
+ITEM_KILL_WINDOW = 0.15  # the longest wait after the chosen item start, in seconds
+MARGIN = 0.05  # how long before the phase's known end a kill comes at the latest
 KILLS = {"setup": 2, "map": 3, "reduce": 2}
 
 
@@ -103,10 +106,26 @@ def _is_item(marker: Marker) -> bool:
     return marker.name.startswith("i")
 
 
+@dataclass(frozen=True)
+class KillPoint:
+    """When to kill in one round: a random moment of at most ``window`` seconds after
+    ``reached`` holds, and at once if ``phase_over`` holds first.
+
+    The window ends before the phase's known end (``MARGIN``), and ``phase_over`` (the
+    phase's last command wrote its end marker) cuts the wait short, so that the kill comes
+    while the phase runs: a kill after it would land in the next phase, or miss a
+    coordinator that already finished.
+    """
+
+    reached: Callable[[], bool]
+    window: float
+    phase_over: Callable[[], bool]
+
+
 def _trigger(
     ws: Workspace, job: str, phase: str, rng: random.Random, since: int
-) -> Callable[[], bool] | None:
-    """When to kill in this round: once ``phase`` reached a random point; None if done."""
+) -> KillPoint | None:
+    """Where to kill in this round: a random point of ``phase``; None if it is done."""
     known = ws.state_dir.joinpath("jobs", job, "state.db").exists()
     db = ws.db(job) if known else None
     if phase == "map":
@@ -114,14 +133,38 @@ def _trigger(
         if remaining == 0:
             return None
         wanted = rng.randint(1, min(16, remaining))
-        return lambda: sum(1 for m in ws.starts(since) if _is_item(m)) >= wanted
+
+        def ended() -> int:
+            return len({m.name for m in ws.markers(since) if m.kind == "end" and _is_item(m)})
+
+        return KillPoint(
+            reached=lambda: sum(1 for m in ws.starts(since) if _is_item(m)) >= wanted,
+            window=ITEM_KILL_WINDOW,
+            phase_over=lambda: ended() >= remaining,
+        )
     count = SETUP_STEPS if phase == "setup" else REDUCE_STEPS
     done = db.done_steps(phase) if db else set()
     unfinished = [k for k in range(count) if k not in done]
     if not unfinished:
         return None
-    name = f"{phase}-{rng.choice(unfinished)}"
-    return lambda: any(m.name == name for m in ws.starts(since))
+    chosen = rng.choice(unfinished)
+    name, last = f"{phase}-{chosen}", f"{phase}-{count - 1}"
+    return KillPoint(
+        reached=lambda: any(m.name == name for m in ws.starts(since)),
+        # steps chosen..count-1 still run STEP_SLEEP each once ``name`` started
+        window=min(STEP_SLEEP * 1.25, (count - chosen) * STEP_SLEEP - MARGIN),
+        phase_over=lambda: any(m.kind == "end" and m.name == last for m in ws.markers(since)),
+    )
+
+
+def _during(phase: str, kill: Kill) -> bool:
+    """Whether ``kill`` came before ``phase`` was recorded done."""
+    if phase == "map":
+        return len(kill.succeeded) < TOTAL_ITEMS
+    done, count = (
+        (kill.setup_done, SETUP_STEPS) if phase == "setup" else (kill.reduce_done, REDUCE_STEPS)
+    )
+    return len(done) < count
 
 
 def _snapshot(ws: Workspace, job: str) -> Kill:
@@ -138,16 +181,16 @@ def _start(ws: Workspace, job: str, first: bool) -> Coordinator:
     return ws.start_run(job) if first else ws.start_resume(job)
 
 
-def _kill_when(
-    coordinator: Coordinator, trigger: Callable[[], bool], phase: str, rng: random.Random
-) -> bool:
-    """Once ``trigger`` holds, wait a random moment and ``kill -9`` the coordinator.
-    False if the job ended first."""
+def _kill_when(coordinator: Coordinator, point: KillPoint, phase: str, rng: random.Random) -> bool:
+    """Once ``point`` is reached, wait a random moment within its window (less if the
+    phase ends first) and ``kill -9`` the coordinator. False if the job ended first."""
     if not wait_until(
-        trigger, what=f"a kill point in {phase}", unless=lambda: not coordinator.running()
+        point.reached, what=f"a kill point in {phase}", unless=lambda: not coordinator.running()
     ):
         return False
-    time.sleep(rng.uniform(0, 0.15 if phase == "map" else STEP_SLEEP * 1.25))
+    deadline = time.monotonic() + rng.uniform(0, point.window)
+    while time.monotonic() < deadline and not point.phase_over():
+        time.sleep(POLL_SECONDS)
     if not coordinator.running():
         return False
     assert coordinator.kill9() == -signal.SIGKILL
@@ -160,9 +203,9 @@ def _run_with_kills(ws: Workspace, job: str, phase: str, rng: random.Random) -> 
     kills: list[Kill] = []
     for round_no in range(KILLS[phase] + 1):
         since = ws.marker_offset()
-        trigger = _trigger(ws, job, phase, rng, since) if len(kills) < KILLS[phase] else None
+        point = _trigger(ws, job, phase, rng, since) if len(kills) < KILLS[phase] else None
         coordinator = _start(ws, job, first=round_no == 0)
-        if trigger is not None and _kill_when(coordinator, trigger, phase, rng):
+        if point is not None and _kill_when(coordinator, point, phase, rng):
             kill = _snapshot(ws, job)
             kills.append(kill)
             print(
@@ -238,8 +281,9 @@ def test_kill9_at_random_points_then_resume_runs_each_piece_of_work_once(
     # resumed after each kill until it exits 0
     kills = _run_with_kills(ws, job, phase, rng)
 
-    # Then it was killed at least once, and every item and step is done exactly once
-    assert kills
+    # Then it was killed at least once while the phase ran, and every item and step is
+    # done exactly once
+    assert kills and _during(phase, kills[0]), kills
     _check_final_state(ws, job)
     # And nothing recorded done before a kill ran again; a kill re-ran at most 4 items
     _check_kills(ws, job, kills)

@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import FIXTURES, Project, mapreduce
+from helpers.project import FIXTURES, Project, mapreduce
 
 V1 = FIXTURES / "v1"
 MARK = 'echo "$MAPWISE_ITEM_ID" >> "$MARKS"'

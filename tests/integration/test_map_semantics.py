@@ -16,7 +16,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import mapwise
-from conftest import JobDb, Project, mapreduce
+from helpers.jobdb import JobDb
+from helpers.project import Project, mapreduce
+from mapwise.cli.exit_codes import exit_code_for
 from mapwise.errors import InputError
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX shells and groups")
@@ -69,7 +71,7 @@ def test_no_more_than_max_parallel_items_run_at_once(
     result = project.run(max_parallel=override)
 
     # Then all succeeded, and the number running never exceeded the bound but reached it
-    assert (result.succeeded, result.exit_code) == (12, 0)
+    assert (result.succeeded, exit_code_for(result.outcome)) == (12, 0)
     seen = [int(n) for text in project.files("counts").values() for n in text.split()]
     assert len(seen) == 24
     assert max(seen) == bound
@@ -262,7 +264,7 @@ def test_captures_flow_from_setup_to_map_and_reduce_and_between_steps(
     result = project.run()
 
     # Then each item saw both captures, and reduce saw the setup capture
-    assert result.exit_code == 0
+    assert exit_code_for(result.outcome) == 0
     assert project.files("out") == {"a": "hello-a/hello!", "b": "hello-b/hello!"}
     assert project.read("reduced.txt") == "hello 2"
 
@@ -293,7 +295,7 @@ def test_every_command_gets_the_mapwise_variables_and_the_item_file(project: Pro
     result = project.run(job_id="vars-job")
 
     # Then each command saw the job id, its item id, index and attempt
-    assert result.exit_code == 0
+    assert exit_code_for(result.outcome) == 0
     for index, item in enumerate(items):
         expected = ["vars-job", item["name"], str(index), "1"]
         assert project.lines(f"env/{index}.txt") == expected * 2
@@ -333,7 +335,7 @@ def test_hostile_item_data_in_shell_steps_runs_nothing(project: Project) -> None
     result = project.run()
 
     # Then every item succeeded, nothing was executed, and each command saw the exact text
-    assert (result.succeeded, result.exit_code) == (len(HOSTILE), 0)
+    assert (result.succeeded, exit_code_for(result.outcome)) == (len(HOSTILE), 0)
     _no_pwned(project.root)
     for index, value in enumerate(HOSTILE):
         for kind in ("double", "bare", "heredoc", "subst"):
@@ -406,7 +408,7 @@ def test_write_file_writes_interpolated_content(project: Project) -> None:
     result = project.run()
 
     # Then the files hold the interpolated text, data verbatim
-    assert result.exit_code == 0
+    assert exit_code_for(result.outcome) == 0
     assert project.files("out") == {
         "a.txt": "body=x'; $(touch PWNED) ${HOME}\nid=a index=0\n",
         "b.txt": "body=plain\nid=b index=1\n",

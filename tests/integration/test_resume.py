@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _jobs import (
+
+from helpers.jobs import (
     NOTE_PID,
     Coordinator,
     Workspace,
@@ -29,6 +30,7 @@ from _jobs import (
     wait_until,
     workspace,
 )
+from mapwise.cli.exit_codes import exit_code_for
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="reads /proc, POSIX groups")
 
@@ -69,7 +71,7 @@ def _stopped_by_policy(ws: Workspace, job: str, *, extra: str = "v1") -> Path:
     """A job the error policy stopped at i2: i0, i1 succeeded, i3..i5 never started."""
     fixed = _flaky_job(ws, extra=extra, error_policy={"on_item_failure": "stop"})
     result = ws.run_library(job)
-    assert (result.status.value, result.exit_code) == ("failed", 1)
+    assert (result.status.value, exit_code_for(result.outcome)) == ("failed", 1)
     return fixed
 
 
@@ -190,7 +192,7 @@ def test_resuming_a_completed_job_with_an_empty_dlq_does_nothing(ws: Workspace) 
     fixed.touch()
     job = "complete"
     result = ws.run_library(job)
-    assert result.exit_code == 0
+    assert exit_code_for(result.outcome) == 0
     since = ws.marker_offset()
 
     # When it is resumed
@@ -289,7 +291,7 @@ def test_a_dlq_item_is_retried_after_its_cause_is_fixed_and_reduce_sees_the_new_
     fixed = _flaky_job(ws, reduce=reduce, retry={"max_attempts": 2, "initial_delay": 0})
     job = "dlq"
     result = ws.run_library(job)
-    assert (result.exit_code, result.dlq) == (1, 1)
+    assert (exit_code_for(result.outcome), result.dlq) == (1, 1)
     db = ws.db(job)
     assert (db.statuses()[FLAKY], db.rows("SELECT attempts FROM items WHERE item_id = 'i2'")) == (
         "dlq",
@@ -327,7 +329,7 @@ def test_a_failed_reduce_resumes_from_its_failed_step_without_rerunning_the_map(
     )
     job = "reduce-failed"
     result = ws.run_library(job)
-    assert (result.status.value, result.exit_code) == ("failed", 1)
+    assert (result.status.value, exit_code_for(result.outcome)) == ("failed", 1)
     db = ws.db(job)
     assert db.job()["phase"] == "reduce"
     assert db.statuses() == dict.fromkeys(IDS, "succeeded")

@@ -18,7 +18,9 @@ from typing import Any
 import pytest
 
 import mapwise
-from conftest import Project, mapreduce, pid_alive
+from helpers.processes import pid_alive
+from helpers.project import Project, mapreduce
+from mapwise.cli.exit_codes import exit_code_for
 from mapwise.domain.states import JobStatus
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX shells and groups")
@@ -150,7 +152,7 @@ def test_an_item_that_fails_twice_succeeds_on_its_third_attempt(
     result = project.run()
 
     # Then it succeeded with three attempts on record, each told its attempt number
-    assert (result.status, result.succeeded, result.dlq, result.exit_code) == (
+    assert (result.status, result.succeeded, result.dlq, exit_code_for(result.outcome)) == (
         JobStatus.COMPLETED,
         1,
         0,
@@ -177,7 +179,7 @@ def test_an_item_whose_attempts_are_spent_goes_to_the_dlq(project: Project) -> N
     result = project.run()
 
     # Then it is in the DLQ after two failed attempts, and the job exits 1
-    assert (result.status, result.succeeded, result.dlq, result.exit_code) == (
+    assert (result.status, result.succeeded, result.dlq, exit_code_for(result.outcome)) == (
         JobStatus.COMPLETED,
         0,
         1,
@@ -233,7 +235,7 @@ def test_the_dlq_holds_exactly_the_failed_items_with_their_history(project: Proj
     run = project.run_cli("--quiet")
     assert run.returncode == 1, run.stderr
 
-    # Then `dlq list --json` lists exactly the two, with the fields of SPEC section 6
+    # Then `dlq list --json` lists exactly the two, with their documented fields
     listing = project.inspect("dlq", "list", run.job_id, "--json")
     assert listing.returncode == 0, listing.stderr
     entries = {e["item_id"]: e for e in listing.json()}
@@ -356,7 +358,7 @@ def test_max_failures_stops_once_the_dlq_exceeds_it(project: Project) -> None:
     result = project.run()
 
     # Then the map phase stopped at the third DLQ item
-    assert (result.status, result.exit_code) == (JobStatus.FAILED, 1)
+    assert (result.status, exit_code_for(result.outcome)) == (JobStatus.FAILED, 1)
     assert result.reason is not None
     assert "max_failures" in result.reason
     _assert_stopped(project, result.job_id, ran=3, dlq=3)
@@ -372,7 +374,7 @@ def test_failure_threshold_applies_only_after_ten_finished_items(project: Projec
     result = project.run()
 
     # Then it stopped at the eleventh finished item (4/11 > 0.3)
-    assert (result.status, result.exit_code) == (JobStatus.FAILED, 1)
+    assert (result.status, exit_code_for(result.outcome)) == (JobStatus.FAILED, 1)
     assert (result.succeeded, result.dlq, result.pending) == (7, 4, 9)
     assert result.reason is not None
     assert "failure_threshold" in result.reason
@@ -403,7 +405,7 @@ def test_reduce_sees_the_map_counts_and_results(project: Project) -> None:
     result = project.run()
 
     # Then reduce saw 3 succeeded, 2 failed, 5 in all
-    assert result.exit_code == 1
+    assert exit_code_for(result.outcome) == 1
     assert project.read("counts.txt") == "3 2 5\n"
     # And the results file and the inline results hold every finished item
     from_file = json.loads(project.read("results.json"))
@@ -435,7 +437,7 @@ def test_the_results_file_holds_ten_thousand_items(project: Project) -> None:
     result = project.run()
 
     # Then every item succeeded and the results file parses, with one entry each
-    assert (result.succeeded, result.dlq, result.exit_code) == (10_000, 0, 0)
+    assert (result.succeeded, result.dlq, exit_code_for(result.outcome)) == (10_000, 0, 0)
     rows = json.loads(project.read("results.json"))
     assert len(rows) == 10_000
     assert {r["item_id"] for r in rows} == {str(n) for n in range(10_000)}

@@ -13,7 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _jobs import Workspace, block_while, item_command, wait_until, workspace
+
+from helpers.jobs import Workspace, block_while, item_command, wait_until, workspace
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="reads /proc, POSIX groups")
 

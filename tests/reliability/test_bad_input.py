@@ -23,9 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from _reliability import CliRun, no_traceback, run_main
 
 import mapwise
+from helpers.project import CliRun, run_main
+from helpers.reliability import no_traceback
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="POSIX files and commands")
 

@@ -13,7 +13,7 @@ Two ways to fill the disk:
 
 Each scenario checks that the run does not hang, fails without exit 3, leaves no command
 running and its lock free, and that ``repair`` (if the resume is refused) then ``resume``
-complete the job; then what the issue asks for: no traceback, a message that says the
+complete the job; then what a user is owed: no traceback, a message that says the
 disk is full and does not call the state damaged, ``verify`` clean, and a plain
 ``resume`` completing the job with at most ``max_parallel`` items run again. Those last
 checks raise ``KnownBug`` when they fail, so that a scenario hitting a known bug can be
@@ -37,7 +37,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from _reliability import CliRun, job_processes, run_main, seed_from
+
+from helpers.processes import job_processes
+from helpers.project import CliRun, run_main
+from helpers.reliability import seed_from
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="mount, /proc")
 
@@ -95,14 +98,14 @@ FAULTY = textwrap.dedent(
     """
 )
 
-# Fixed since they were reported (docs/reliability.md, bugs G, H, I): a full disk was
-# called damage (exit 4) and left the run open, so a false "lost WAL" finding refused the
-# resume; a failed first write left a job without a job row (resume and `jobs --all`
-# crashed); a failed checkpoint write printed a traceback (log.exception).
+# These scenarios also guard docs/reliability.md's bugs G, H and I: a full disk is not
+# called damage (exit 4) and does not leave the run open (a false "lost WAL" finding would
+# refuse the resume); a failed first write leaves no job without a job row (resume and
+# `jobs --all` must not crash); a failed checkpoint write prints no traceback.
 
 
 class KnownBug(AssertionError):
-    """A check that fails today because of a bug reported to the lead."""
+    """A check that fails because of a known bug (listed in docs/reliability.md)."""
 
 
 def expect(condition: bool, message: str) -> None:
@@ -181,7 +184,8 @@ class Observed:
 
 
 def _check_stopped(scenario: Scenario, run: CliRun) -> None:
-    """What holds today: it failed (not 3), its commands are gone, its lock is free."""
+    """What must hold in every scenario: it failed (not 3), its commands are gone, its
+    lock is free."""
     assert run.returncode not in (0, 3), run.stderr
     assert job_processes(scenario.job) == []
     listed = scenario.cli("jobs", "--json")
@@ -207,7 +211,7 @@ def _resume_until_done(scenario: Scenario, run: CliRun) -> Observed:
 
 
 def _problems(scenario: Scenario, seen: Observed) -> list[str]:
-    """What the issue asks for and did not happen (raised as KnownBug by the callers)."""
+    """What a user is owed and did not get (raised as KnownBug by the callers)."""
     text = seen.run.stdout + seen.run.stderr
     reran = [item for item, count in scenario.marks.items() if count > 1]
     checks = {

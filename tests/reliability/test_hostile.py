@@ -17,8 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _reliability import Project, job_processes, mapreduce, no_traceback
 
+from helpers.processes import job_processes
+from helpers.project import Project, mapreduce
+from helpers.reliability import no_traceback
+from mapwise.cli.exit_codes import exit_code_for
 from mapwise.engine.runner import JobResult
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="reads /proc, POSIX groups")
@@ -79,7 +82,7 @@ def test_a_command_that_ignores_sigterm_is_killed_at_its_timeout(project: Projec
     result = _run(project, [{"shell": body, "timeout": 1}])
 
     # Then the item failed by timeout after at least 1 s, and the group was killed
-    assert (result.dlq, result.exit_code) == (1, 1)
+    assert (result.dlq, exit_code_for(result.outcome)) == (1, 1)
     attempt = _attempt(project, result.job_id)
     assert (attempt["outcome"], attempt["error_kind"]) == ("failed", "timeout")
     assert attempt["duration"] >= 1.0
@@ -106,7 +109,7 @@ def test_children_in_the_background_and_double_forked_are_killed_when_the_step_e
     result = _run(project, [{"shell": body, "capture": "said"}])
 
     # Then the item succeeded with the step's own output, and every child was killed
-    assert (result.succeeded, result.exit_code) == (1, 0), result
+    assert (result.succeeded, exit_code_for(result.outcome)) == (1, 0), result
     attempt = _attempt(project, result.job_id)
     assert (attempt["outcome"], attempt["error_kind"]) == ("succeeded", None)
     [step] = project.db(result.job_id).steps()
@@ -122,7 +125,7 @@ def test_a_gigabyte_of_output_finishes_with_a_capped_log(project: Project) -> No
     result = _run(project, [f"{NOTE}; head -c 1G /dev/zero; echo tail-line >&2"])
 
     # Then the item succeeded, its log stopped at the cap, the tail of stderr is kept
-    assert (result.succeeded, result.exit_code) == (1, 0), result
+    assert (result.succeeded, exit_code_for(result.outcome)) == (1, 0), result
     attempt = _attempt(project, result.job_id)
     assert attempt["outcome"] == "succeeded"
     log = Path(attempt["log_path"])
@@ -144,7 +147,7 @@ def test_invalid_utf8_output_is_recorded_and_shown(project: Project) -> None:
     result = _run(project, steps)
 
     # Then the failure is recorded (exit 3) with a readable stderr tail
-    assert (result.dlq, result.exit_code) == (1, 1)
+    assert (result.dlq, exit_code_for(result.outcome)) == (1, 1)
     attempt = _attempt(project, result.job_id)
     assert (attempt["error_kind"], attempt["exit_code"], attempt["signal"]) == (
         "exit_code",
@@ -191,7 +194,7 @@ def test_a_command_killed_by_a_signal_is_recorded_with_it(
     result = _run(project, [body])
 
     # Then the attempt failed with error kind `signal`, the signal, and no exit code
-    assert (result.dlq, result.exit_code) == (1, 1)
+    assert (result.dlq, exit_code_for(result.outcome)) == (1, 1)
     attempt = _attempt(project, result.job_id)
     recorded = (attempt["error_kind"], attempt["signal"], attempt["exit_code"])
     assert recorded == ("signal", int(sig), None)
@@ -207,7 +210,7 @@ def test_a_command_reading_stdin_gets_end_of_file(project: Project) -> None:
     result = _run(project, [{"shell": body, "capture": "got"}])
 
     # Then it did not wait: stdin was empty and at its end
-    assert (result.succeeded, result.exit_code) == (1, 0), result
+    assert (result.succeeded, exit_code_for(result.outcome)) == (1, 0), result
     item = project.db(result.job_id).item("x")
     assert json.loads(item["result"])["captures"]["got"] == "bytes=0 read=1"
     _assert_nothing_left(project, result.job_id)

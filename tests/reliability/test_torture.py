@@ -8,7 +8,7 @@ that resume may be killed in turn. The short version (CI) makes 20 kills then le
 final resume finish; the long one (``--long``) makes 500, starting a new job with a new
 seed whenever one completes.
 
-At the end of each job it checks SPEC section 5's promises and prints the figures:
+At the end of each job it checks what resume promises and prints the figures:
 every item succeeded exactly once; no item recorded as succeeded at a kill ran again
 afterwards (runs are told apart by their attempt number, so a command the dead
 coordinator left running is not mistaken for a re-run); at most ``max_parallel`` items
@@ -31,8 +31,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from _jobs import Coordinator, Workspace, item_command, overlapping_runs, wait_until
-from _reliability import job_processes, seed_from
+
+from helpers.jobs import Coordinator, Workspace, item_command, overlapping_runs, wait_until
+from helpers.processes import job_processes
+from helpers.reliability import seed_from
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="reads /proc, POSIX groups")
 

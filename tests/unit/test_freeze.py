@@ -15,7 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mapwise.engine.freeze import freeze_into, resolve_items
-from mapwise.store.jobstore import JobStore, items_digest
+from mapwise.store.itemrows import items_digest
+from mapwise.store.jobstore import JobStore
 from mapwise.store.paths import job_paths
 from mapwise.workflow.loader import load_workflow
 

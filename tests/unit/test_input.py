@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from mapwise.errors import InputError
+from mapwise.executors.procgroups import pid_alive
 from mapwise.items import parse_input_text, read_input
 
 # --------------------------------------------------------------------------- parse_input_text
@@ -178,8 +179,5 @@ def _gone(pid: int) -> bool:
 
 
 def _is_zombie(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+    """Gone or a zombie: either way it runs nothing."""
+    return not pid_alive(pid)

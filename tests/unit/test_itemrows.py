@@ -19,8 +19,8 @@ from mapwise.store.itemrows import (
     ItemsDigest,
     compact_json,
     insert_items,
+    items_digest,
 )
-from mapwise.store.jobstore import items_digest
 
 JSON_VALUES = st.recursive(
     st.none()

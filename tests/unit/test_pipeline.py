@@ -249,7 +249,7 @@ def test_filter_keeps_exactly_the_matching_items_in_order(
 
 
 def _list_pipeline(data: list[Any], **clauses: Any) -> list[Any]:
-    """The pipeline as it was written before it became lazy: one list per step."""
+    """The pipeline written plainly, one list per step: what the lazy one must match."""
     values = list(data)
     if clauses["filter"] is not None:
         predicate = compile_filter(clauses["filter"])

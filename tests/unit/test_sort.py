@@ -174,7 +174,7 @@ mixed_records = st.lists(
 
 
 def _nested_sort(clause: str, items: list[Any]) -> list[Any]:
-    """compile_sort as it was before its keys were flattened: nested tuples."""
+    """compile_sort written with nested tuples as keys: what the flat keys must match."""
 
     def nested_order_key(value: Any) -> tuple[int, Any]:
         if isinstance(value, bool):

@@ -15,8 +15,8 @@ from mapwise.workflow.locate import dotted
 from mapwise.workflow.model import Backoff, OnItemFailure
 from mapwise.workflow.prodigy import IGNORED_TOP_KEYS
 
-# The spec's own example (section 2), in mapwise's form.
-SPEC_EXAMPLE = """\
+# A complete workflow using every section, in mapwise's form.
+FULL_EXAMPLE = """\
 name: fix-lint-findings
 mode: mapreduce
 env: { REPORT_DIR: .reports }
@@ -185,7 +185,7 @@ error_policy:
 
 
 def test_the_spec_example_loads_as_written() -> None:
-    loaded = parse_workflow(SPEC_EXAMPLE, path="wf.yml")
+    loaded = parse_workflow(FULL_EXAMPLE, path="wf.yml")
     workflow = loaded.workflow
     assert workflow.name == "fix-lint-findings"
     assert workflow.env == {"REPORT_DIR": ".reports"}
@@ -301,7 +301,7 @@ def test_prodigy_fibonacci_backoff_falls_back_to_exponential_with_a_warning() ->
 
 def test_prodigy_handler_form_of_on_failure_and_secret_env_values() -> None:
     # Given prodigy's {commands, strategy} handler and an env value written as a secret
-    text = SPEC_EXAMPLE.replace(
+    text = FULL_EXAMPLE.replace(
         "env: { REPORT_DIR: .reports }",
         "env:\n  TOKEN: {secret: true, value: abc}",
     ).replace(
@@ -321,7 +321,7 @@ def test_prodigy_handler_form_of_on_failure_and_secret_env_values() -> None:
 
 
 def test_a_capture_that_hides_an_env_variable_is_a_warning() -> None:
-    text = SPEC_EXAMPLE.replace("capture: fix_output", "capture: REPORT_DIR")
+    text = FULL_EXAMPLE.replace("capture: fix_output", "capture: REPORT_DIR")
     loaded = parse_workflow(text, path="wf.yml")
     assert loaded.warnings == (
         "wf.yml:21: map.agent_template[0].capture: "
@@ -332,7 +332,7 @@ def test_a_capture_that_hides_an_env_variable_is_a_warning() -> None:
 def test_bare_shell_variables_are_left_to_the_shell() -> None:
     # `$item` in a shell loop and ${HOME} are the shell's, in any phase
     loop = "for item in a b; do echo $item $attempt ${HOME}; done"
-    text = SPEC_EXAMPLE.replace("setup:\n", f"setup:\n  - shell: {loop!r}\n")
+    text = FULL_EXAMPLE.replace("setup:\n", f"setup:\n  - shell: {loop!r}\n")
     assert len(parse_workflow(text, path="wf.yml").workflow.setup.commands) == 2
 
 
@@ -357,7 +357,7 @@ def test_load_workflow_records_source_hash_and_absolute_path(tmp_path: Path) -> 
 def test_load_workflow_accepts_a_relative_path(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    (tmp_path / "wf.yml").write_text(SPEC_EXAMPLE)
+    (tmp_path / "wf.yml").write_text(FULL_EXAMPLE)
     monkeypatch.chdir(tmp_path)
     loaded = load_workflow("wf.yml")
     assert loaded.path == tmp_path / "wf.yml"
@@ -365,8 +365,8 @@ def test_load_workflow_accepts_a_relative_path(
 
 
 def test_parse_workflow_hashes_the_utf8_text() -> None:
-    loaded = parse_workflow(SPEC_EXAMPLE, path="x/wf.yml")
-    assert loaded.sha256 == hashlib.sha256(SPEC_EXAMPLE.encode()).hexdigest()
+    loaded = parse_workflow(FULL_EXAMPLE, path="x/wf.yml")
+    assert loaded.sha256 == hashlib.sha256(FULL_EXAMPLE.encode()).hexdigest()
     assert loaded.base_dir.name == "x"
 
 
@@ -394,7 +394,7 @@ def test_a_file_that_is_not_utf8_names_its_line(tmp_path: Path) -> None:
 
 def test_a_utf8_bom_is_accepted(tmp_path: Path) -> None:
     path = tmp_path / "wf.yml"
-    path.write_bytes(b"\xef\xbb\xbf" + SPEC_EXAMPLE.encode())
+    path.write_bytes(b"\xef\xbb\xbf" + FULL_EXAMPLE.encode())
     assert load_workflow(path).workflow.name == "fix-lint-findings"
 
 
@@ -424,8 +424,8 @@ def test_dotted_keys(loc: tuple[str | int, ...], text: str) -> None:
 )
 def test_each_ignored_prodigy_key_warns_at_its_own_line(keys: list[str]) -> None:
     # Given a valid workflow followed by prodigy-only top-level keys, one per line
-    start = SPEC_EXAMPLE.count("\n") + 1
-    text = SPEC_EXAMPLE + "".join(f"{key}: true\n" for key in keys)
+    start = FULL_EXAMPLE.count("\n") + 1
+    text = FULL_EXAMPLE + "".join(f"{key}: true\n" for key in keys)
     # When it is loaded
     loaded = parse_workflow(text, path="wf.yml")
     # Then it loads, and each key gets one warning naming it and its line
@@ -443,17 +443,17 @@ def test_any_other_unknown_top_level_key_is_an_error_at_its_line(key: str) -> No
     known |= IGNORED_TOP_KEYS | {"on_item_failure", "max_failures", "failure_threshold"}
     if key in known:
         return
-    text = SPEC_EXAMPLE + f"{key}: 1\n"
+    text = FULL_EXAMPLE + f"{key}: 1\n"
     with pytest.raises(WorkflowError) as caught:
         parse_workflow(text, path="wf.yml")
-    assert caught.value.line == SPEC_EXAMPLE.count("\n") + 1
+    assert caught.value.line == FULL_EXAMPLE.count("\n") + 1
     assert f"unknown key {key!r}" in str(caught.value)
 
 
 @settings(max_examples=40, deadline=None)
 @given(value=st.integers(max_value=0))
 def test_max_parallel_below_one_is_refused_at_its_line(value: int) -> None:
-    text = SPEC_EXAMPLE.replace("max_parallel: 8", f"max_parallel: {value}")
+    text = FULL_EXAMPLE.replace("max_parallel: 8", f"max_parallel: {value}")
     with pytest.raises(WorkflowError) as caught:
         parse_workflow(text, path="wf.yml")
     assert caught.value.line == 15

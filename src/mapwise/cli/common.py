@@ -18,7 +18,9 @@ state_dir_option = click.option(
     help="Where jobs live (default: $MAPWISE_STATE_DIR, else ./.mapwise).",
 )
 
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON (SPEC section 6).")
+json_option = click.option(
+    "--json", "as_json", is_flag=True, help="Print JSON (a stable shape, for scripts)."
+)
 
 
 def echo_err(text: str) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sqlite3
 import sys
 
 import click
@@ -34,7 +33,11 @@ cli.add_command(state.import_command)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the command and map every outcome to an exit code (SPEC 6)."""
+    """Entry point, and the one place the process exits.
+
+    A command returns its exit code (a run's comes from ``cli.exit_codes``; None is 0);
+    an error raised out of it is mapped to its code here.
+    """
     logging.basicConfig(level=logging.WARNING, format="mapwise: %(levelname)s: %(message)s")
     try:
         code = cli.main(args=argv, prog_name="mapwise", standalone_mode=False)
@@ -49,16 +52,9 @@ def main(argv: list[str] | None = None) -> None:
     except MapwiseError as error:
         click.echo(f"mapwise: error: {error}", err=True)
         code = error.exit_code
-    except (sqlite3.DatabaseError, UnicodeDecodeError) as error:
-        click.echo(
-            f"mapwise: error: the job's database is damaged ({error}); "
-            "run `mapwise verify JOB` and `mapwise repair JOB`",
-            err=True,
-        )
-        code = 4
     except KeyboardInterrupt:
         click.echo("mapwise: interrupted", err=True)
         code = 130
     except BrokenPipeError:
         code = 1
-    sys.exit(code if isinstance(code, int) else 0)
+    sys.exit(code if isinstance(code, int) else 0)  # a command that returns nothing: 0

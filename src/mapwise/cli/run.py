@@ -1,4 +1,8 @@
-"""``mapwise run`` and ``mapwise validate``."""
+"""``mapwise run``, ``mapwise resume`` and ``mapwise validate``.
+
+Each command parses its options, calls ``mapwise.api`` and renders what comes back; it
+returns its exit code (``cli.exit_codes`` for a run's outcome) and ``main`` exits with it.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import json
 import shlex
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -13,16 +18,13 @@ import click
 
 from mapwise import api
 from mapwise.cli.common import echo_err, executor_option, scheduler_option, state_dir_option
+from mapwise.cli.exit_codes import exit_code_for
 from mapwise.domain.states import JobStatus
-from mapwise.errors import UserError
-from mapwise.reports import human_seconds
-from mapwise.store.paths import check_job_id, job_paths, new_job_id, resolve_state_dir
+from mapwise.reports import JobOutcome, human_seconds
+from mapwise.types import JobResult, ResumeOptions, ValidationReport
 
 if TYPE_CHECKING:
-    from mapwise.engine.resume import ResumeOptions
-    from mapwise.engine.runner import JobResult
-
-PREVIEW_ITEMS = 5
+    from mapwise.engine.events import Event
 
 
 def resume_command(job_id: str, state_dir: str | None) -> str:
@@ -49,11 +51,24 @@ def report_end(result: JobResult, state_dir: str | None, wall: float) -> None:
         echo_err(f"  failed items: mapwise dlq list {result.job_id}")
 
 
-def _chosen_job_id(job_id: str) -> str:
-    try:
-        return check_job_id(job_id)
-    except UserError as error:
-        raise UserError(f"--job-id: {error}") from None
+class JobAnnouncer:
+    """An observer that prints ``job <id>`` and the workflow's warnings once the job exists.
+
+    The engine publishes ``JobCreated`` after every check that can refuse a new job, so
+    the id line is the first line of standard error exactly when there is a job to name,
+    and a refused start prints only its error.
+    """
+
+    def __init__(self, warnings: Sequence[str]) -> None:
+        self.warnings = tuple(warnings)
+
+    def __call__(self, event: Event) -> None:
+        from mapwise.engine.events import JobCreated
+
+        if isinstance(event, JobCreated):
+            echo_err(f"job {event.job_id}")
+            for warning in self.warnings:
+                echo_err(f"warning: {warning}")
 
 
 @click.command("run")
@@ -74,37 +89,27 @@ def run_command(
     executor: str | None,
     scheduler: str | None,
     quiet: bool,
-) -> None:
+) -> int:
     """Start a job for WORKFLOW and run setup, map and reduce."""
-    from mapwise.engine.placement import choose_placement
-    from mapwise.engine.runner import refuse_existing
     from mapwise.render import ProgressDisplay
 
     loaded = api.load(workflow)
-    chosen = _chosen_job_id(job_id) if job_id is not None else new_job_id(loaded.workflow.name)
-    paths = job_paths(resolve_state_dir(state_dir), chosen)
-    if paths.root.exists():
-        refuse_existing(paths)
-    choose_placement(executor, scheduler, loaded.workflow)  # refuse before any job exists
-    echo_err(f"job {chosen}")
-    for warning in loaded.warnings:
-        echo_err(f"warning: {warning}")
     display = ProgressDisplay(sys.stderr, live=sys.stderr.isatty(), quiet=quiet)
     started = time.monotonic()
     try:
         result = api.start_loaded(
             loaded,
             state_dir=state_dir,
-            job_id=chosen,
+            job_id=job_id,
             max_parallel=max_parallel,
             executor=executor,
             scheduler=scheduler,
-            observers=[display],
+            observers=[JobAnnouncer(loaded.warnings), display],
         )
     finally:
         display.close()
     report_end(result, state_dir, time.monotonic() - started)
-    sys.exit(result.exit_code)
+    return exit_code_for(result.outcome)
 
 
 @click.command("resume")
@@ -148,10 +153,8 @@ def resume_command_cli(
     executor: str | None,
     scheduler: str | None,
     quiet: bool,
-) -> None:
+) -> int:
     """Continue JOB_ID where it stopped; succeeded items never run again."""
-    from mapwise.engine.resume import ResumeOptions
-
     options = ResumeOptions(
         retry_failed=retry_failed,
         max_parallel=max_parallel,
@@ -161,13 +164,16 @@ def resume_command_cli(
         executor=executor,
         scheduler=scheduler,
     )
-    resume_and_exit(job_id, state_dir, options, quiet=quiet)
+    return resume_with_display(job_id, state_dir, options, quiet=quiet)
 
 
-def resume_and_exit(
+def resume_with_display(
     job_id: str, state_dir: str | None, options: ResumeOptions, *, quiet: bool
-) -> None:
-    """Resume a job with a progress display, print the summary, exit with its code."""
+) -> int:
+    """Resume a job with a progress display, print the summary; return the exit code.
+
+    The id is known before anything runs, so ``job <id>`` is printed first, as for ``run``.
+    """
     from mapwise.render import ProgressDisplay
 
     echo_err(f"job {job_id}")
@@ -180,45 +186,39 @@ def resume_and_exit(
         )
     finally:
         display.close()
-    if result.reason == "nothing to resume":
+    if result.outcome is JobOutcome.NOTHING_TO_RESUME:
         echo_err(f"job {job_id} is completed and its DLQ is empty: nothing to resume")
-        sys.exit(0)
-    report_end(result, state_dir, time.monotonic() - started)
-    sys.exit(result.exit_code)
+    else:
+        report_end(result, state_dir, time.monotonic() - started)
+    return exit_code_for(result.outcome)
 
 
 @click.command("validate")
 @click.argument("workflow", type=click.Path(dir_okay=False))
 def validate_command(workflow: str) -> None:
     """Check WORKFLOW without running it; show how many items it would run."""
-    from mapwise.engine.context import base_environment
-    from mapwise.engine.freeze import resolve_items
-
-    loaded = api.load(workflow)
-    for warning in loaded.warnings:
+    report = api.validate_workflow(workflow)
+    for warning in report.warnings:
         echo_err(f"warning: {warning}")
-    wf = loaded.workflow
-    click.echo(f"workflow {wf.name}: valid ({loaded.path})")
-    click.echo(
-        f"  setup: {len(wf.setup.commands)} step(s), agent template: "
-        f"{len(wf.map.agent_template)} step(s), reduce: {len(wf.reduce)} step(s)"
-    )
-    input_file = loaded.base_dir / wf.map.input
-    if wf.setup.commands and not input_file.is_file():
-        click.echo(f"  items: read after setup runs (input {wf.map.input!r} is not a file yet)")
-        return
-    items, _ = resolve_items(
-        wf,
-        job_id="validate",
-        base_dir=loaded.base_dir,
-        base_env=base_environment(wf, "validate"),
-        captures={},
-    )
-    click.echo(f"  items: {len(items)}")
-    for item in items[:PREVIEW_ITEMS]:
-        click.echo(f"    [{item.index}] {item.item_id}: {_preview(item.value)}")
-    if len(items) > PREVIEW_ITEMS:
-        click.echo(f"    ... and {len(items) - PREVIEW_ITEMS} more")
+    click.echo(render_validation(report))
+
+
+def render_validation(report: ValidationReport) -> str:
+    """The workflow's shape, its item count and its first items, as ``validate`` prints."""
+    lines = [
+        f"workflow {report.name}: valid ({report.path})",
+        f"  setup: {report.setup_steps} step(s), agent template: "
+        f"{report.map_steps} step(s), reduce: {report.reduce_steps} step(s)",
+    ]
+    if report.item_count is None:
+        lines.append(f"  items: read after setup runs (input {report.input!r} is not a file yet)")
+        return "\n".join(lines)
+    lines.append(f"  items: {report.item_count}")
+    for item in report.preview:
+        lines.append(f"    [{item.index}] {item.item_id}: {_preview(item.value)}")
+    if report.item_count > len(report.preview):
+        lines.append(f"    ... and {report.item_count - len(report.preview)} more")
+    return "\n".join(lines)
 
 
 def _preview(value: object, limit: int = 100) -> str:

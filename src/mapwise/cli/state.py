@@ -1,16 +1,19 @@
-"""Commands on a job's state: checkpoints, verify, repair, export, import, DLQ changes."""
+"""Commands on a job's state: checkpoints, verify, repair, export, import, DLQ changes.
+
+A command that ends with a code other than 0 returns it; ``main`` exits with it.
+"""
 
 from __future__ import annotations
-
-import sys
 
 import click
 
 from mapwise import api
 from mapwise.cli.common import echo_err, json_option, print_json, state_dir_option, table
 from mapwise.cli.inspect import dlq_group
-from mapwise.cli.run import resume_and_exit
+from mapwise.cli.run import resume_with_display
+from mapwise.errors import StateDamagedError
 from mapwise.reports import iso
+from mapwise.types import ResumeOptions
 
 
 @click.command("checkpoints")
@@ -43,24 +46,25 @@ def checkpoints_command(job_id: str, state_dir: str | None, as_json: bool) -> No
 @click.command("verify")
 @click.argument("job_id")
 @state_dir_option
-def verify_command(job_id: str, state_dir: str | None) -> None:
-    """Check JOB_ID's database, checkpoints and invariants; exit 4 on any damage."""
+def verify_command(job_id: str, state_dir: str | None) -> int:
+    """Check JOB_ID's database, checkpoints and invariants; exit 4 on any damage, 1 on notes."""
     findings = api.verify_job(job_id, state_dir)
     for finding in findings:
         label = "damage" if finding.damage else "note"
         click.echo(f"{label}: {finding.where}: {finding.message}")
     if any(f.damage for f in findings):
         echo_err(f"job {job_id} is damaged; `mapwise repair {job_id}` rebuilds it")
-        sys.exit(4)
+        return StateDamagedError.exit_code
     if findings:
-        sys.exit(1)
+        return 1  # notes only: nothing damaged, but something to read
     click.echo(f"job {job_id}: state verified, no findings")
+    return 0
 
 
 @click.command("repair")
 @click.argument("job_id")
 @state_dir_option
-def repair_command(job_id: str, state_dir: str | None) -> None:
+def repair_command(job_id: str, state_dir: str | None) -> int:
     """Rebuild a damaged JOB_ID from its newest valid checkpoint; back up what changes."""
     report = api.repair_checkpoint(job_id, state_dir)
     for action in report.actions or ("nothing to repair",):
@@ -70,7 +74,8 @@ def repair_command(job_id: str, state_dir: str | None) -> None:
     if report.remaining:
         for finding in report.remaining:
             echo_err(f"still damaged: {finding.where}: {finding.message}")
-        sys.exit(4)
+        return StateDamagedError.exit_code
+    return 0
 
 
 @click.command("export")
@@ -115,13 +120,11 @@ def import_command(
 @click.option("--quiet", "-q", is_flag=True, help="Print only the summary.")
 def dlq_retry_command(
     job_id: str, item_ids: tuple[str, ...], state_dir: str | None, quiet: bool
-) -> None:
+) -> int:
     """Send DLQ items (all, or ITEM_IDS) back to pending and resume JOB_ID at once."""
-    from mapwise.engine.resume import ResumeOptions
-
     count = api.dlq_retry(job_id, list(item_ids), state_dir)
     echo_err(f"{count} item(s) sent back from the DLQ to pending")
-    resume_and_exit(job_id, state_dir, ResumeOptions(), quiet=quiet)
+    return resume_with_display(job_id, state_dir, ResumeOptions(), quiet=quiet)
 
 
 @dlq_group.command("purge")

@@ -10,9 +10,20 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from mapwise.domain.records import StepRecord
-from mapwise.domain.states import Phase
+from mapwise.domain.states import ItemStatus, Phase
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class JobCreated:
+    """A new job exists: its id is taken and its folder made, and nothing has run yet.
+
+    Published once, after every check that can refuse a new job has passed, so that a
+    caller can tell the user the id (``job <id>``) exactly when there is a job to name.
+    """
+
+    job_id: str
 
 
 @dataclass(frozen=True)
@@ -49,15 +60,17 @@ class MapProgress:
     succeeded: int
     dlq: int
     running: int
-    retrying: int  # failed, waiting for a retry's backoff
+    retrying: int  # waiting out a retry's backoff
     done_this_run: int  # items finished (succeeded or DLQ) since this run started
     elapsed: float  # seconds since the map phase of this run started
 
 
 @dataclass(frozen=True)
 class ItemFinished:
+    """An item's attempt was recorded: it succeeded, waits for a retry, or is in the DLQ."""
+
     item_id: str
-    status: str
+    status: ItemStatus
     attempt_no: int
     duration: float
     error: str
@@ -87,7 +100,8 @@ class Notice:
 
 
 Event = (
-    JobStarted
+    JobCreated
+    | JobStarted
     | PhaseStarted
     | StepFinished
     | ItemsFrozen

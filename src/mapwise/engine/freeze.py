@@ -10,7 +10,7 @@ never sit in memory together. Errors are another matter: every empty or duplicat
 listed, id errors come before missing fields, and so on. So as soon as the streamed
 freeze meets an error of the items, it is rolled back and the items are resolved again
 as one list (:func:`resolve_items`, which ``mapwise validate`` runs too), which raises
-the error exactly as it always has.
+the complete error, the same one ``validate`` shows.
 """
 
 from __future__ import annotations
@@ -47,14 +47,7 @@ MAX_REPORTED_MISSING = 10
 
 def step_templates(steps: Iterable[Step]) -> list[str]:
     """Every interpolated text of ``steps`` and their on_failure steps."""
-    texts: list[str] = []
-    for step in steps:
-        texts += [t for t in (step.shell, step.claude, step.working_dir) if t]
-        texts += list(step.env.values())
-        if step.write_file is not None:
-            texts += [step.write_file.path, step.write_file.content]
-        texts += step_templates(step.on_failure)
-    return texts
+    return [text for step in steps for text in step.templates()]
 
 
 def item_templates(templates: Iterable[str]) -> list[str]:
@@ -63,7 +56,8 @@ def item_templates(templates: Iterable[str]) -> list[str]:
 
 
 def check_item_fields(templates: Sequence[str], items: Sequence[Item]) -> None:
-    """Every ``${item.*}`` of the template must resolve for every frozen item (SPEC 2)."""
+    """Every ``${item.*}`` of the template must resolve for every frozen item: a missing
+    field is an error of the input at freeze time, never a surprise in the middle of the map."""
     relevant = item_templates(templates)
     if not relevant:
         return

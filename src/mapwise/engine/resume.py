@@ -8,72 +8,25 @@ not use up a retry), and the phases continue from the first unfinished step or i
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
-from mapwise.domain.states import ItemStatus, JobStatus, Phase
-from mapwise.engine.events import Observer
+from mapwise.domain.states import ItemStatus, JobStatus
 from mapwise.engine.freeze import input_file_changed
 from mapwise.engine.maintenance import ensure_sound, rewind_to_checkpoint
 from mapwise.engine.placement import choose_placement
-from mapwise.engine.runner import JobResult, execute, job_result
+from mapwise.engine.runner import execute, job_result
 from mapwise.errors import UserError, WorkflowChangedError
-from mapwise.executors.orphans import SlotNote, kill_job_processes, kill_orphans
+from mapwise.executors.orphans import kill_job_processes, kill_orphans
+from mapwise.reports import JobOutcome
 from mapwise.store.checkpoint import remove_temporaries
 from mapwise.store.jobstore import JobStore
 from mapwise.store.lock import JobLock
 from mapwise.store.paths import existing_job_paths, resolve_state_dir
 from mapwise.store.records import JobRecord
 from mapwise.store.summary import summarize
+from mapwise.types import JobResult, Restored, ResumeOptions
 from mapwise.workflow.loader import LoadedWorkflow, load_workflow, parse_workflow
-
-
-@dataclass(frozen=True)
-class ResumeOptions:
-    """How to resume a job (the options of ``mapwise resume``)."""
-
-    retry_failed: bool = False  # also send the DLQ's items back to pending
-    max_parallel: int | None = None
-    reload_workflow: bool = False  # use the edited workflow file (items stay frozen)
-    keep_workflow: bool = False  # use the frozen copy even though the file changed
-    from_checkpoint: int | None = None  # rebuild the state from this checkpoint first
-    executor: str | None = None  # "local" or "dask" (default: what the job used)
-    scheduler: str | None = None  # a Dask scheduler (default: the one the job used)
-    observers: Sequence[Observer] = ()
-    install_signal_handlers: bool = True
-
-
-@dataclass(frozen=True)
-class Restored:
-    """What a resume found and restored, shown before the work starts."""
-
-    job_id: str
-    phase: Phase
-    succeeded: int
-    dlq: int
-    remaining: int
-    interrupted_attempts: int
-    requeued: int
-    run_no: int  # the number this run will have
-    spent_seconds: float
-    killed_orphans: tuple[SlotNote, ...]
-    notices: tuple[str, ...]
-
-    def describe(self) -> str:
-        lines = [
-            f"resuming job {self.job_id} (run {self.run_no}) in phase {self.phase.value}: "
-            f"{self.succeeded} succeeded, {self.dlq} in the DLQ, {self.remaining} remaining; "
-            f"{self.interrupted_attempts} interrupted attempt(s) will run again; "
-            f"{self.spent_seconds:.1f}s spent so far"
-        ]
-        if self.requeued:
-            lines.append(f"{self.requeued} DLQ item(s) sent back to pending (--retry-failed)")
-        for note in self.killed_orphans:
-            what = f"item index {note.item_index}" if note.item_index is not None else note.slot
-            lines.append(f"killed process group {note.pgid} left running by a dead run ({what})")
-        lines += list(self.notices)
-        return "\n".join(lines)
 
 
 def _choose_workflow(
@@ -171,7 +124,8 @@ def nothing_to_do(store: JobStore) -> bool:
     """A completed job with an empty DLQ has nothing left to resume."""
     job = store.job()
     counts = store.item_counts()
-    unfinished = counts[ItemStatus.PENDING] + counts[ItemStatus.RUNNING] + counts[ItemStatus.FAILED]
+    waiting = (ItemStatus.PENDING, ItemStatus.RUNNING, ItemStatus.RETRY_WAIT)
+    unfinished = sum(counts[status] for status in waiting)
     return job.status is JobStatus.COMPLETED and counts[ItemStatus.DLQ] == 0 and not unfinished
 
 
@@ -201,7 +155,8 @@ def resume_job(
         store = JobStore.open(paths)
         try:
             if nothing_to_do(store):
-                return job_result(store, JobStatus.COMPLETED, "nothing to resume", 0, 0)
+                outcome = JobOutcome.NOTHING_TO_RESUME
+                return job_result(store, JobStatus.COMPLETED, "nothing to resume", outcome, 0)
             loaded, max_parallel, restored = _restore(store, options, notices)
             placement = choose_placement(
                 options.executor, options.scheduler, loaded.workflow, store.job().options

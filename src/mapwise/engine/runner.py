@@ -1,8 +1,8 @@
 """Running a job's phases in order, from wherever its state says it stands.
 
-``start_job`` makes a new job and runs it; a resume (the next issue's work) opens an
-existing one and calls ``execute`` the same way. Every phase reads where to begin from
-the store, so the same code serves a first run and a resume.
+``start_job`` checks and makes a new job and runs it; a resume opens an existing one and
+calls ``execute`` the same way. Every phase reads where to begin from the store, so the
+same code serves a first run and a resume.
 """
 
 from __future__ import annotations
@@ -10,18 +10,17 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-import sqlite3
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
+from mapwise.domain.mapstate import StopKind
 from mapwise.domain.states import ItemStatus, JobStatus, Phase, RunOutcome
 from mapwise.engine import context as ctxmod
 from mapwise.engine.checkpointer import Checkpointer, policy_from_environment
 from mapwise.engine.context import JobContext
-from mapwise.engine.events import EventBus, ItemsFrozen, JobStarted, Notice, Observer
+from mapwise.engine.events import EventBus, ItemsFrozen, JobCreated, JobStarted, Notice, Observer
 from mapwise.engine.freeze import freeze
 from mapwise.engine.map_phase import MapScheduler
 from mapwise.engine.phases import run_reduce, run_setup
@@ -31,53 +30,21 @@ from mapwise.errors import ExecutorError, MapwiseError, UserError
 from mapwise.executors.attempt import AttemptConfig, close_slot_notes
 from mapwise.executors.logsink import make_private_dirs
 from mapwise.executors.orphans import kill_job_processes, kill_orphans
+from mapwise.reports import JobOutcome
 from mapwise.store.jobstore import JobStore
-from mapwise.store.lock import JobLock, is_locked
-from mapwise.store.paths import JobPaths, job_paths, new_job_id, resolve_state_dir
+from mapwise.store.lock import JobLock, refuse_if_held
+from mapwise.store.paths import JobPaths, check_job_id, job_paths, new_job_id, resolve_state_dir
+from mapwise.types import JobResult, StartOptions
 from mapwise.workflow.loader import LoadedWorkflow
 from mapwise.workflow.model import Workflow
 
 
-@dataclass(frozen=True)
-class StartOptions:
-    """How to start a new job."""
-
-    state_dir: Path | None = None
-    job_id: str | None = None
-    max_parallel: int | None = None  # overrides map.max_parallel
-    executor: str | None = None  # "local" or "dask" (default: the workflow's, else local)
-    scheduler: str | None = None  # the Dask scheduler's address
-    observers: Sequence[Observer] = ()
-    install_signal_handlers: bool = True
-
-
-@dataclass(frozen=True)
-class JobResult:
-    """How a run of a job ended."""
-
-    job_id: str
-    status: JobStatus
-    phase: Phase
-    total_items: int
-    succeeded: int
-    dlq: int
-    pending: int
-    reason: str | None
-    exit_code: int  # the CLI's exit code for this ending (SPEC section 6)
-    run_no: int
-
-
-@runtime_checkable
-class DaskLike(Protocol):
-    """An executor that can kill a dead run's leftovers on machines other than this one."""
-
-    def kill_leftovers(self) -> int: ...
-
-
 def refuse_existing(paths: JobPaths) -> None:
-    """A new run may not reuse a job's id: exit 3 if a live process holds it, else 2."""
-    if is_locked(paths.lock):
-        JobLock(paths.lock).acquire(paths.job_id)  # raises JobLockedError naming the holder
+    """A new run may not reuse a job's id: exit 3 if a live process holds it, else 2.
+
+    The holder is only read, never taken: this job is someone else's.
+    """
+    refuse_if_held(paths.lock, paths.job_id)
     raise UserError(
         f"job {paths.job_id!r} already exists in {paths.root.parent.parent}; "
         f"resume it with `mapwise resume {paths.job_id}` or choose another --job-id"
@@ -99,9 +66,16 @@ def _new_store(loaded: LoadedWorkflow, paths: JobPaths, stored_options: dict[str
 
 
 def start_job(loaded: LoadedWorkflow, options: StartOptions) -> JobResult:
-    """Create a job for ``loaded`` and run it to its end (or until it is stopped)."""
+    """Check, create a job for ``loaded`` and run it to its end (or until it is stopped).
+
+    Every check that can refuse a new job (its id, its parallelism, where it runs, an id
+    already taken) is made here, before anything is written, so that a refused start
+    leaves no half-made job; ``JobCreated`` then tells observers the job exists.
+    """
+    if options.max_parallel is not None and options.max_parallel < 1:
+        raise UserError("--max-parallel must be at least 1")
     state_dir = resolve_state_dir(options.state_dir)
-    job_id = options.job_id or new_job_id(loaded.workflow.name)
+    job_id = check_job_id(options.job_id or new_job_id(loaded.workflow.name))
     paths = job_paths(state_dir, job_id)
     try:
         max_parallel = options.max_parallel or loaded.workflow.resolved_max_parallel()
@@ -109,6 +83,7 @@ def start_job(loaded: LoadedWorkflow, options: StartOptions) -> JobResult:
         raise UserError(str(exc)) from exc
     placement = choose_placement(options.executor, options.scheduler, loaded.workflow)
     store = _new_store(loaded, paths, {"max_parallel": max_parallel, **placement.to_options()})
+    EventBus(options.observers).publish(JobCreated(job_id))
     try:
         with JobLock(paths.lock).acquire(job_id):
             return execute(
@@ -126,7 +101,7 @@ def start_job(loaded: LoadedWorkflow, options: StartOptions) -> JobResult:
 
 
 def job_result(
-    store: JobStore, status: JobStatus, reason: str | None, exit_code: int, run_no: int
+    store: JobStore, status: JobStatus, reason: str | None, outcome: JobOutcome, run_no: int
 ) -> JobResult:
     counts = store.item_counts()
     job = store.job()
@@ -143,7 +118,7 @@ def job_result(
         - counts[ItemStatus.DLQ]
         - counts[ItemStatus.PURGED],
         reason=reason,
-        exit_code=exit_code,
+        outcome=outcome,
         run_no=run_no,
     )
 
@@ -157,23 +132,23 @@ class _Run:
         self.resumed = resumed
 
     def end(
-        self, outcome: RunOutcome, status: JobStatus, reason: str | None, exit_code: int
+        self, run_outcome: RunOutcome, status: JobStatus, reason: str | None, outcome: JobOutcome
     ) -> JobResult:
+        """Record the run's end (``run_outcome``, stored) and say how it ended (``outcome``)."""
         phase = Phase.DONE if status is JobStatus.COMPLETED else None
         self.store.end_run(
-            self.ctx.run_no, outcome=outcome, status=status, reason=reason, phase=phase
+            self.ctx.run_no, outcome=run_outcome, status=status, reason=reason, phase=phase
         )
-        return job_result(self.store, status, reason, exit_code, self.ctx.run_no)
+        return job_result(self.store, status, reason, outcome, self.ctx.run_no)
 
     def interrupted(self) -> JobResult:
         self.store.interrupt_running()
         reason = f"stopped by {self.ctx.stop.signal_name}"
-        return self.end(
-            RunOutcome.INTERRUPTED, JobStatus.INTERRUPTED, reason, self.ctx.stop.exit_code
-        )
+        outcome = JobOutcome.interrupted_by(self.ctx.stop.signum)
+        return self.end(RunOutcome.INTERRUPTED, JobStatus.INTERRUPTED, reason, outcome)
 
     def failed(self, reason: str) -> JobResult:
-        return self.end(RunOutcome.FAILED, JobStatus.FAILED, reason, 1)
+        return self.end(RunOutcome.FAILED, JobStatus.FAILED, reason, JobOutcome.FAILED)
 
     def run(self) -> JobResult:
         job = self.store.job()
@@ -194,7 +169,8 @@ class _Run:
         if not outcome.ok:
             return self.failed(f"reduce {outcome.last_error}")
         dlq = self.store.item_counts()[ItemStatus.DLQ]
-        return self.end(RunOutcome.COMPLETED, JobStatus.COMPLETED, None, 1 if dlq else 0)
+        ending = JobOutcome.COMPLETED_WITH_DLQ if dlq else JobOutcome.COMPLETED
+        return self.end(RunOutcome.COMPLETED, JobStatus.COMPLETED, None, ending)
 
     def _map(self) -> JobResult | None:
         """Run the map phase; a JobResult when the run ends there, None to go on to reduce."""
@@ -204,7 +180,7 @@ class _Run:
         except ExecutorError as error:
             return self.executor_failed(str(error))
         try:
-            if self.resumed and isinstance(executor, DaskLike):
+            if self.resumed:
                 killed = executor.kill_leftovers()
                 if killed:
                     self.ctx.bus.publish(
@@ -215,12 +191,13 @@ class _Run:
             executor.shutdown()
             if config.slots_dir is not None:
                 close_slot_notes(config.slots_dir)
-        if outcome.policy_reason:
+        stop = outcome.stop
+        if stop is not None and stop.kind is StopKind.POLICY:
             self.store.interrupt_running()
-            return self.failed(outcome.policy_reason)
-        if outcome.executor_lost:
-            return self.executor_failed(outcome.executor_lost)
-        if outcome.interrupted:
+            return self.failed(stop.reason)
+        if stop is not None and stop.kind is StopKind.EXECUTOR:
+            return self.executor_failed(stop.reason)
+        if stop is not None:
             return self.interrupted()
         self.store.set_status(JobStatus.RUNNING, phase=Phase.REDUCE)
         self.ctx.checkpointer.now()
@@ -235,7 +212,9 @@ class _Run:
         kill_job_processes(self.ctx.job_id)
         self.store.interrupt_running()
         self.ctx.bus.publish(Notice(f"error: {reason}"))
-        return self.end(RunOutcome.INTERRUPTED, JobStatus.INTERRUPTED, reason, 1)
+        return self.end(
+            RunOutcome.INTERRUPTED, JobStatus.INTERRUPTED, reason, JobOutcome.EXECUTOR_LOST
+        )
 
 
 def _attempt_config(ctx: JobContext) -> AttemptConfig:
@@ -309,7 +288,7 @@ def execute(
         bus.publish(JobStarted(paths.job_id, run_no, resumed))
         return run.run()
     except MapwiseError as error:
-        with contextlib.suppress(MapwiseError, sqlite3.Error):
+        with contextlib.suppress(MapwiseError):
             run.failed(str(error).splitlines()[0])  # may fail too (a full disk)
         raise
     finally:

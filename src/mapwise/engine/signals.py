@@ -7,8 +7,6 @@ import threading
 from collections.abc import Callable
 from types import FrameType
 
-EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
-
 
 class StopController:
     """Turns signals into a stop request the coordinator checks between batches."""
@@ -18,10 +16,6 @@ class StopController:
         self.signum: int | None = None
         self._on_second = on_second
         self._previous: dict[int, object] = {}
-
-    @property
-    def exit_code(self) -> int:
-        return EXIT_CODES.get(signal.Signals(self.signum), 130) if self.signum else 130
 
     @property
     def signal_name(self) -> str:
@@ -34,10 +28,6 @@ class StopController:
             return
         self.signum = signum
         self.requested.set()
-
-    def request(self, signum: int = signal.SIGINT) -> None:
-        """Ask for a stop as if ``signum`` arrived (for the API and tests)."""
-        self._handle(signum, None)
 
     def install(self) -> None:
         """Take over SIGINT and SIGTERM; only possible in the main thread."""

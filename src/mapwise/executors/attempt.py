@@ -20,7 +20,8 @@ from pathlib import Path
 from mapwise.domain.records import AttemptResult, AttemptTask
 from mapwise.domain.states import ErrorKind
 from mapwise.executors.logsink import LogSink, make_private_dirs
-from mapwise.executors.orphans import SlotNoteBoard, make_note
+from mapwise.executors.orphans import close_slot_notes as close_slot_notes  # for the runner
+from mapwise.executors.orphans import make_note, slot_board
 from mapwise.executors.steps import StepEnvironment, run_steps
 from mapwise.interpolate import Scope
 from mapwise.workflow.model import Step
@@ -67,41 +68,18 @@ def _item_text(item: object) -> str:
     return json.dumps(item, ensure_ascii=False)
 
 
-_boards: dict[Path, SlotNoteBoard] = {}
-_boards_lock = threading.Lock()
-
-
-def _board(folder: Path) -> SlotNoteBoard:
-    """The note board of a slots folder, shared by every attempt of this process."""
-    board = _boards.get(folder)
-    if board is None:
-        with _boards_lock:
-            board = _boards.setdefault(folder, SlotNoteBoard(folder))
-    return board
-
-
-def close_slot_notes(folder: Path) -> None:
-    """Close the note files of ``folder``'s slots (at the end of a map phase)."""
-    with _boards_lock:
-        board = _boards.pop(folder, None)
-    if board is not None:
-        board.close()
-
-
 class _SlotNote:
     """Notes which process group a slot runs, so a resume can kill it if we die."""
 
     def __init__(self, config: AttemptConfig, task: AttemptTask) -> None:
-        self.board = None if config.slots_dir is None else _board(config.slots_dir)
+        self.board = None if config.slots_dir is None else slot_board(config.slots_dir)
         self.task = task
 
     def started(self, pgid: int) -> None:
         if self.board is not None:
+            task = self.task
             note = make_note(
-                str(self.task.slot),
-                pgid,
-                attempt_id=self.task.attempt_id,
-                item_index=self.task.item_index,
+                str(task.slot), pgid, attempt_id=task.attempt_id, item_index=task.item_index
             )
             self.board.write(note)
 

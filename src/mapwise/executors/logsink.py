@@ -7,7 +7,8 @@ in memory until real output arrives. Logs may hold secrets a command printed, he
 0600 in folders created 0700.
 
 A full disk or an unwritable folder never breaks the work: the sink stops writing, counts
-what it drops and remembers the error (``write_error``) for the caller to report.
+what it drops and remembers the error (``write_error``), which the step runner notes in
+the step's and the attempt's records (``log not written: <error>``).
 
 Output of both streams is written raw, in the order it was read (as a terminal would show
 ``2>&1``); ``stream`` is accepted for the record but does not tag the bytes.

@@ -10,8 +10,12 @@ kernel has since given to an unrelated process is never killed: the leader is al
 an unreaped zombie) when its note is written, so its pid can be given out again only
 later, and a process holding that pid which started after the note is a stranger.
 
-Notes are written once per item, so the pool's notes are files opened once per slot and
-rewritten in place (`SlotNoteBoard`): one system call to note, one to clear.
+Every note reaches its file through :func:`_put_note`, in one ``pwrite`` of a padded
+record. The pool notes once per item, so its files are opened once per slot and
+rewritten in place (:class:`SlotNoteBoard`, one per slots folder: :func:`slot_board`);
+the coordinator, which notes a few times per job, opens its file for each note
+(:func:`write_note`). What /proc says about processes comes from
+``mapwise.executors.procgroups``.
 """
 
 from __future__ import annotations
@@ -27,42 +31,22 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-_BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+from mapwise.executors.procgroups import (
+    boot_id,
+    boot_tick,
+    group_members,
+    kill_pids,
+    processes_with_env,
+    start_time,
+)
 
-
-@functools.cache
-def boot_id() -> str:
-    """This boot's id; it cannot change while we run, so it is read once."""
-    try:
-        return _BOOT_ID.read_text().strip()
-    except OSError:
-        return ""
+JOB_VARIABLE = "MAPWISE_JOB_ID"  # every command of a job has it in its environment
+_NOTE_BYTES = 1024  # notes are padded to this size, so a shorter one overwrites a longer
 
 
 @functools.cache
 def _hostname() -> str:
     return socket.gethostname()
-
-
-def _stat_fields(pid: int) -> list[str] | None:
-    """Fields of /proc/<pid>/stat after the command name (which may hold spaces)."""
-    try:
-        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY)
-    except OSError:
-        return None
-    try:
-        raw = os.read(fd, 4096).decode(errors="replace")
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-    return raw[raw.rfind(")") + 2 :].split()
-
-
-def start_time(pid: int) -> int | None:
-    """The process's start time in clock ticks since boot (field 22 of /proc/pid/stat)."""
-    fields = _stat_fields(pid)
-    return int(fields[19]) if fields and len(fields) > 19 else None
 
 
 @dataclass(frozen=True)
@@ -83,35 +67,6 @@ class SlotNote:
         return json.dumps(self.__dict__)
 
 
-def write_note(folder: Path, note: SlotNote) -> None:
-    """Write a slot's note (0600) in one ``write``: it must survive us, not a crash of the
-    machine, which ends the commands as well.
-
-    This runs once per item, so it costs three system calls and no rename: a ``kill -9``
-    between the truncation and the write leaves an empty note, which readers skip, and
-    the resume's scan for the job's environment variable still finds the group.
-    """
-    data = note.to_json().encode()
-    path = f"{folder}/{note.slot}.json"
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    except FileNotFoundError:
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-    finally:
-        os.close(fd)
-
-
-_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
-
-def _boot_tick() -> int:
-    """Now, in the unit and clock of a process's start time in /proc/<pid>/stat."""
-    return int(time.clock_gettime(time.CLOCK_BOOTTIME) * _CLOCK_TICKS)
-
-
 def make_note(
     slot: str, pgid: int, *, attempt_id: int | None = None, item_index: int | None = None
 ) -> SlotNote:
@@ -125,11 +80,45 @@ def make_note(
         attempt_id=attempt_id,
         item_index=item_index,
         since=time.time(),
-        noted_at_tick=_boot_tick(),
+        noted_at_tick=boot_tick(),
     )
 
 
-_NOTE_BYTES = 1024  # notes are padded to this size, so a shorter one overwrites a longer
+def _put_note(fd: int, note: SlotNote) -> None:
+    """Write ``note`` over whatever the open note file ``fd`` held: the one note writer.
+
+    One ``pwrite`` of the JSON padded with spaces to ``_NOTE_BYTES``, so a shorter note
+    covers a longer one without a truncation (readers strip the padding). It must
+    survive us, not a crash of the machine (which ends the commands as well): no fsync.
+    """
+    data = note.to_json().encode()
+    os.pwrite(fd, data.ljust(_NOTE_BYTES), 0)
+    if len(data) > _NOTE_BYTES:  # a note too long for the padding: the file grew
+        os.ftruncate(fd, len(data))
+
+
+def _open_note(folder: Path, slot: str, flags: int) -> int:
+    """Open ``slot``'s note file (0600), creating a 0700 ``folder`` the first time."""
+    path = f"{folder}/{slot}.json"
+    try:
+        return os.open(path, flags | os.O_CREAT, 0o600)
+    except FileNotFoundError:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return os.open(path, flags | os.O_CREAT, 0o600)
+
+
+def write_note(folder: Path, note: SlotNote) -> None:
+    """Write a slot's note in a file opened for this one note (see :class:`SlotNoteBoard`).
+
+    A ``kill -9`` between the truncation and the write leaves an empty note, which
+    readers skip; the resume's scan for the job's environment variable still finds the
+    group.
+    """
+    fd = _open_note(folder, note.slot, os.O_WRONLY | os.O_TRUNC)
+    try:
+        _put_note(fd, note)
+    finally:
+        os.close(fd)
 
 
 class SlotNoteBoard:
@@ -148,17 +137,13 @@ class SlotNoteBoard:
         fd = self._fds.get(slot)
         if fd is None:
             with self._lock:
-                self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-                fd = os.open(f"{self.folder}/{slot}.json", os.O_RDWR | os.O_CREAT, 0o600)
-                self._fds[slot] = fd
+                fd = self._fds.get(slot)
+                if fd is None:
+                    fd = self._fds[slot] = _open_note(self.folder, slot, os.O_RDWR)
         return fd
 
     def write(self, note: SlotNote) -> None:
-        data = note.to_json().encode()
-        fd = self._fd(note.slot)
-        os.pwrite(fd, data.ljust(_NOTE_BYTES), 0)
-        if len(data) > _NOTE_BYTES:
-            os.ftruncate(fd, len(data))
+        _put_note(self._fd(note.slot), note)
 
     def clear(self, slot: str) -> None:
         fd = self._fds.get(slot)
@@ -172,6 +157,27 @@ class SlotNoteBoard:
             self._fds.clear()
 
 
+_boards: dict[Path, SlotNoteBoard] = {}
+_boards_lock = threading.Lock()
+
+
+def slot_board(folder: Path) -> SlotNoteBoard:
+    """The note board of a slots folder, shared by every attempt of this process."""
+    board = _boards.get(folder)
+    if board is None:
+        with _boards_lock:
+            board = _boards.setdefault(folder, SlotNoteBoard(folder))
+    return board
+
+
+def close_slot_notes(folder: Path) -> None:
+    """Close the note files of ``folder``'s slots (at the end of a map phase)."""
+    with _boards_lock:
+        board = _boards.pop(folder, None)
+    if board is not None:
+        board.close()
+
+
 def clear_note(folder: Path, slot: str) -> None:
     """Empty a slot's note (truncated, not removed: a `SlotNoteBoard` may hold it open)."""
     with contextlib.suppress(FileNotFoundError):
@@ -179,6 +185,7 @@ def clear_note(folder: Path, slot: str) -> None:
 
 
 def read_notes(folder: Path) -> list[SlotNote]:
+    """The notes in ``folder`` that hold a note (empty and unreadable ones are skipped)."""
     notes: list[SlotNote] = []
     if not folder.is_dir():
         return notes
@@ -192,29 +199,14 @@ def read_notes(folder: Path) -> list[SlotNote]:
     return notes
 
 
-def _members(note: SlotNote) -> list[int]:
-    """Live processes of the noted group, unless its id now names another group.
+def _pgid_reused(note: SlotNote) -> bool:
+    """Whether the noted group id now names another group.
 
     Linux gives out a pid again only once no process group uses it; so if the leader's
     pid runs a process that started after the note was written (or, in notes of older
     versions, at another time than noted), the id was reused and nothing is ours.
     Otherwise every live process in the group is of the group we noted.
     """
-    if _pgid_reused(note):
-        return []
-    members: list[int] = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        fields = _stat_fields(int(entry))
-        if not fields or len(fields) < 20 or fields[0] == "Z":
-            continue
-        if int(fields[2]) == note.pgid:
-            members.append(int(entry))
-    return members
-
-
-def _pgid_reused(note: SlotNote) -> bool:
     leader_start = start_time(note.pgid)
     if leader_start is None:
         return False  # the leader is gone; its group (if any) is still the noted one
@@ -227,7 +219,7 @@ def live_orphans(note: SlotNote) -> list[int]:
     """The pids still alive of a noted group on this machine and this boot."""
     if note.host != socket.gethostname() or note.boot_id != boot_id():
         return []
-    return _members(note)
+    return [] if _pgid_reused(note) else group_members(note.pgid)
 
 
 def kill_orphans(folder: Path, *, sig: int = signal.SIGKILL) -> list[SlotNote]:
@@ -238,9 +230,7 @@ def kill_orphans(folder: Path, *, sig: int = signal.SIGKILL) -> list[SlotNote]:
         if pids:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(note.pgid, sig)
-            for pid in pids:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(pid, sig)
+            kill_pids(pids, sig)
             killed.append(note)
         clear_note(folder, note.slot)
     return killed
@@ -253,51 +243,16 @@ def job_processes(job_id: str) -> list[int]:
     a slot note missed (a coordinator killed between spawning a command and noting its
     group). This process and its ancestors are never included.
     """
-    return processes_with_env("MAPWISE_JOB_ID", job_id)
-
-
-def processes_with_env(name: str, value: str) -> list[int]:
-    """Live processes (not this one nor its ancestors) whose environment has NAME=VALUE."""
-    needle = f"{name}={value}".encode() + b"\0"
-    ours = _ancestors(os.getpid())
-    found: list[int] = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) in ours:
-            continue
-        try:
-            environ = Path(f"/proc/{entry}/environ").read_bytes()
-        except OSError:
-            continue
-        if (environ.startswith(needle) or b"\0" + needle in environ) and _alive(int(entry)):
-            found.append(int(entry))
-    return found
+    return processes_with_env(JOB_VARIABLE, job_id)
 
 
 def kill_processes_with_env(name: str, value: str) -> list[int]:
-    """SIGKILL the processes ``processes_with_env`` finds."""
+    """SIGKILL the processes ``processes_with_env`` finds; return their pids."""
     pids = processes_with_env(name, value)
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGKILL)
+    kill_pids(pids)
     return pids
-
-
-def _alive(pid: int) -> bool:
-    fields = _stat_fields(pid)
-    return fields is not None and bool(fields) and fields[0] != "Z"
-
-
-def _ancestors(pid: int) -> set[int]:
-    chain = {pid}
-    while pid > 1:
-        fields = _stat_fields(pid)
-        if not fields:
-            break
-        pid = int(fields[1])
-        chain.add(pid)
-    return chain
 
 
 def kill_job_processes(job_id: str) -> list[int]:
     """SIGKILL every live process of the job's commands left from a dead run."""
-    return kill_processes_with_env("MAPWISE_JOB_ID", job_id)
+    return kill_processes_with_env(JOB_VARIABLE, job_id)

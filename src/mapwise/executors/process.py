@@ -17,11 +17,13 @@ How:
 - the leader's exit is observed without reaping it (``waitid(WNOWAIT)``): while the zombie
   exists its pid, hence the pgid, cannot be reused, so the KILL that sweeps the rest of
   the group can never hit a stranger. Only then is the leader reaped.
+
+Questions about processes that are not our children (/proc, liveness of a group, killing
+one after a grace period) are answered by ``mapwise.executors.procgroups``.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import select
 import signal
@@ -33,16 +35,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mapwise.executors.logsink import LogSink
+from mapwise.executors.procgroups import kill_process_group, process_group_alive, signal_group
 
 __all__ = [
     "CommandResult",
     "CommandSpec",
-    "kill_process_group",
+    "kill_process_group",  # from procgroups, for callers that kill what they started
     "process_group_alive",
     "run_command",
 ]
-
-log_ = logging.getLogger(__name__)
 
 _POLL_INTERVAL = 0.1  # how often cancel and the timeout are checked, at most
 _IDLE_SLEEP = 0.02  # wait between exit checks when nothing is left to select on
@@ -134,89 +135,6 @@ class _Capture:
 
     def text(self) -> str:
         return self._buf.decode("utf-8", errors="replace")
-
-
-def _check_pgid(pgid: int) -> None:
-    """Refuse the ids that mean "my own group" or "everyone" to killpg."""
-    if pgid <= 1:
-        raise ValueError(f"refusing to signal process group {pgid}")
-
-
-def _signal_group(pgid: int, sig: int) -> bool:
-    """Send ``sig`` to the group; False if no such group. Never raises for a vanished group."""
-    try:
-        os.killpg(pgid, sig)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        log_.warning("not allowed to send signal %d to process group %d", sig, pgid)
-    return True
-
-
-def _proc_stat(pid_dir: str) -> tuple[str, int] | None:
-    """(state, pgrp) of one /proc entry, or None if it vanished or cannot be parsed."""
-    try:
-        with open(f"/proc/{pid_dir}/stat", "rb") as handle:
-            raw = handle.read()
-    except OSError:
-        return None
-    fields = raw[raw.rfind(b")") + 2 :].split()
-    if len(fields) < 3:
-        return None
-    return fields[0].decode(), int(fields[2])
-
-
-def _group_has_live_member(pgid: int) -> bool | None:
-    """Whether a non-zombie process of the group exists, per /proc; None without /proc.
-
-    Zombies do not count: a zombie whose parent never reaps it (a naive PID 1 in a
-    container, or our own unreaped child) runs nothing.
-    """
-    try:
-        entries = [entry.name for entry in os.scandir("/proc") if entry.name.isdigit()]
-    except OSError:
-        return None
-    for name in entries:
-        stat = _proc_stat(name)
-        if stat is not None and stat[1] == pgid and stat[0] not in ("Z", "X"):
-            return True
-    return False
-
-
-def process_group_alive(pgid: int) -> bool:
-    """True if any process that is not a zombie belongs to group ``pgid``."""
-    _check_pgid(pgid)
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # exists, but not ours to signal
-    live = _group_has_live_member(pgid)
-    return True if live is None else live
-
-
-def kill_process_group(pgid: int, *, grace: float) -> bool:
-    """TERM the group, wait up to ``grace`` seconds for it to die, then KILL what is left.
-
-    Returns True if any live (non-zombie) process of the group existed. The caller's own
-    group is never signalled (False): a recorded pgid may have been reused by the caller.
-    SIGKILL is asynchronous: a killed process can run no more code, but the kernel may
-    take a moment to finish its exit after this returns.
-    """
-    _check_pgid(pgid)
-    if pgid == os.getpgrp():
-        log_.warning("not killing process group %d: it is this process's own group", pgid)
-        return False
-    if not process_group_alive(pgid) or not _signal_group(pgid, signal.SIGTERM):
-        return False
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        if not process_group_alive(pgid):
-            return True
-        time.sleep(0.05)
-    _signal_group(pgid, signal.SIGKILL)
-    return True
 
 
 def _describe_spawn_error(exc: BaseException) -> str:
@@ -315,7 +233,7 @@ class _Run:
             if self.exited_at is None:
                 if self._leader_exited():
                     self.exited_at = now
-                    _signal_group(self.pgid, signal.SIGKILL)  # nothing outlives its step
+                    signal_group(self.pgid, signal.SIGKILL)  # nothing outlives its step
                 else:
                     self._enforce_limits(now, deadline, cancel, grace)
             if self.exited_at is not None and (
@@ -332,7 +250,7 @@ class _Run:
         finishing their exit in the kernel, but can run no more code.
         """
         try:
-            _signal_group(self.pgid, signal.SIGKILL)
+            signal_group(self.pgid, signal.SIGKILL)
             return self.proc.wait()
         finally:
             for fd in self.owned:
@@ -360,10 +278,10 @@ class _Run:
             else:
                 return
             self.term_sent_at = now
-            _signal_group(self.pgid, signal.SIGTERM)
+            signal_group(self.pgid, signal.SIGTERM)
         elif not self.kill_sent and now - self.term_sent_at >= grace:
             self.kill_sent = True
-            _signal_group(self.pgid, signal.SIGKILL)
+            signal_group(self.pgid, signal.SIGKILL)
 
     def _pipes_open(self) -> bool:
         return any(tag != _EXIT for tag in self.open.values())
@@ -421,7 +339,7 @@ class _Run:
 
 def _abandon(spawned: _Spawned) -> None:
     """Kill, reap and close a command that cannot be watched."""
-    _signal_group(spawned.proc.pid, signal.SIGKILL)
+    signal_group(spawned.proc.pid, signal.SIGKILL)
     spawned.proc.wait()
     os.close(spawned.stdout)
     os.close(spawned.stderr)

@@ -175,12 +175,14 @@ def run_one_step(
             stderr_tail=str(exc),
             on_failure=on_failure,
         ), None
+    log_before = _log_state(log)
     result = run_command(
         spec, log=log, cancel=cancel, kill_grace=senv.kill_grace, on_start=on_start
     )
     tail = result.stderr_tail
     if result.spawn_error:
         tail = (tail + "\n" + result.spawn_error).strip()
+    tail = _with_note(tail, _log_note(log, log_before))
     record = StepRecord(
         step_index=index,
         label=label,
@@ -238,6 +240,7 @@ def run_steps(
     return StepsOutcome(
         steps=tuple(run.records),
         captures=run.captures,
+        stderr_tail=_log_note(log) or "",
         log_path=_log_path(log),
         duration=time.monotonic() - clock,
     )
@@ -278,6 +281,31 @@ def _log_path(log: LogSink | None) -> str | None:
     return str(path) if path is not None else None
 
 
+def _log_state(log: LogSink | None) -> tuple[str | None, int]:
+    """The log's error and dropped bytes so far, to tell what one step lost."""
+    return (None, 0) if log is None else (log.write_error, log.bytes_dropped)
+
+
+def _log_note(log: LogSink | None, before: tuple[str | None, int] | None = None) -> str | None:
+    """``log not written: <error>`` once the log failed; None if it did not.
+
+    With ``before`` (the log's state when a step started): None also when the log had
+    failed before that step and the step lost no output to it.
+    """
+    if log is None or log.write_error is None:
+        return None
+    if before is not None and before[0] is not None and log.bytes_dropped == before[1]:
+        return None
+    return f"log not written: {log.write_error}"
+
+
+def _with_note(tail: str, note: str | None) -> str:
+    """``tail`` with ``note`` as its first line (its last line stays the command's own)."""
+    if note is None or note in tail:
+        return tail
+    return f"{note}\n{tail}" if tail else note
+
+
 def _failed(
     run: _Run, index: int, record: StepRecord, log: LogSink | None, duration: float
 ) -> StepsOutcome:
@@ -289,7 +317,7 @@ def _failed(
         exit_code=record.exit_code,
         signal=record.signal,
         last_error=_failure_summary(index, record),
-        stderr_tail=record.stderr_tail,
+        stderr_tail=_with_note(record.stderr_tail, _log_note(log)),
         log_path=_log_path(log),
         duration=duration,
     )

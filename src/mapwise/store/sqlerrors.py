@@ -174,8 +174,7 @@ def classify(exc: BaseException, path: Path | None = None) -> MapwiseError | Non
         )
     return StorageError(
         f"the job's database{where} could not be read or written ({exc}, {name}); nothing "
-        "shows that the state is damaged: check the disk and the file, then try again "
-        "(`mapwise verify JOB` checks the state)"
+        "shows that the state is damaged: check the disk and the file, then try again"
     )
 
 

@@ -130,17 +130,8 @@ def _walk_steps(steps: tuple[Step, ...], base: Loc) -> Iterator[tuple[Loc, Step]
 
 def _step_texts(step: Step, loc: Loc) -> Iterator[tuple[Loc, str]]:
     """The step's fields that are interpolated, with their locations."""
-    if step.shell is not None:
-        yield (*loc, "shell"), step.shell
-    if step.claude is not None:
-        yield (*loc, "claude"), step.claude
-    if step.write_file is not None:
-        yield (*loc, "write_file", "path"), step.write_file.path
-        yield (*loc, "write_file", "content"), step.write_file.content
-    if step.working_dir is not None:
-        yield (*loc, "working_dir"), step.working_dir
-    for name, value in step.env.items():
-        yield (*loc, "env", name), value
+    for keys, text in step.template_fields():
+        yield (*loc, *keys), text
 
 
 def _judge_template(phase: Phase, loc: Loc, text: str, locator: Locator) -> list[Problem]:

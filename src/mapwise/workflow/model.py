@@ -60,6 +60,35 @@ class Step(_Model):
             return "claude"
         return "write_file"
 
+    def template_fields(self) -> tuple[tuple[tuple[str, ...], str], ...]:
+        """This step's interpolated texts, each with the keys that lead to it in the step.
+
+        The one list of which fields hold ``${...}`` placeholders: load-time checks walk it
+        with locations (``("env", "NAME")``), the freeze and the reduce phase through
+        :meth:`templates`. ``on_failure`` steps are steps of their own, not fields.
+        """
+        fields: list[tuple[tuple[str, ...], str]] = []
+        if self.shell is not None:
+            fields.append((("shell",), self.shell))
+        if self.claude is not None:
+            fields.append((("claude",), self.claude))
+        if self.write_file is not None:
+            fields.append((("write_file", "path"), self.write_file.path))
+            fields.append((("write_file", "content"), self.write_file.content))
+        if self.working_dir is not None:
+            fields.append((("working_dir",), self.working_dir))
+        fields += [(("env", name), value) for name, value in self.env.items()]
+        return tuple(fields)
+
+    def templates(self) -> tuple[str, ...]:
+        """Every interpolated text of this step and, depth first, of its ``on_failure`` steps.
+
+        Whatever a placeholder in any of them needs (an item field, ``${map.results}``)
+        the step may need when it runs, handlers included.
+        """
+        own = tuple(text for _, text in self.template_fields())
+        return own + tuple(text for handler in self.on_failure for text in handler.templates())
+
     def describe(self) -> str:
         """A short one-line label for progress output and records."""
         if self.shell is not None:

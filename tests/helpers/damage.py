@@ -2,7 +2,7 @@
 
 ``build_template`` runs a real job (40 items on 4 slots, a setup and a reduce step that
 print) in a subprocess and ``kill -9``\\s it halfway, so its folder holds everything a job
-writes: a database with a live WAL, checkpoints, logs, the lock, ``summary.json`` and slot
+writes: a database with a live WAL, checkpoints, logs, the lock and slot
 notes. Each case copies it (``Case.copy``) and damages the copy.
 
 ``user_flow`` then does what the docs tell a user to do, in-process through the CLI's
@@ -23,7 +23,6 @@ import os
 import re
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -31,7 +30,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from _reliability import CliRun, no_traceback, run_main
+from helpers.jobdb import JobDb
+from helpers.project import CliRun, run_main
+from helpers.reliability import no_traceback
 
 ITEMS = 40
 JOB = f"dmg-{os.getpid()}"
@@ -72,12 +73,7 @@ def marks(root: Path) -> list[str]:
 
 
 def succeeded_in(database: Path) -> frozenset[str]:
-    conn = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
-    try:
-        rows = conn.execute("SELECT item_id FROM items WHERE status = 'succeeded'").fetchall()
-    finally:
-        conn.close()
-    return frozenset(r[0] for r in rows)
+    return frozenset(JobDb(database).item_ids_with("succeeded"))
 
 
 def _kill_halfway(
@@ -121,7 +117,7 @@ def build_template(
     _kill_halfway(process, root, job_dir, checkpoints)
     time.sleep(0.3)  # let the commands it left end before the copies are made
     slow.unlink()
-    for name in ("state.db", "state.db-wal", "lock", "summary.json"):
+    for name in ("state.db", "state.db-wal", "lock"):
         assert (job_dir / name).exists(), name
     assert list((job_dir / "checkpoints").glob("*.ckpt")), "no checkpoint"
     assert list((job_dir / "logs").rglob("*.log")), "no log"
@@ -203,11 +199,10 @@ def user_flow(case: Case) -> Flow:
 
 def check_final(case: Case, flow: Flow) -> None:
     """Every item succeeded, every item ran, nothing was lost unannounced, verify clean."""
-    conn = sqlite3.connect(f"file:{case.job_dir / 'state.db'}?mode=ro", uri=True)
-    try:
-        statuses = dict(conn.execute("SELECT status, COUNT(*) FROM items GROUP BY status"))
-    finally:
-        conn.close()
+    rows = JobDb(case.job_dir / "state.db").rows(
+        "SELECT status, COUNT(*) AS n FROM items GROUP BY status"
+    )
+    statuses = {r["status"]: r["n"] for r in rows}
     assert statuses == {"succeeded": ITEMS}, statuses
     assert set(marks(case.root)) == {str(n) for n in range(ITEMS)}
     reran, allowance = case.reran(), flow.allowance()

@@ -15,18 +15,15 @@ The commands write short lines to the marker file with ``>>`` appends::
 shell's ``$$``, which is also the id of the command's process group. Each command also
 creates ``pids/<$$>`` so a test can check that no process of the job is left alive.
 
-Kept apart from ``tests/conftest.py`` on purpose: these helpers belong to the resume,
-crash and signal tests alone.
+The resume, crash, signal, torture and Dask tests use these helpers.
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -38,10 +35,11 @@ from typing import Any
 import pytest
 
 import mapwise
-from mapwise.cli.main import main
+from helpers.jobdb import JobDb
+from helpers.processes import live_members
+from helpers.project import KILL_GRACE, run_main
 from mapwise.engine.runner import JobResult
 
-KILL_GRACE = "0.5"
 WAIT_SECONDS = 60.0  # generous bound on any wait: a hang fails the test, speed never does
 POLL_SECONDS = 0.01
 
@@ -131,37 +129,6 @@ def overlapping_runs(markers: Sequence[Marker]) -> list[str]:
     return problems
 
 
-# -- processes -------------------------------------------------------------------------
-
-
-def _proc_stat(pid: int) -> tuple[str, int] | None:
-    """(state, process group) of a process, or None if it is gone."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = raw[raw.rfind(")") + 2 :].split()
-    return fields[0], int(fields[2])
-
-
-def live_members(pgids: set[int]) -> list[int]:
-    """Live (not zombie) processes whose process group is one of ``pgids``."""
-    alive: list[int] = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        stat = _proc_stat(int(entry))
-        if stat is not None and stat[0] not in ("Z", "X") and stat[1] in pgids:
-            alive.append(int(entry))
-    return alive
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie counts as dead)."""
-    stat = _proc_stat(pid)
-    return stat is not None and stat[0] not in ("Z", "X")
-
-
 def wait_until(
     condition: Callable[[], bool],
     *,
@@ -239,60 +206,6 @@ class Done:
 
     def json(self) -> Any:
         return json.loads(self.stdout)
-
-
-# -- the job's database ----------------------------------------------------------------
-
-
-class JobDb:
-    """Read-only queries on one job's ``state.db``, a fresh connection per query."""
-
-    def __init__(self, path: Path) -> None:
-        assert path.is_file(), f"no database at {path}"
-        self.path = path
-
-    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        conn = sqlite3.connect(f"{self.path.as_uri()}?mode=ro", uri=True, timeout=30)
-        try:
-            conn.row_factory = sqlite3.Row
-            return [dict(row) for row in conn.execute(sql, params).fetchall()]
-        finally:
-            conn.close()
-
-    def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        rows = self.rows(sql, params)
-        assert rows, f"no row for {sql}"
-        return next(iter(rows[0].values()))
-
-    def job(self) -> dict[str, Any]:
-        return self.rows("SELECT * FROM job")[0]
-
-    def items(self) -> list[dict[str, Any]]:
-        return self.rows("SELECT * FROM items ORDER BY idx")
-
-    def statuses(self) -> dict[str, str]:
-        return {r["item_id"]: r["status"] for r in self.items()}
-
-    def item_ids_with(self, status: str) -> set[str]:
-        return {r["item_id"] for r in self.items() if r["status"] == status}
-
-    def attempts(self) -> list[dict[str, Any]]:
-        """Every attempt with its item's id, in item then attempt order."""
-        return self.rows(
-            "SELECT a.*, i.item_id FROM attempts a JOIN items i ON i.idx = a.item_idx"
-            " ORDER BY a.item_idx, a.attempt_no"
-        )
-
-    def done_steps(self, phase: str) -> set[int]:
-        """Indexes of the setup or reduce steps recorded as succeeded."""
-        rows = self.rows(
-            "SELECT step_index FROM phase_steps WHERE phase = ? AND status = 'succeeded'",
-            (phase,),
-        )
-        return {r["step_index"] for r in rows}
-
-    def runs(self) -> list[dict[str, Any]]:
-        return self.rows("SELECT * FROM runs ORDER BY run_no")
 
 
 # -- the workspace ---------------------------------------------------------------------
@@ -437,14 +350,8 @@ class Workspace:
     def inspect(self, *args: str) -> Done:
         """A read-only command (``status``, ``jobs``) through the CLI entry point, in
         this process: the same parsing and rendering without an interpreter start."""
-        out, err = io.StringIO(), io.StringIO()
-        code = 0
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                main([*args, "--state-dir", str(self.state_dir)])
-            except SystemExit as done:
-                code = done.code if isinstance(done.code, int) else int(done.code is not None)
-        return Done(code, out.getvalue(), err.getvalue())
+        done = run_main(*args, "--state-dir", str(self.state_dir))
+        return Done(done.returncode, done.stdout, done.stderr)
 
     def db(self, job_id: str) -> JobDb:
         return JobDb(self.state_dir / "jobs" / job_id / "state.db")

@@ -26,6 +26,7 @@ from mapwise.store.paths import (
     list_job_ids,
     resolve_state_dir,
 )
+from mapwise.store.paths import check_job_id as _check_job_id
 from mapwise.store.records import AttemptRecord, ItemRecord
 from mapwise.types import (
     ItemPreview,
@@ -197,6 +198,11 @@ def item_detail(job_id: str, item_id: str, state_dir: str | Path | None = None) 
         attempts = tuple(store.attempts_of(item.index))
         steps = {a.id: tuple(dict(row) for row in store.steps_of(a.id)) for a in attempts}
         return ItemDetail(item, attempts, steps)
+
+
+def check_job_id(job_id: str) -> str:
+    """``job_id`` if mapwise accepts it as a job's id (it names a folder); else ``UserError``."""
+    return _check_job_id(job_id)
 
 
 def load(path: str | Path) -> LoadedWorkflow:

@@ -226,7 +226,7 @@ def test_an_edited_workflow_needs_a_choice_and_the_items_stay_frozen(
     # Given a job stopped after i0, i1 succeeded and i2 failed; i3..i5 still to run
     job = "edited"
     _stopped_by_policy(ws, job)
-    frozen = ws.db(job).items()
+    frozen = ws.db(job).items(decode=False)
     # And its workflow file edited since (another template, a filter)
     _edit_workflow(ws)
     since = ws.marker_offset()
@@ -249,7 +249,7 @@ def test_an_edited_workflow_needs_a_choice_and_the_items_stay_frozen(
     assert sorted(m.name for m in starts) == ["i3", "i4", "i5"]
     assert {m.extra for m in starts} == {(template,)}
     # And the items stay frozen although the edited filter would drop i4 and i5
-    assert [(r["item_id"], r["data"]) for r in ws.db(job).items()] == [
+    assert [(r["item_id"], r["data"]) for r in ws.db(job).items(decode=False)] == [
         (r["item_id"], r["data"]) for r in frozen
     ]
     assert ws.db(job).statuses() == {**dict.fromkeys(IDS, "succeeded"), FLAKY: "dlq"}
@@ -259,7 +259,7 @@ def test_an_edited_input_is_reported_and_the_frozen_items_are_kept(ws: Workspace
     # Given a job stopped at i2 by the error policy
     job = "input-edited"
     fixed = _stopped_by_policy(ws, job)
-    frozen = ws.db(job).items()
+    frozen = ws.db(job).items(decode=False)
     # And its input edited since: an item dropped, one changed, two added
     ws.write_items([*ITEMS[:4], {"id": "i4", "n": 40}, {"id": "x1"}, {"id": "x2"}])
     fixed.touch()
@@ -272,7 +272,7 @@ def test_an_edited_input_is_reported_and_the_frozen_items_are_kept(ws: Workspace
     assert done.returncode == 0, done.stderr
     notice = [line for line in done.stderr.splitlines() if "items.json" in line]
     assert notice and "changed" in notice[0], done.stderr
-    assert [(r["item_id"], r["data"]) for r in ws.db(job).items()] == [
+    assert [(r["item_id"], r["data"]) for r in ws.db(job).items(decode=False)] == [
         (r["item_id"], r["data"]) for r in frozen
     ]
     assert sorted(_start_counts(ws, since)) == ["i2", "i3", "i4", "i5"]

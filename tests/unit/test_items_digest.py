@@ -7,6 +7,7 @@ value computed once and written here, and the digest a version 1 job stored.
 from __future__ import annotations
 
 import hashlib
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -39,8 +40,11 @@ def test_fed_one_at_a_time_or_whole_it_is_the_same() -> None:
     assert digest.hexdigest() == items_digest(PAIRS)
 
 
-def test_a_version_1_jobs_stored_digest_matches_its_rows() -> None:
-    conn = sqlite3.connect(f"file:{V1_DB}?mode=ro", uri=True)
+def test_a_version_1_jobs_stored_digest_matches_its_rows(tmp_path: Path) -> None:
+    # a copy: even a read-only reader of a WAL database leaves -wal and -shm files beside it
+    copy = tmp_path / "state.db"
+    shutil.copyfile(V1_DB, copy)
+    conn = sqlite3.connect(f"file:{copy}?mode=ro", uri=True)
     try:
         (stored,) = conn.execute("SELECT items_sha256 FROM job").fetchone()
         rows = conn.execute("SELECT item_id, data FROM items ORDER BY idx").fetchall()

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 
 import click
 
 from mapwise import __version__
 from mapwise.cli import inspect, run, state
+from mapwise.cli.logs import configure_logging
 from mapwise.errors import MapwiseError
 
 
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     A command returns its exit code (a run's comes from ``cli.exit_codes``; None is 0);
     an error raised out of it is mapped to its code here.
     """
-    logging.basicConfig(level=logging.WARNING, format="mapwise: %(levelname)s: %(message)s")
+    configure_logging()
     try:
         code = cli.main(args=argv, prog_name="mapwise", standalone_mode=False)
     except click.exceptions.Exit as done:

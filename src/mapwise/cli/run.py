@@ -20,6 +20,7 @@ from mapwise import api
 from mapwise.cli.common import echo_err, executor_option, scheduler_option, state_dir_option
 from mapwise.cli.exit_codes import exit_code_for
 from mapwise.domain.states import JobStatus
+from mapwise.errors import UserError
 from mapwise.reports import JobOutcome, human_seconds
 from mapwise.types import JobResult, ResumeOptions, ValidationReport
 
@@ -71,10 +72,25 @@ class JobAnnouncer:
                 echo_err(f"warning: {warning}")
 
 
+def _job_id_option(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Refuse a malformed ``--job-id`` as a usage error naming the option (exit 2)."""
+    if value is None:
+        return None
+    try:
+        return api.check_job_id(value)
+    except UserError as error:
+        raise click.BadParameter(str(error)) from None
+
+
 @click.command("run")
 @click.argument("workflow", type=click.Path(dir_okay=False))
 @state_dir_option
-@click.option("--job-id", default=None, help="Choose the job's id (default: name-time-random).")
+@click.option(
+    "--job-id",
+    default=None,
+    callback=_job_id_option,
+    help="Choose the job's id (default: name-time-random).",
+)
 @click.option(
     "--max-parallel", type=click.IntRange(min=1), default=None, help="Override map.max_parallel."
 )

@@ -66,8 +66,3 @@ def get_path(value: Any, parts: tuple[str | int, ...]) -> Any:
                 return MISSING
             current = current[part]
     return current
-
-
-def get_field(value: Any, path: str) -> Any:
-    """``get_path(value, parse_path(path))``: the field at ``path`` or ``MISSING``."""
-    return get_path(value, parse_path(path))

@@ -58,7 +58,6 @@ class ProgressDisplay:
         self._progress: Progress | None = None
         self._task: TaskID | None = None
         self._last_line = 0.0
-        self._last_event: MapProgress | None = None
 
     def print(self, text: str) -> None:
         if self.console is not None:
@@ -131,7 +130,6 @@ class ProgressDisplay:
                 self.print(f"  | {line}")
 
     def _on_progress(self, event: MapProgress) -> None:
-        self._last_event = event
         if self._progress is not None and self._task is not None:
             done = event.succeeded + event.dlq
             self._progress.update(self._task, completed=done, text=progress_text(event))

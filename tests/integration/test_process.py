@@ -262,9 +262,15 @@ def test_duration_is_never_less_than_the_real_time(
 
 
 def test_group_helpers_on_a_real_group() -> None:
-    # Given a process leading its own group, which ignores TERM
-    proc = subprocess.Popen(["/bin/sh", "-c", "trap '' TERM; sleep 30"], start_new_session=True)
+    # Given a process leading its own group, which ignores TERM (it says so once the trap
+    # is set: a TERM before that would kill it, and the test would see no KILL)
+    proc = subprocess.Popen(
+        ["/bin/sh", "-c", "trap '' TERM; echo ready; sleep 30"],
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+    )
     try:
+        assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
         assert process_group_alive(proc.pid)
 
         # When the group is killed with a short grace
@@ -279,6 +285,8 @@ def test_group_helpers_on_a_real_group() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        assert proc.stdout is not None
+        proc.stdout.close()
 
 
 def test_group_helpers_refuse_own_group_and_reserved_ids() -> None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from mapwise.workflow.model import ErrorPolicy, OnItemFailure
 
 # failure_threshold only applies once this many items have finished, so that one early
-# failure in a big job does not stop it (SPEC section 2).
+# failure in a big job does not stop it.
 THRESHOLD_MIN_FINISHED = 10
 
 

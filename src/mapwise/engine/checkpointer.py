@@ -64,7 +64,6 @@ class Checkpointer:
         self._closing = False
         self._last_write = time.monotonic()
         self._last_cost = 0.0
-        self.failures = 0
         self._thread = threading.Thread(target=self._loop, name="mapwise-checkpoint", daemon=True)
         self._thread.start()
 
@@ -124,7 +123,6 @@ class Checkpointer:
             fold_wal(self._conn)
         except Exception as error:
             # a failed checkpoint never stops the work: the database stays the source of truth
-            self.failures += 1
             log.warning("writing a checkpoint of job %s failed: %s", self.paths.job_id, error)
         finally:
             self._last_write = time.monotonic()

@@ -136,7 +136,7 @@ def resume_job(
     *,
     on_restored: Callable[[Restored], None] | None = None,
 ) -> JobResult:
-    """Continue a stopped job where it stopped (SPEC section 5)."""
+    """Continue a stopped job where it stopped: succeeded items and steps never run again."""
     options = options or ResumeOptions()
     if options.reload_workflow and options.keep_workflow:
         raise UserError("choose one of --reload-workflow and --keep-workflow")

@@ -47,7 +47,7 @@ class Execution:
 
     @property
     def where(self) -> str:
-        """The attempt's host as SPEC section 3 asks for it: ``hostname (worker)``."""
+        """The attempt's host as recorded and shown: ``hostname (worker address)``."""
         return f"{self.host} ({self.worker})"
 
 

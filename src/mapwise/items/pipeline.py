@@ -187,11 +187,6 @@ def _first_names(names: list[str]) -> str:
     return f"{shown} and {more} more" if more > 0 else shown
 
 
-def keep_distinct(values: list[Any], path: str) -> list[Any]:
-    """Keep the first item per value of the field at ``path`` (missing is one value)."""
-    return list(distinct_by(path)(values))
-
-
 def distinct_by(path: str) -> Callable[[Iterable[Any]], Iterator[Any]]:
     """A lazy :func:`keep_distinct`; InputError at once for a malformed ``path``."""
     try:

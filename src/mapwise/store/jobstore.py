@@ -226,13 +226,6 @@ class JobStore:
         rows = self.conn.execute("SELECT * FROM runs ORDER BY run_no").fetchall()
         return [RunRecord(**dict(row)) for row in rows]
 
-    def set_captures(self, captures: dict[str, str]) -> None:
-        with db.transaction(self.conn):
-            self.conn.execute(
-                "UPDATE job SET captures = ?, updated_at = ? WHERE id = 1",
-                (json.dumps(captures), time.time()),
-            )
-
     # -- setup and reduce steps ----------------------------------------------------------
 
     def phase_steps(self, phase: Phase) -> dict[int, tuple[StepStatus, dict[str, str]]]:

@@ -30,12 +30,6 @@ def resolve_state_dir(state_dir: str | Path | None) -> Path:
     return Path(DEFAULT_STATE_DIR).absolute()
 
 
-def make_private_dir(path: Path) -> Path:
-    """Create ``path`` (and parents) with mode 0700 for the folders mapwise creates."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    return path
-
-
 def new_job_id(workflow_name: str, now: float | None = None) -> str:
     """A readable id that two runs in the same second never share: name, UTC time, random."""
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(time.time() if now is None else now))
@@ -92,9 +86,6 @@ class JobPaths:
     def slots(self) -> Path:
         """One small file per busy pool slot naming the process group it runs."""
         return self.root / "slots"
-
-    def phase_log(self, phase: str, step_index: int, run_no: int) -> Path:
-        return self.logs / phase / f"step-{step_index}-run-{run_no}.log"
 
 
 def jobs_root(state_dir: Path) -> Path:

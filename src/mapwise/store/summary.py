@@ -34,7 +34,7 @@ def effective_status(stored: JobStatus, locked: bool) -> JobStatus:
 
 
 def is_resumable(status: JobStatus, dlq: int) -> bool:
-    """SPEC section 5: interrupted, failed, or completed with items in the DLQ."""
+    """Whether ``resume`` has work: interrupted, failed, or completed with a DLQ."""
     if status in (JobStatus.INTERRUPTED, JobStatus.FAILED):
         return True
     return status is JobStatus.COMPLETED and dlq > 0

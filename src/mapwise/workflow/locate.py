@@ -51,11 +51,6 @@ def dotted(loc: Loc) -> str:
     return text
 
 
-def problem_at(loc: Loc, message: str) -> Problem:
-    """A problem about the value at ``loc``, naming ``loc`` as its key."""
-    return Problem(message, loc, dotted(loc) or None)
-
-
 @dataclass
 class SourceLines:
     """The 1-based line of each key and list item of the file, by its path in the file."""

@@ -165,7 +165,7 @@ class ErrorPolicy(_Model):
 
 
 class ExecutorSpec(_Model):
-    """``executor:``: where the map phase's attempts run (SPEC section 8)."""
+    """``executor:``: where the map phase's attempts run (the local pool, or Dask)."""
 
     kind: Literal["local", "dask"] = "local"
     scheduler: str | None = None  # the Dask scheduler's address, e.g. tcp://host:8786

@@ -14,6 +14,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "DlqEntry": "mapwise.reports",
     "ItemPreview": "mapwise.types",
+    "JobListing": "mapwise.reports",
     "JobOutcome": "mapwise.reports",
     "JobProgress": "mapwise.reports",
     "JobResult": "mapwise.types",
@@ -45,6 +46,7 @@ _EXPORTS = {
 __all__ = [
     "DlqEntry",
     "ItemPreview",
+    "JobListing",
     "JobOutcome",
     "JobProgress",
     "JobResult",
@@ -94,7 +96,14 @@ if TYPE_CHECKING:
         verify_job,
     )
     from mapwise.errors import MapwiseError
-    from mapwise.reports import DlqEntry, JobOutcome, JobProgress, JobStatusReport, ResumableJob
+    from mapwise.reports import (
+        DlqEntry,
+        JobListing,
+        JobOutcome,
+        JobProgress,
+        JobStatusReport,
+        ResumableJob,
+    )
     from mapwise.types import (
         ItemPreview,
         JobResult,

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mapwise.engine import maintenance
-from mapwise.errors import StateDamagedError, UnknownJobError, UserError
-from mapwise.reports import DlqEntry, JobProgress, JobStatusReport, ResumableJob
+from mapwise.errors import MapwiseError, UserError
+from mapwise.reports import DlqEntry, JobListing, JobProgress, JobStatusReport
 from mapwise.store import summary
 from mapwise.store.checkpoint import CheckpointInfo
 from mapwise.store.integrity import Finding, RepairReport
@@ -153,15 +153,15 @@ def job_status(
 
 def list_jobs(
     state_dir: str | Path | None = None, *, include_all: bool = False
-) -> list[ResumableJob]:
+) -> list[JobListing]:
     """Jobs in the state directory: the resumable ones, or all with ``include_all``."""
     root = resolve_state_dir(state_dir)
-    jobs: list[ResumableJob] = []
+    jobs: list[JobListing] = []
     for job_id in list_job_ids(root):
         try:
             with open_job(job_id, root) as store:
                 listing = summary.summarize(store)
-        except (UnknownJobError, StateDamagedError) as error:
+        except MapwiseError as error:  # damaged, held exclusively, unreadable: say, go on
             log.warning("job %s cannot be listed: %s", job_id, error)
             continue
         if include_all or listing.resumable:
@@ -169,7 +169,7 @@ def list_jobs(
     return jobs
 
 
-def list_resumable_jobs(state_dir: str | Path | None = None) -> list[ResumableJob]:
+def list_resumable_jobs(state_dir: str | Path | None = None) -> list[JobListing]:
     """Jobs that ``resume`` can continue: interrupted, failed, or completed with a DLQ."""
     return list_jobs(state_dir)
 

@@ -65,8 +65,8 @@ class JobProgress:
 
 
 @dataclass(frozen=True)
-class ResumableJob:
-    """One job as ``mapwise jobs`` lists it."""
+class JobListing:
+    """One job as ``mapwise jobs`` lists it, resumable or not (``resumable`` says)."""
 
     job_id: str
     workflow_name: str
@@ -90,6 +90,11 @@ class ResumableJob:
             "progress": self.progress.to_json(),
             "estimated_remaining_seconds": self.estimated_remaining_seconds,
         }
+
+
+# The name the public API has always had for it (``list_resumable_jobs`` returns these);
+# kept as an alias because callers import it.
+ResumableJob = JobListing
 
 
 @dataclass(frozen=True)
@@ -151,7 +156,7 @@ class ItemInfo:
 class JobStatusReport:
     """``mapwise status --json``: the job's listing plus phase, runs and durations."""
 
-    job: ResumableJob
+    job: JobListing
     phase: str
     runs: tuple[RunInfo, ...]
     durations: Durations

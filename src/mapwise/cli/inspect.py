@@ -10,7 +10,7 @@ import click
 from mapwise import api
 from mapwise.cli.common import json_option, print_json, state_dir_option, table
 from mapwise.errors import UserError
-from mapwise.reports import JobStatusReport, ResumableJob, human_seconds, iso
+from mapwise.reports import JobListing, JobStatusReport, human_seconds, iso
 
 LOG_TAIL_LINES = 40
 
@@ -20,7 +20,7 @@ def _when(timestamp: float | None) -> str:
     return text.replace("T", " ")[:19] if text else "-"
 
 
-def _job_row(job: ResumableJob) -> list[str]:
+def _job_row(job: JobListing) -> list[str]:
     p = job.progress
     eta = job.estimated_remaining_seconds
     return [

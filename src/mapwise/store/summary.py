@@ -16,9 +16,9 @@ from mapwise.reports import (
     Durations,
     ItemInfo,
     ItemSeconds,
+    JobListing,
     JobProgress,
     JobStatusReport,
-    ResumableJob,
     RunInfo,
 )
 from mapwise.store.jobstore import JobStore
@@ -60,7 +60,7 @@ def last_checkpoint_at(paths: JobPaths) -> float | None:
     return max(times, default=None)
 
 
-def summarize(store: JobStore) -> ResumableJob:
+def summarize(store: JobStore) -> JobListing:
     """The listing of one job, from its job row and kept counts (no per-item work)."""
     job = store.job_header()
     counts = store.item_counts()
@@ -71,7 +71,7 @@ def summarize(store: JobStore) -> ResumableJob:
         counts[ItemStatus.PURGED],
     )
     status = effective_status(job.status, is_locked(store.paths.lock))
-    return ResumableJob(
+    return JobListing(
         job_id=job.job_id,
         workflow_name=job.workflow_name,
         status=status.value,

@@ -25,6 +25,7 @@ _EXPORTS = {
     "ResumeOptions": "mapwise.types",
     "StartOptions": "mapwise.types",
     "ValidationReport": "mapwise.types",
+    "check_job_id": "mapwise.api",
     "dlq_list": "mapwise.api",
     "dlq_purge": "mapwise.api",
     "dlq_retry": "mapwise.api",
@@ -58,6 +59,7 @@ __all__ = [
     "StartOptions",
     "ValidationReport",
     "__version__",
+    "check_job_id",
     "dlq_list",
     "dlq_purge",
     "dlq_retry",
@@ -78,6 +80,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from mapwise.api import (
+        check_job_id,
         dlq_list,
         dlq_purge,
         dlq_retry,

@@ -14,6 +14,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mapwise.engine import maintenance
+from mapwise.engine.events import Event as Event  # re-exported: the observers' API
+from mapwise.engine.events import JobCreated as JobCreated
+from mapwise.engine.events import Observer
 from mapwise.errors import MapwiseError, UserError
 from mapwise.reports import DlqEntry, JobListing, JobProgress, JobStatusReport
 from mapwise.store import summary
@@ -42,7 +45,6 @@ log = logging.getLogger(__name__)
 if TYPE_CHECKING:
     # run, resume and validate need the workflow model and the engine; reading commands
     # do not, so those imports wait until a function needs them (``mapwise jobs`` starts fast)
-    from mapwise.engine.events import Observer
     from mapwise.workflow.loader import LoadedWorkflow
 
 PREVIEW_ITEMS = 5  # items ``validate_workflow`` shows by default

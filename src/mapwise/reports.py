@@ -1,9 +1,9 @@
 """The values the API returns and ``--json`` prints: progress, summaries, DLQ entries.
 
 Field names are those of the ``--json`` outputs and the Python API; ``to_json`` gives the
-exact JSON shape. ``JobOutcome`` is here too, in a module that imports nothing of mapwise,
-so that the command line's exit-code table can name it while ``JobResult``
-(``mapwise.types``) asks that table for its ``exit_code``.
+exact JSON shape. ``JobOutcome`` is here too, in a module that imports nothing of mapwise:
+``JobResult`` (``mapwise.types``) carries one, and the command line's exit-code table
+names each.
 """
 
 from __future__ import annotations
@@ -214,7 +214,7 @@ class JobOutcome(StrEnum):
 
     COMPLETED = "completed"  # reduce ran; every item succeeded (or was purged)
     COMPLETED_WITH_DLQ = "completed_with_dlq"  # reduce ran; some items are in the DLQ
-    FAILED = "failed"  # setup or reduce failed, the error policy stopped the job, or an error
+    FAILED = "failed"  # setup or reduce failed, or the error policy stopped the map phase
     INTERRUPTED_BY_SIGINT = "interrupted_by_sigint"  # stopped cleanly after SIGINT; resumable
     INTERRUPTED_BY_SIGTERM = "interrupted_by_sigterm"  # stopped cleanly after SIGTERM; resumable
     EXECUTOR_LOST = "executor_lost"  # the executor could not start or lost its cluster

@@ -89,13 +89,13 @@ BUG_A = "BUG: a deleted state.db makes verify and repair answer `no job` (exit 2
 BUG_B = "BUG: damaged live WAL frames lose commits silently (verify clean, successes re-run)"
 BUG_C = "BUG: a garbled checkpoint stream raises zlib.error (a traceback)"
 BUG_D = "BUG: after a lost WAL, repair announces too few items to re-run"
-BUG_F = (
+BUG_N = (
     "BUG: some byte flips in state.db pass the full verify but make resume's quick check "
     "refuse the job (or the reverse): the two checks disagree"
 )
 BUG_E = "BUG: invalid UTF-8 in a damaged schema raises UnicodeDecodeError (a traceback)"
 KNOWN: dict[tuple[str, str], pytest.MarkDecorator] = {
-    ("state.db", "flip"): pytest.mark.xfail(strict=False, reason=BUG_F),
+    ("state.db", "flip"): pytest.mark.xfail(strict=False, reason=BUG_N),
     ("state.db-wal", "truncate"): pytest.mark.xfail(
         strict=False, raises=AssertionError, reason=BUG_B
     ),

@@ -12,7 +12,6 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
 import click
 
@@ -23,9 +22,6 @@ from mapwise.domain.states import JobStatus
 from mapwise.errors import UserError
 from mapwise.reports import JobOutcome, human_seconds
 from mapwise.types import JobResult, ResumeOptions, ValidationReport
-
-if TYPE_CHECKING:
-    from mapwise.engine.events import Event
 
 
 def resume_command(job_id: str, state_dir: str | None) -> str:
@@ -63,10 +59,8 @@ class JobAnnouncer:
     def __init__(self, warnings: Sequence[str]) -> None:
         self.warnings = tuple(warnings)
 
-    def __call__(self, event: Event) -> None:
-        from mapwise.engine.events import JobCreated
-
-        if isinstance(event, JobCreated):
+    def __call__(self, event: api.Event) -> None:
+        if isinstance(event, api.JobCreated):
             echo_err(f"job {event.job_id}")
             for warning in self.warnings:
                 echo_err(f"warning: {warning}")

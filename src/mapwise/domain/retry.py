@@ -27,8 +27,8 @@ def compute_backoff(policy: RetryPolicy, failed_attempts: int) -> float:
 class RetryDecision:
     """What happens to an item after a failed attempt."""
 
-    status: ItemStatus  # FAILED (a retry waits) or DLQ
-    retry_at: float | None  # clock time at which the retry may run, when status is FAILED
+    status: ItemStatus  # RETRY_WAIT (a retry waits out its backoff) or DLQ
+    retry_at: float | None  # clock time at which the retry may run (RETRY_WAIT only)
 
 
 def decide_after_failure(policy: RetryPolicy, failed_attempts: int, now: float) -> RetryDecision:

@@ -28,6 +28,7 @@ from mapwise.engine.placement import Placement, build_executor, choose_placement
 from mapwise.engine.signals import StopController
 from mapwise.errors import ExecutorError, MapwiseError, UserError
 from mapwise.executors.attempt import AttemptConfig, close_slot_notes
+from mapwise.executors.base import Executor
 from mapwise.executors.logsink import make_private_dirs
 from mapwise.executors.orphans import kill_job_processes, kill_orphans
 from mapwise.reports import JobOutcome
@@ -180,12 +181,8 @@ class _Run:
         except ExecutorError as error:
             return self.executor_failed(str(error))
         try:
-            if self.resumed:
-                killed = executor.kill_leftovers()
-                if killed:
-                    self.ctx.bus.publish(
-                        Notice(f"killed {killed} process(es) a dead run left on the workers")
-                    )
+            if self.resumed and (stopped := self._kill_leftovers(executor)) is not None:
+                return stopped
             outcome = MapScheduler(self.ctx, executor, config).run()
         finally:
             executor.shutdown()
@@ -201,6 +198,18 @@ class _Run:
             return self.interrupted()
         self.store.set_status(JobStatus.RUNNING, phase=Phase.REDUCE)
         self.ctx.checkpointer.now()
+        return None
+
+    def _kill_leftovers(self, executor: Executor) -> JobResult | None:
+        """Before a resumed map phase: kill what a dead run left where the executor runs."""
+        try:
+            killed = executor.kill_leftovers()
+        except ExecutorError as error:
+            return self.executor_failed(str(error))
+        if killed:
+            self.ctx.bus.publish(
+                Notice(f"killed {killed} process(es) a dead run left on the workers")
+            )
         return None
 
     def executor_failed(self, reason: str) -> JobResult:

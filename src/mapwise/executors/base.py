@@ -47,8 +47,9 @@ class Executor(Protocol):
     def kill_leftovers(self) -> int:
         """Kill commands of this job that a dead run left where this executor runs them.
 
-        Returns how many processes were killed. The local pool's leftovers are killed by
-        resume itself, on this machine, before any executor exists: there it is a no-op.
+        Returns how many processes were killed; ``ExecutorError`` when the place they run
+        cannot be reached. The local pool's leftovers are killed by resume itself, on this
+        machine, before any executor exists: there it is a no-op.
         """
         ...
 

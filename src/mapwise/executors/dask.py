@@ -114,7 +114,10 @@ class DaskExecutor:
 
     def kill_leftovers(self) -> int:
         """Kill the job's commands a dead run left on any worker's machine."""
-        killed = self._client.run(kill_job, self.job_id)
+        try:
+            killed = self._client.run(kill_job, self.job_id)
+        except Exception as error:  # the cluster failed between connecting and now
+            raise ExecutorError(f"cannot reach the Dask cluster: {error}") from error
         return sum(len(pids) for pids in killed.values())
 
     def _kill_executions(self, runs: Sequence[Execution]) -> None:

@@ -103,14 +103,32 @@ class JobStore:
         now: float | None,
     ) -> JobStore:
         store = cls(db.connect(paths.database, create=True), paths)
+        try:
+            store._insert_job(
+                workflow_name, workflow_path, workflow_source, workflow_sha256, options, now
+            )
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    def _insert_job(
+        self,
+        workflow_name: str,
+        workflow_path: str,
+        workflow_source: str,
+        workflow_sha256: str,
+        options: dict[str, Any],
+        now: float | None,
+    ) -> None:
         stamp = time.time() if now is None else now
-        with db.transaction(store.conn):
-            store.conn.execute(
+        with db.transaction(self.conn):
+            self.conn.execute(
                 "INSERT INTO job (id, job_id, workflow_name, workflow_path, workflow_source,"
                 " workflow_sha256, status, phase, created_at, updated_at, options)"
                 " VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    paths.job_id,
+                    self.paths.job_id,
                     workflow_name,
                     workflow_path,
                     workflow_source,
@@ -122,7 +140,6 @@ class JobStore:
                     json.dumps(options),
                 ),
             )
-        return store
 
     @classmethod
     def open(cls, paths: JobPaths, *, readonly: bool = False) -> JobStore:

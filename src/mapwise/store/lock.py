@@ -41,6 +41,9 @@ def read_holder(path: Path) -> LockHolder | None:
 
 
 HOLDER_WAIT = 1.0  # seconds a refused runner waits for a new holder to write its name
+# seconds a runner keeps trying for the lock: a reader's probe (``is_locked``, run by every
+# listing) holds a shared lock for an instant, and must not look like a live runner
+PROBE_WAIT = 0.25
 
 
 def _alive_here(holder: LockHolder) -> bool:
@@ -83,7 +86,8 @@ def refuse_if_held(path: Path, job_id: str) -> None:
 
     For callers that must only say who holds a job, such as a new run refusing an id that
     is taken: unlike ``JobLock.acquire`` it never takes the lock, so it never writes its
-    own name into another job's lock file, and never holds that job even for a moment.
+    own name into another job's lock file (its probe is the shared lock every listing
+    takes for an instant, which ``JobLock.acquire`` waits out).
     """
     if is_locked(path):
         raise _held_error(job_id, path)
@@ -99,11 +103,9 @@ class JobLock:
     def acquire(self, job_id: str) -> JobLock:
         """Take the lock or raise ``JobLockedError`` (exit 3) naming the holder."""
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not _take_exclusive(fd):
             os.close(fd)
-            raise _held_error(job_id, self.path) from None
+            raise _held_error(job_id, self.path)
         holder = LockHolder(os.getpid(), socket.gethostname(), time.time())
         payload = json.dumps({"pid": holder.pid, "host": holder.host, "since": holder.since})
         os.ftruncate(fd, 0)
@@ -122,6 +124,19 @@ class JobLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def _take_exclusive(fd: int) -> bool:
+    """Take the lock, waiting out readers' probes; False while a runner holds it."""
+    deadline = time.monotonic() + PROBE_WAIT
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.005)
 
 
 def is_locked(path: Path) -> bool:

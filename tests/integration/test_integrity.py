@@ -274,6 +274,38 @@ def test_resume_removes_a_checkpoint_write_that_a_crash_cut_short(project: Proje
     assert verified.returncode == 0, verified.stdout
 
 
+def test_resume_of_a_completed_job_removes_its_cut_short_final_checkpoint(
+    project: Project,
+) -> None:
+    # Regression (long torture run, seed 1766456350): a kill -9 during the checkpoint
+    # written after the job's last step left ckpt-*.ckpt.tmp beside a completed job; the
+    # resume that found nothing to do returned before removing it, so verify exited 1
+    # Given a completed job and the temporary file of a cut-short final write
+    marked_workflow(project, 5)
+    first = project.cli(
+        "run",
+        "wf.yml",
+        "--job-id",
+        "last",
+        "--state-dir",
+        str(project.state_dir),
+        env=env(project),
+    )
+    assert first.returncode == 0, first.stderr
+    orphan = project.job_dir("last") / "checkpoints" / "ckpt-000099.ckpt.tmp"
+    orphan.write_bytes(b"half a checkpoint")
+
+    # When it is resumed (there is nothing to do)
+    done = project.cli("resume", "last", "--state-dir", str(project.state_dir), env=env(project))
+
+    # Then the temporary file is gone and verify has nothing to say
+    assert done.returncode == 0, done.stderr
+    assert "nothing to resume" in done.stderr
+    assert not orphan.exists()
+    verified = project.inspect("verify", "last")
+    assert verified.returncode == 0, verified.stdout
+
+
 def test_deleted_wal_is_detected_and_repaired_from_the_newest_checkpoint(
     project: Project,
 ) -> None:

@@ -98,7 +98,6 @@ def _restore(
             "left running without a note"
         )
     store.close_dead_runs()
-    remove_temporaries(store.paths.checkpoints)  # a checkpoint write the crash cut short
     interrupted = store.interrupted_attempts()
     store.interrupt_running()
     requeued = store.requeue_dlq() if options.retry_failed else 0
@@ -152,6 +151,9 @@ def resume_job(
                 f"the previous state is kept in {backup}"
             )
         ensure_sound(paths)
+        # a checkpoint write a crash cut short, even the one after a job's last step: under
+        # the lock no writer can be alive
+        remove_temporaries(paths.checkpoints)
         store = JobStore.open(paths)
         try:
             if nothing_to_do(store):

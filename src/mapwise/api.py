@@ -14,9 +14,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mapwise.engine import maintenance
-from mapwise.engine.events import Event as Event  # re-exported: the observers' API
-from mapwise.engine.events import JobCreated as JobCreated
-from mapwise.engine.events import Observer
 from mapwise.errors import MapwiseError, UserError
 from mapwise.reports import DlqEntry, JobListing, JobProgress, JobStatusReport
 from mapwise.store import summary
@@ -31,18 +28,13 @@ from mapwise.store.paths import (
 )
 from mapwise.store.paths import check_job_id as _check_job_id
 from mapwise.store.records import AttemptRecord, ItemRecord
-from mapwise.types import (
-    ItemPreview,
-    JobResult,
-    Restored,
-    ResumeOptions,
-    StartOptions,
-    ValidationReport,
-)
 
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
+    from mapwise.engine.events import Observer
+    from mapwise.types import JobResult, Restored, ResumeOptions, ValidationReport
+
     # run, resume and validate need the workflow model and the engine; reading commands
     # do not, so those imports wait until a function needs them (``mapwise jobs`` starts fast)
     from mapwise.workflow.loader import LoadedWorkflow
@@ -98,6 +90,7 @@ def start_loaded(
     before it writes anything; see ``run_workflow``.
     """
     from mapwise.engine.runner import start_job
+    from mapwise.types import StartOptions
 
     options = StartOptions(
         state_dir=Path(state_dir) if state_dir is not None else None,
@@ -224,6 +217,7 @@ def validate_workflow(path: str | Path, *, preview: int = PREVIEW_ITEMS) -> Vali
     """
     from mapwise.engine.context import base_environment
     from mapwise.engine.freeze import resolve_items
+    from mapwise.types import ItemPreview, ValidationReport
 
     loaded = load(path)
     wf = loaded.workflow
@@ -307,3 +301,13 @@ def dlq_purge(
 ) -> int:
     """Give up on DLQ items (all, or those named); returns how many."""
     return maintenance.dlq_purge(_paths(job_id, state_dir), item_ids or None)
+
+
+def __getattr__(name: str) -> Any:
+    """``Event`` and ``JobCreated``, the observers' types, imported when first asked for:
+    a reading command never needs them, and its start-up stays short."""
+    if name in ("Event", "JobCreated"):
+        from mapwise.engine import events
+
+        return getattr(events, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import click
 
@@ -21,7 +22,9 @@ from mapwise.cli.exit_codes import exit_code_for
 from mapwise.domain.states import JobStatus
 from mapwise.errors import UserError
 from mapwise.reports import JobOutcome, human_seconds
-from mapwise.types import JobResult, ResumeOptions, ValidationReport
+
+if TYPE_CHECKING:
+    from mapwise.types import JobResult, ResumeOptions, ValidationReport
 
 
 def resume_command(job_id: str, state_dir: str | None) -> str:
@@ -165,6 +168,8 @@ def resume_command_cli(
     quiet: bool,
 ) -> int:
     """Continue JOB_ID where it stopped; succeeded items never run again."""
+    from mapwise.types import ResumeOptions
+
     options = ResumeOptions(
         retry_failed=retry_failed,
         max_parallel=max_parallel,

@@ -13,7 +13,6 @@ from mapwise.cli.inspect import dlq_group
 from mapwise.cli.run import resume_with_display
 from mapwise.errors import StateDamagedError
 from mapwise.reports import iso
-from mapwise.types import ResumeOptions
 
 
 @click.command("checkpoints")
@@ -124,6 +123,8 @@ def dlq_retry_command(
     """Send DLQ items (all, or ITEM_IDS) back to pending and resume JOB_ID at once."""
     count = api.dlq_retry(job_id, list(item_ids), state_dir)
     echo_err(f"{count} item(s) sent back from the DLQ to pending")
+    from mapwise.types import ResumeOptions
+
     return resume_with_display(job_id, state_dir, ResumeOptions(), quiet=quiet)
 
 

@@ -8,12 +8,12 @@ items in the same transaction, so a pool slot is reused only after its result is
 from __future__ import annotations
 
 import functools
-import inspect
 import json
 import shutil
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
+from types import FunctionType
 from typing import Any, ParamSpec, TypeVar
 
 from mapwise.domain.records import Finished, LostAttempt, StepRecord
@@ -52,7 +52,7 @@ def _classified(cls: S) -> S:
     what a failure means (damage, a lock, a read-only or full disk) is decided here, at
     the store's edge, by SQLite's result code (``sqlerrors.classify``)."""
     for name, member in list(vars(cls).items()):
-        if not name.startswith("_") and inspect.isfunction(member):
+        if not name.startswith("_") and isinstance(member, FunctionType):
             setattr(cls, name, _translating(member))
     return cls
 

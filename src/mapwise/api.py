@@ -245,6 +245,7 @@ def validate_workflow(path: str | Path, *, preview: int = PREVIEW_ITEMS) -> Vali
         items_after_setup=after_setup,
         item_count=count,
         preview=first,
+        workspace=wf.workspace if wf.workspace.enabled else None,
     )
 
 

@@ -8,7 +8,8 @@ One root, grouped by what the user should do next::
     │   ├── InputError                the map input cannot be read or holds no items
     │   ├── InterpolationError        a ${...} variable cannot be resolved
     │   ├── UnknownJobError           no job with that id in the state directory
-    │   └── WorkflowChangedError      resume found an edited workflow file
+    │   ├── WorkflowChangedError      resume found an edited workflow file
+    │   └── WorkspaceError            the workspace setting cannot work with this repository
     ├── JobLockedError                exit 3: another live process holds the job
     │   └── StateBusyError            its database stayed locked past the busy timeout
     ├── StateDamagedError             exit 4: run `mapwise verify` / `repair`
@@ -16,7 +17,8 @@ One root, grouped by what the user should do next::
     │   │                             known to be damaged: fix the cause, then resume
     │   ├── StorageFullError          no room to write the state; free some, resume
     │   └── StateReadOnlyError        the state cannot be written (permissions, read-only)
-    └── ExecutorError                 exit 1: the executor could not run commands
+    ├── ExecutorError                 exit 1: the executor could not run commands
+    └── GitError                      exit 1: a git command mapwise ran failed for good
 
 The CLI maps them to exit codes in one place (``mapwise.cli.main``); the library raises
 them and never exits. What SQLite reports is classified into this tree at the store's
@@ -113,3 +115,11 @@ class StateReadOnlyError(StorageError):
 
 class ExecutorError(MapwiseError):
     """The executor could not run commands (for example, a scheduler is unreachable)."""
+
+
+class WorkspaceError(UserError):
+    """The workspace setting cannot work with this repository (exit 2); nothing was created."""
+
+
+class GitError(MapwiseError):
+    """A git command mapwise ran failed for good; its message holds git's own output in full."""

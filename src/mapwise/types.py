@@ -20,6 +20,7 @@ from mapwise.reports import JobOutcome
 if TYPE_CHECKING:
     from mapwise.engine.events import Observer
     from mapwise.executors.orphans import SlotNote
+    from mapwise.workflow.model import WorkspaceSpec
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,8 @@ class ValidationReport:
     """What ``validate_workflow`` found: the workflow's shape and the items it would run.
 
     When setup must run before the input exists, the items cannot be known yet:
-    ``items_after_setup`` is true and ``item_count`` is None.
+    ``items_after_setup`` is true and ``item_count`` is None. ``workspace`` is the
+    workflow's workspace when it is a worktree, else None.
     """
 
     name: str
@@ -125,3 +127,4 @@ class ValidationReport:
     items_after_setup: bool
     item_count: int | None
     preview: tuple[ItemPreview, ...]  # the first items, in frozen order
+    workspace: WorkspaceSpec | None = None

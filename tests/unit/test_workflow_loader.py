@@ -83,7 +83,9 @@ reduce:
 
 # Modelled on prodigy's workflows/book-docs-drift.yml and tests/minimal-mapreduce.yml,
 # shell steps only: agent_timeout_secs, commit_required, on_failure as one step,
-# error_policy extras and a merge block.
+# error_policy extras and a merge block. prodigy always runs items in worktrees, so
+# commit_required needs the `workspace: worktree` mapwise asks for (at the end, to keep
+# the lines of the warnings).
 PRODIGY_DRIFT = """\
 name: book-docs-drift-detection
 mode: mapreduce
@@ -121,6 +123,8 @@ error_policy:
 merge:
   - shell: "rm -rf .prodigy/book-analysis"
   - shell: "git fetch origin"
+
+workspace: worktree
 """
 
 # Modelled on prodigy's workflows/mapreduce-env-example.yml and its timeout and
@@ -224,9 +228,8 @@ def test_prodigy_drift_example_loads_with_warnings_naming_ignored_keys() -> None
     assert workflow.error_policy.on_item_failure is OnItemFailure.DLQ
     assert workflow.error_policy.max_failures == 2
     # And every ignored key is named with its line, in file order
+    assert workflow.map.agent_template[0].commit_required
     assert loaded.warnings == (
-        "wf.yml:13: map.agent_template[0].commit_required: "
-        "prodigy key not supported by mapwise; ignored",
         "wf.yml:17: map.agent_template[1].on_failure.max_attempts: "
         "prodigy key not supported by mapwise; ignored",
         "wf.yml:18: map.agent_template[1].on_failure.fail_workflow: "

@@ -225,6 +225,13 @@ def render_validation(report: ValidationReport) -> str:
         f"  setup: {report.setup_steps} step(s), agent template: "
         f"{report.map_steps} step(s), reduce: {report.reduce_steps} step(s)",
     ]
+    if report.workspace is not None:
+        space = report.workspace
+        repo = space.repo or "the workflow's repository"
+        lines.append(
+            f"  workspace: worktree of {repo}, base {space.base or 'HEAD'}, "
+            f"on_conflict {space.on_conflict.value}"
+        )
     if report.item_count is None:
         lines.append(f"  items: read after setup runs (input {report.input!r} is not a file yet)")
         return "\n".join(lines)

@@ -17,10 +17,17 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from mapwise.domain.policy import evaluate_error_policy
-from mapwise.domain.records import AttemptResult, Finished, LostAttempt
+from mapwise.domain.records import (
+    AttemptResult,
+    Finished,
+    LostAttempt,
+    MergeResult,
+    MergeTask,
+    Settled,
+)
 from mapwise.domain.retry import decide_after_failure
-from mapwise.domain.states import ItemStatus
-from mapwise.workflow.model import ErrorPolicy, RetryPolicy
+from mapwise.domain.states import ErrorKind, ItemStatus
+from mapwise.workflow.model import ErrorPolicy, OnConflict, RetryPolicy
 
 
 class StopKind(StrEnum):
@@ -45,6 +52,7 @@ class Policies:
 
     retry: RetryPolicy
     errors: ErrorPolicy
+    on_conflict: OnConflict = OnConflict.RERUN  # worktree mode: what a merge conflict does
 
 
 @dataclass(frozen=True)
@@ -59,15 +67,36 @@ class MapState:
     dlq: int = 0
     lost: tuple[LostAttempt, ...] = ()  # lost executions to record with the next commit
     stop: Stop | None = None
+    merges: tuple[MergeTask, ...] = ()  # worktree mode: the merge queue, in finishing order
+    merging: MergeTask | None = None  # the merge under way (one at a time)
 
     @classmethod
-    def start(cls, slots: int, *, succeeded: int, dlq: int, retry_waits: int) -> MapState:
-        return cls(free=tuple(range(slots)), succeeded=succeeded, dlq=dlq, retry_waits=retry_waits)
+    def start(
+        cls,
+        slots: int,
+        *,
+        succeeded: int,
+        dlq: int,
+        retry_waits: int,
+        merges: tuple[MergeTask, ...] = (),
+    ) -> MapState:
+        return cls(
+            free=tuple(range(slots)),
+            succeeded=succeeded,
+            dlq=dlq,
+            retry_waits=retry_waits,
+            merges=merges,
+        )
 
     @property
     def quiet(self) -> bool:
-        """No attempt runs and no transaction is under way."""
-        return self.running == 0 and self.commits == 0
+        """No attempt runs, no transaction and no merge is under way, and none is due.
+
+        A stopping phase starts no merge: the queue waits in the database for the resume.
+        """
+        merges_due = bool(self.merges) and self.stop is None
+        idle = self.running == 0 and self.commits == 0 and self.merging is None
+        return idle and not merges_due
 
     def wants_due_retries(self) -> bool:
         """Idle slots and a waiting retry: worth asking the store when the next is due."""
@@ -114,6 +143,14 @@ class Committed:
     claimed: tuple[int, ...]  # the offered slots that got an item
     claimed_retries: int  # of the claimed items, those that waited out a backoff
     batches: int  # how many asked-for transactions this one merged
+    merges: tuple[MergeTask, ...] = ()  # items it recorded as waiting for their merge
+
+
+@dataclass(frozen=True)
+class MergeEnded:
+    """The merge queue finished one item: merged, or not."""
+
+    result: MergeResult
 
 
 @dataclass(frozen=True)
@@ -145,7 +182,15 @@ class Poll:
 
 
 Event = (
-    Begin | AttemptsEnded | AttemptLost | Committed | StopRequested | ExecutorBroken | Quiet | Poll
+    Begin
+    | AttemptsEnded
+    | AttemptLost
+    | Committed
+    | MergeEnded
+    | StopRequested
+    | ExecutorBroken
+    | Quiet
+    | Poll
 )
 
 
@@ -160,6 +205,14 @@ class Commit:
     offered: tuple[int, ...]
     claim: bool
     lost: tuple[LostAttempt, ...]
+    settled: tuple[Settled, ...] = ()  # merge outcomes to record
+
+
+@dataclass(frozen=True)
+class StartMerge:
+    """Merge one item's commit into the job branch (the merge queue's one merge)."""
+
+    task: MergeTask
 
 
 @dataclass(frozen=True)
@@ -189,22 +242,52 @@ class Finish:
     stop: Stop | None
 
 
-Action = Commit | Interrupt | Announce | Wait | Finish
+Action = Commit | StartMerge | Interrupt | Announce | Wait | Finish
 
 
 # -- decisions ------------------------------------------------------------------------------
 
 
 def decide(ended: Ended, retry: RetryPolicy, now: float) -> Finished:
-    """An attempt's result and the item's next state under the retry policy."""
+    """An attempt's result and the item's next state under the retry policy.
+
+    In worktree mode a success that left a commit waits for its merge (``MERGING``); the
+    item succeeds only once ``settle`` says its commit is on the job branch.
+    """
     result = ended.result
     if result.interrupted:
         return Finished(result, ItemStatus.PENDING, None, False, None, ended.item_id)
     if result.outcome.ok:
         captures = {"captures": result.outcome.captures}
-        return Finished(result, ItemStatus.SUCCEEDED, None, True, captures, ended.item_id)
+        status = ItemStatus.SUCCEEDED if result.commit is None else ItemStatus.MERGING
+        return Finished(result, status, None, True, captures, ended.item_id)
     decision = decide_after_failure(retry, ended.counted_before + 1, now)
     return Finished(result, decision.status, decision.retry_at, True, None, ended.item_id)
+
+
+def settle(result: MergeResult, policies: Policies, now: float) -> Settled:
+    """An item's state after the merge queue tried its commit.
+
+    A conflict under ``on_conflict: rerun`` counts as a failed attempt (the one that made
+    the commit): the item runs again from the job branch's new head at once, unless its
+    attempts are spent. Under ``dlq``, or after a git failure, it goes to the DLQ with its
+    branch and worktree kept.
+    """
+    task = result.task
+    if result.merged:
+        return Settled(task, ItemStatus.SUCCEEDED, None, None, "")
+    if not result.conflicts:
+        lines = result.error.strip().splitlines() or ["git gave no reason"]
+        detail = f"the merge failed: {lines[-1]}"
+        return Settled(task, ItemStatus.DLQ, None, ErrorKind.WORKSPACE, detail)
+    files = ", ".join(result.conflicts[:5]) + (" ..." if len(result.conflicts) > 5 else "")
+    detail = f"merge conflict with the job branch in {files}"
+    kind = ErrorKind.MERGE_CONFLICT
+    if policies.on_conflict is OnConflict.DLQ:
+        return Settled(task, ItemStatus.DLQ, None, kind, detail, result.conflicts)
+    decision = decide_after_failure(policies.retry, task.counted, now)
+    retry_at = now if decision.status is ItemStatus.RETRY_WAIT else None
+    return Settled(task, decision.status, retry_at, kind, detail, result.conflicts)
 
 
 def _stopped(state: MapState, stop: Stop) -> tuple[MapState, list[Action]]:
@@ -213,13 +296,38 @@ def _stopped(state: MapState, stop: Stop) -> tuple[MapState, list[Action]]:
     return replace(state, stop=stop), [Announce(stop, state.running), Interrupt()]
 
 
-def _commit(state: MapState, finished: tuple[Finished, ...]) -> tuple[MapState, Commit]:
+def _police(state: MapState, new_dlq: int, policies: Policies) -> tuple[MapState, list[Action]]:
+    """After items went to the DLQ: stop the phase if the error policy says so."""
+    if not new_dlq or state.stop is not None:
+        return state, []
+    verdict = evaluate_error_policy(
+        policies.errors,
+        dlq_count=state.dlq,
+        finished_count=state.succeeded + state.dlq,
+        new_dlq=new_dlq,
+    )
+    if not verdict.stop:
+        return state, []
+    return _stopped(state, Stop(StopKind.POLICY, verdict.reason))
+
+
+def _commit(
+    state: MapState, finished: tuple[Finished, ...], settled: tuple[Settled, ...] = ()
+) -> tuple[MapState, Commit]:
     """Ask for a transaction; the free slots go with it unless the phase is stopping."""
     claim = state.stop is None
     offered = state.free if claim else ()
-    commit = Commit(finished, offered, claim, state.lost)
+    commit = Commit(finished, offered, claim, state.lost, settled)
     free = () if claim else state.free
     return replace(state, free=free, commits=state.commits + 1, lost=()), commit
+
+
+def _next_merge(state: MapState) -> tuple[MapState, list[Action]]:
+    """Start the queue's next merge when none is under way (never while stopping)."""
+    if state.merging is not None or not state.merges or state.stop is not None:
+        return state, []
+    task, *rest = state.merges
+    return replace(state, merging=task, merges=tuple(rest)), [StartMerge(task)]
 
 
 def _ended(
@@ -236,29 +344,41 @@ def _ended(
         dlq=state.dlq + new_dlq,
         retry_waits=state.retry_waits + statuses.count(ItemStatus.RETRY_WAIT),
     )
-    actions: list[Action] = []
-    if new_dlq and state.stop is None:
-        verdict = evaluate_error_policy(
-            policies.errors,
-            dlq_count=state.dlq,
-            finished_count=state.succeeded + state.dlq,
-            new_dlq=new_dlq,
-        )
-        if verdict.stop:
-            state, actions = _stopped(state, Stop(StopKind.POLICY, verdict.reason))
+    state, actions = _police(state, new_dlq, policies)
     state, commit = _commit(state, finished)
     return state, [*actions, commit]
 
 
-def _committed(state: MapState, event: Committed) -> MapState:
+def _merge_ended(
+    state: MapState, event: MergeEnded, policies: Policies, now: float
+) -> tuple[MapState, list[Action]]:
+    settled = settle(event.result, policies, now)
+    status = settled.item_status
+    new_dlq = int(status is ItemStatus.DLQ)
+    state = replace(
+        state,
+        merging=None,
+        succeeded=state.succeeded + int(status is ItemStatus.SUCCEEDED),
+        dlq=state.dlq + new_dlq,
+        retry_waits=state.retry_waits + int(status is ItemStatus.RETRY_WAIT),
+    )
+    state, actions = _police(state, new_dlq, policies)
+    state, commit = _commit(state, (), (settled,))
+    state, merge = _next_merge(state)
+    return state, [*actions, commit, *merge]
+
+
+def _committed(state: MapState, event: Committed) -> tuple[MapState, list[Action]]:
     returned = tuple(slot for slot in event.offered if slot not in event.claimed)
-    return replace(
+    state = replace(
         state,
         free=tuple(sorted(state.free + returned)),
         running=state.running + len(event.claimed),
         commits=state.commits - event.batches,
         retry_waits=state.retry_waits - event.claimed_retries,
+        merges=state.merges + event.merges,
     )
+    return _next_merge(state)
 
 
 def _quiet(state: MapState, event: Quiet, now: float) -> tuple[MapState, list[Action]]:
@@ -285,13 +405,16 @@ def advance(
     match event:
         case Begin():
             state, commit = _commit(state, ())
-            return state, [commit]
+            state, merge = _next_merge(state)
+            return state, [commit, *merge]
         case AttemptsEnded():
             return _ended(state, event, policies, now)
         case AttemptLost(lost=lost):
             return replace(state, lost=(*state.lost, lost)), []
         case Committed():
-            return _committed(state, event), []
+            return _committed(state, event)
+        case MergeEnded():
+            return _merge_ended(state, event, policies, now)
         case StopRequested(signal_name=name):
             return _stopped(state, Stop(StopKind.SIGNAL, f"stopped by {name}"))
         case ExecutorBroken(reason=reason):

@@ -55,6 +55,24 @@ class StepsOutcome:
 
 
 @dataclass(frozen=True)
+class ItemWorkspace:
+    """Where an attempt runs in worktree mode, as the coordinator chose it at the claim.
+
+    ``start`` is the commit to start from: the job branch's head at the item's first
+    attempt (or after a merge conflict), the item's start commit for a retry after a
+    failure. None means the attempt continues the worktree as it was left (after an
+    interruption): nothing is reset.
+    """
+
+    repo: str  # the repository's top level
+    worktree: str  # this item's worktree folder (from the job's pool)
+    branch: str  # mapwise/<job_id>/item/<item>
+    job_branch: str  # mapwise/<job_id>/result, where the item's commits are merged
+    start: str | None
+    subdir: str  # the workflow file's folder relative to the repository ("" at its top)
+
+
+@dataclass(frozen=True)
 class AttemptTask:
     """Everything a worker needs to run one attempt of one item."""
 
@@ -69,6 +87,7 @@ class AttemptTask:
     item_file: str
     env: dict[str, str] = field(default_factory=dict)  # workflow env and captures
     captures: dict[str, str] = field(default_factory=dict)
+    workspace: ItemWorkspace | None = None  # worktree mode only
 
 
 @dataclass(frozen=True)
@@ -85,6 +104,8 @@ class AttemptResult:
     duration: float
     outcome: StepsOutcome
     interrupted: bool = False
+    commit: str | None = None  # worktree mode: the item branch's head to merge, if it moved
+    start_commit: str | None = None  # worktree mode: the commit a fresh worktree started at
 
 
 @dataclass(frozen=True)
@@ -122,3 +143,38 @@ class Finished:
         if self.result.outcome.ok:
             return AttemptOutcome.SUCCEEDED
         return AttemptOutcome.FAILED
+
+
+@dataclass(frozen=True)
+class MergeTask:
+    """An item in the merge queue: its branch's commit, to merge into the job branch."""
+
+    item_index: int
+    item_id: str
+    attempt_id: int  # the attempt that made the commit
+    branch: str
+    commit: str
+    counted: int  # the item's counted attempts, that one included
+    worktree: str | None = None  # the item's worktree (detached once merged)
+
+
+@dataclass(frozen=True)
+class MergeResult:
+    """What the merge queue did with one item (the coordinator decides what follows)."""
+
+    task: MergeTask
+    merged: bool  # its commit is on the job branch (merged now, or found merged before)
+    conflicts: tuple[str, ...] = ()  # the files that conflict, when it did not merge
+    error: str = ""  # git's message, when a merge failed for another reason
+
+
+@dataclass(frozen=True)
+class Settled:
+    """An item's state after its merge, as ``mapstate.settle`` chose it."""
+
+    task: MergeTask
+    item_status: ItemStatus  # SUCCEEDED, RETRY_WAIT (rerun from the new head) or DLQ
+    retry_at: float | None
+    error_kind: ErrorKind | None
+    detail: str  # one line for tables: which files conflicted, or git's error
+    conflicts: tuple[str, ...] = ()

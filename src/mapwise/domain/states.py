@@ -34,6 +34,7 @@ class ItemStatus(StrEnum):
     RUNNING = "running"  # an attempt is under way
     SUCCEEDED = "succeeded"  # an attempt succeeded; never runs again
     RETRY_WAIT = "failed"  # its last attempt failed; a retry runs once the backoff ends
+    MERGING = "merging"  # its attempt succeeded with a commit; waits in the merge queue
     DLQ = "dlq"  # attempts spent: parked in the dead letter queue
     PURGED = "purged"  # taken out of the DLQ by `dlq purge`: given up on, never retried
 
@@ -69,6 +70,9 @@ class ErrorKind(StrEnum):
     INTERRUPTED = "interrupted"  # the job was stopped while it ran
     INTERPOLATION = "interpolation"  # a variable could not be resolved for this item
     WORKER_LOST = "worker_lost"  # a distributed executor's workers died running it, repeatedly
+    NO_COMMIT = "no_commit"  # a step with commit_required made no commit
+    MERGE_CONFLICT = "merge_conflict"  # the item's commit does not merge into the job branch
+    WORKSPACE = "workspace"  # its worktree could not be made (a git command failed)
 
 
 class RunOutcome(StrEnum):

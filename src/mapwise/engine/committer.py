@@ -12,11 +12,13 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from mapwise.domain.records import Finished, LostAttempt
+from mapwise.domain.records import Finished, Settled
+from mapwise.store.batches import Batch
 from mapwise.store.jobstore import JobStore
 from mapwise.store.records import Claim
+from mapwise.store.worktrees import Pool
 
 
 @dataclass(frozen=True)
@@ -27,14 +29,7 @@ class Committed:
     offered: list[int]
     claims: list[Claim]
     batches: int  # how many submitted batches this transaction merged
-
-
-@dataclass(frozen=True)
-class _Batch:
-    finished: list[Finished]
-    offered: list[int]
-    claim: bool
-    lost: list[LostAttempt]
+    settled: list[Settled] = field(default_factory=list)  # merge outcomes it recorded
 
 
 class Committer:
@@ -47,30 +42,25 @@ class Committer:
         run_no: int,
         host: str,
         deliver: Callable[[Committed | BaseException], None],
+        pool: Pool | None = None,
     ) -> None:
         self._store = store
+        self._pool = pool
         self._run_no = run_no
         self._host = host
         self._deliver = deliver
-        self._inbox: queue.SimpleQueue[_Batch | None] = queue.SimpleQueue()
+        self._inbox: queue.SimpleQueue[Batch | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._loop, name="mapwise-commit", daemon=True)
         self._thread.start()
 
-    def submit(
-        self,
-        finished: list[Finished],
-        offered: list[int],
-        *,
-        claim: bool,
-        lost: list[LostAttempt] | None = None,
-    ) -> None:
-        self._inbox.put(_Batch(finished, offered, claim, lost or []))
+    def submit(self, batch: Batch) -> None:
+        self._inbox.put(batch)
 
     def close(self) -> None:
         self._inbox.put(None)
         self._thread.join()
 
-    def _take(self) -> tuple[list[_Batch], bool]:
+    def _take(self) -> tuple[list[Batch], bool]:
         """The next batch and every batch already waiting behind it; True when closing."""
         first = self._inbox.get()
         if first is None:
@@ -91,20 +81,23 @@ class Committer:
             batches, closing = self._take()
             if closing:
                 return
-            finished = [f for b in batches for f in b.finished]
-            offered = [slot for b in batches for slot in b.offered]
             claim = all(b.claim for b in batches)
+            merged = Batch(
+                finished=[f for b in batches for f in b.finished],
+                lost=[gone for b in batches for gone in b.lost],
+                settled=[s for b in batches for s in b.settled],
+                free_slots=[slot for b in batches for slot in b.free_slots] if claim else [],
+                claim=claim,
+            )
             try:
                 claims = self._store.commit_batch(
-                    finished,
-                    free_slots=offered if claim else [],
-                    run_no=self._run_no,
-                    host=self._host,
-                    now=time.time(),
-                    claim=claim,
-                    lost=[gone for b in batches for gone in b.lost],
+                    merged, run_no=self._run_no, host=self._host, now=time.time(), pool=self._pool
                 )
             except BaseException as error:
                 self._deliver(error)
                 return
-            self._deliver(Committed(finished, offered, claims, len(batches)))
+            offered = [slot for b in batches for slot in b.free_slots]
+            done = Committed(
+                list(merged.finished), offered, claims, len(batches), list(merged.settled)
+            )
+            self._deliver(done)

@@ -12,6 +12,7 @@ from mapwise.engine.checkpointer import Checkpointer
 from mapwise.engine.events import EventBus
 from mapwise.engine.placement import Placement
 from mapwise.engine.signals import StopController
+from mapwise.engine.workspaces import JobWorkspace
 from mapwise.store.jobstore import JobStore
 from mapwise.store.paths import JobPaths
 from mapwise.workflow.model import Workflow
@@ -58,3 +59,5 @@ class JobContext:
     stop: StopController
     base_env: Mapping[str, str]
     checkpointer: Checkpointer
+    workspace: JobWorkspace | None = None  # worktree mode
+    source_dir: Path | None = None  # worktree mode: the workflow file's own folder

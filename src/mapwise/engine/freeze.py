@@ -214,10 +214,24 @@ def input_file_changed(identity: dict[str, Any]) -> bool:
 
 
 def freeze(ctx: JobContext) -> int:
-    """Resolve the items and store them; the job enters the map phase. Returns the count."""
+    """Resolve the items and store them; the job enters the map phase. Returns the count.
+
+    In worktree mode the input is read in the job's worktree (where setup wrote it); an
+    input file that is only beside the workflow file (not committed) is read there.
+    """
     return freeze_into(
-        ctx.store, ctx.workflow, job_id=ctx.job_id, base_dir=ctx.base_dir, base_env=ctx.base_env
+        ctx.store, ctx.workflow, job_id=ctx.job_id, base_dir=_input_dir(ctx), base_env=ctx.base_env
     )
+
+
+def _input_dir(ctx: JobContext) -> Path:
+    if ctx.source_dir is None:
+        return ctx.base_dir
+    scope = _plan(ctx.workflow, ctx.job_id, ctx.store.job().captures).scope
+    name = render_plain(ctx.workflow.map.input, scope)
+    if not (ctx.base_dir / name).is_file() and (ctx.source_dir / name).is_file():
+        return ctx.source_dir
+    return ctx.base_dir
 
 
 def freeze_into(

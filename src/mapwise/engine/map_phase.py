@@ -32,9 +32,11 @@ from mapwise.domain.mapstate import (
     Finish,
     Interrupt,
     MapState,
+    MergeEnded,
     Policies,
     Poll,
     Quiet,
+    StartMerge,
     Stop,
     StopKind,
     StopRequested,
@@ -42,13 +44,22 @@ from mapwise.domain.mapstate import (
     advance,
 )
 from mapwise.domain.mapstate import Committed as BatchCommitted
-from mapwise.domain.records import AttemptResult, AttemptTask, LostAttempt
+from mapwise.domain.records import (
+    AttemptResult,
+    AttemptTask,
+    ItemWorkspace,
+    LostAttempt,
+    MergeResult,
+    MergeTask,
+)
 from mapwise.domain.states import ItemStatus, Phase
 from mapwise.engine.committer import Committed, Committer
 from mapwise.engine.context import JobContext
 from mapwise.engine.events import ItemFinished, MapProgress, Notice, PhaseStarted, Stopping
+from mapwise.engine.workspaces import MergeWorker
 from mapwise.executors.attempt import AttemptConfig
 from mapwise.executors.base import Executor
+from mapwise.store.batches import Batch
 from mapwise.store.records import Claim
 
 POLL_SECONDS = 0.2
@@ -72,7 +83,7 @@ class _Broken:
     reason: str
 
 
-_Message = _Ended | LostAttempt | _Broken | Committed | BaseException
+_Message = _Ended | LostAttempt | _Broken | Committed | MergeResult | BaseException
 
 
 class _Inbox:
@@ -106,14 +117,21 @@ class MapScheduler:
         self.executor = executor
         self.config = config
         self.clock = clock
-        self.policies = Policies(ctx.workflow.map.retry, ctx.workflow.error_policy)
+        self.policies = Policies(
+            ctx.workflow.map.retry,
+            ctx.workflow.error_policy,
+            ctx.workflow.workspace.on_conflict,
+        )
         counts = ctx.store.item_counts()
         self.state = MapState.start(
             executor.slots,
             succeeded=counts[ItemStatus.SUCCEEDED],
             dlq=counts[ItemStatus.DLQ],
             retry_waits=counts[ItemStatus.RETRY_WAIT],
+            merges=tuple(ctx.store.merge_queue()) if ctx.workspace else (),
         )
+        self.merger: MergeWorker | None = None
+        self._to_merge: dict[int, MergeTask] = {}  # attempt id -> its commit, until recorded
         # what observers see: counts as committed, not as decided
         self.total = sum(counts.values())
         self.succeeded = counts[ItemStatus.SUCCEEDED]
@@ -140,12 +158,17 @@ class MapScheduler:
     def _apply(self, committer: Committer, action: Action) -> None:
         match action:
             case Commit():
-                committer.submit(
-                    list(action.finished),
-                    list(action.offered),
+                batch = Batch(
+                    finished=action.finished,
+                    lost=action.lost,
+                    settled=action.settled,
+                    free_slots=action.offered,
                     claim=action.claim,
-                    lost=list(action.lost),
                 )
+                committer.submit(batch)
+            case StartMerge(task=task):
+                assert self.merger is not None
+                self.merger.submit(task)
             case Interrupt():
                 self.executor.interrupt()
             case Announce():
@@ -178,14 +201,38 @@ class MapScheduler:
             log_path=f"{self._item_logs}/{index}/attempt-{attempt_no}.log",
             item_file=f"{self._item_files}/{index}-{attempt_no}.json",
             captures=self.captures,
+            workspace=self._workspace(claim),
+        )
+
+    def _workspace(self, claim: Claim) -> ItemWorkspace | None:
+        """Where the attempt runs in worktree mode: continued after an interruption, else
+        reset to the item's start commit (none yet: the job branch's head)."""
+        ws = self.ctx.workspace
+        if ws is None:
+            return None
+        item = claim.item
+        assert item.branch is not None and item.worktree is not None
+        return ItemWorkspace(
+            repo=str(ws.repo),
+            worktree=item.worktree,
+            branch=item.branch,
+            job_branch=ws.job_branch,
+            start=None if claim.continues else (item.start_commit or ws.job_branch),
+            subdir=ws.subdir,
         )
 
     def _committed(self, committer: Committer, done: Committed) -> None:
         """A transaction is durable: start its claimed items and report its results."""
         retries = sum(1 for c in done.claims if c.item.status is ItemStatus.RETRY_WAIT)
         claimed = tuple(claim.slot for claim in done.claims)
+        merges = tuple(
+            self._to_merge.pop(f.result.attempt_id)
+            for f in done.finished
+            if f.item_status is ItemStatus.MERGING
+        )
         self._advance(
-            committer, BatchCommitted(tuple(done.offered), claimed, retries, done.batches)
+            committer,
+            BatchCommitted(tuple(done.offered), claimed, retries, done.batches, merges),
         )
         for claim in done.claims:
             self.inflight[claim.attempt_id] = claim
@@ -195,11 +242,8 @@ class MapScheduler:
     def _report(self, done: Committed) -> None:
         ended = [f for f in done.finished if f.item_status is not ItemStatus.PENDING]
         for decided in ended:
-            if decided.item_status is ItemStatus.SUCCEEDED:
-                self.succeeded += 1
-            elif decided.item_status is ItemStatus.DLQ:
-                self.dlq += 1
             result = decided.result
+            self._count(decided.item_status)
             self.ctx.bus.publish(
                 ItemFinished(
                     decided.item_id,
@@ -209,9 +253,22 @@ class MapScheduler:
                     result.outcome.last_error,
                 )
             )
-        self.done_this_run += sum(1 for f in ended if f.item_status.finished)
-        if ended:
-            self.ctx.checkpointer.items_finished(len(ended))
+        for settled in done.settled:
+            self._count(settled.item_status)
+            task = settled.task
+            self.ctx.bus.publish(
+                ItemFinished(task.item_id, settled.item_status, 0, 0.0, settled.detail)
+            )
+        statuses = [f.item_status for f in ended] + [s.item_status for s in done.settled]
+        self.done_this_run += sum(1 for status in statuses if status.finished)
+        if statuses:
+            self.ctx.checkpointer.items_finished(len(statuses))
+
+    def _count(self, status: ItemStatus) -> None:
+        if status is ItemStatus.SUCCEEDED:
+            self.succeeded += 1
+        elif status is ItemStatus.DLQ:
+            self.dlq += 1
 
     def _progress(self) -> None:
         self.ctx.bus.publish(
@@ -239,14 +296,33 @@ class MapScheduler:
                 self._advance(committer, AttemptLost(message))
             elif isinstance(message, _Broken):
                 self._advance(committer, ExecutorBroken(message.reason))
+            elif isinstance(message, MergeResult):
+                self._advance(committer, MergeEnded(message))
             else:
                 claim = self.inflight.pop(message.task.attempt_id)
+                self._note_commit(claim, message.result)
                 ended.append(
                     Ended(claim.slot, claim.item.item_id, claim.item.attempts, message.result)
                 )
         if ended:
             self._advance(committer, AttemptsEnded(tuple(ended)))
         self._progress()
+
+    def _note_commit(self, claim: Claim, result: AttemptResult) -> None:
+        """A commit to merge once the attempt's success is recorded (worktree mode)."""
+        if result.commit is None or result.interrupted or not result.outcome.ok:
+            return
+        item = claim.item
+        assert item.branch is not None
+        self._to_merge[result.attempt_id] = MergeTask(
+            item_index=item.index,
+            item_id=item.item_id,
+            attempt_id=result.attempt_id,
+            branch=item.branch,
+            commit=result.commit,
+            counted=item.attempts + 1,
+            worktree=item.worktree,
+        )
 
     def _drain(self, first: _Message) -> list[_Message]:
         messages = [first]
@@ -258,9 +334,16 @@ class MapScheduler:
 
     def run(self) -> MapOutcome:
         self.ctx.bus.publish(PhaseStarted(Phase.MAP, self.total))
+        ws = self.ctx.workspace
         committer = Committer(
-            self.ctx.store, run_no=self.ctx.run_no, host=self.ctx.host, deliver=self.messages.put
+            self.ctx.store,
+            run_no=self.ctx.run_no,
+            host=self.ctx.host,
+            deliver=self.messages.put,
+            pool=ws.pool_for(self.ctx.job_id) if ws else None,
         )
+        if ws is not None:
+            self.merger = MergeWorker(ws, self.messages.put)
         try:
             self._advance(committer, Begin())
             while self.finish is None:
@@ -270,6 +353,8 @@ class MapScheduler:
             raise
         finally:
             committer.close()
+            if self.merger is not None:
+                self.merger.close()
         assert self.finish is not None
         return MapOutcome(self.finish.stop)
 

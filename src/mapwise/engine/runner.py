@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
 import time
 from collections.abc import Sequence
@@ -26,6 +27,12 @@ from mapwise.engine.map_phase import MapScheduler
 from mapwise.engine.phases import run_reduce, run_setup
 from mapwise.engine.placement import Placement, build_executor, choose_placement
 from mapwise.engine.signals import StopController
+from mapwise.engine.workspaces import (
+    JobWorkspace,
+    create_job_worktree,
+    plan_workspace,
+    remove_free_worktrees,
+)
 from mapwise.errors import ExecutorError, MapwiseError, UserError
 from mapwise.executors.attempt import AttemptConfig, close_slot_notes
 from mapwise.executors.base import Executor
@@ -53,10 +60,18 @@ def refuse_existing(paths: JobPaths) -> None:
 
 
 def _new_store(loaded: LoadedWorkflow, paths: JobPaths, stored_options: dict[str, Any]) -> JobStore:
+    """The job's folder and database; in worktree mode its branch and worktree too.
+
+    The repository is checked before anything is written; a job whose worktree could
+    not be made is no job, and nothing of it is left.
+    """
     if paths.root.exists():
         refuse_existing(paths)
+    workspace = plan_workspace(loaded.workflow, loaded.base_dir, paths)
+    if workspace is not None:
+        stored_options = {**stored_options, **workspace.to_options()}
     make_private_dirs(paths.root.parent)
-    return JobStore.create(
+    store = JobStore.create(
         paths,
         workflow_name=loaded.workflow.name,
         workflow_path=str(loaded.path),
@@ -64,6 +79,14 @@ def _new_store(loaded: LoadedWorkflow, paths: JobPaths, stored_options: dict[str
         workflow_sha256=loaded.sha256,
         options=stored_options,
     )
+    if workspace is not None:
+        try:
+            create_job_worktree(workspace)
+        except BaseException:
+            store.close()
+            shutil.rmtree(paths.root, ignore_errors=True)
+            raise
+    return store
 
 
 def start_job(loaded: LoadedWorkflow, options: StartOptions) -> JobResult:
@@ -196,6 +219,8 @@ class _Run:
             return self.executor_failed(stop.reason)
         if stop is not None:
             return self.interrupted()
+        if self.ctx.workspace is not None:
+            remove_free_worktrees(self.ctx.workspace, self.store)
         self.store.set_status(JobStatus.RUNNING, phase=Phase.REDUCE)
         self.ctx.checkpointer.now()
         return None
@@ -238,6 +263,7 @@ def _attempt_config(ctx: JobContext) -> AttemptConfig:
         item_timeout=spec.timeout,
         kill_grace=ctx.kill_grace,
         slots_dir=ctx.paths.slots,
+        workspace_setup=ctx.workflow.workspace.setup,
     )
 
 
@@ -272,6 +298,15 @@ def execute(
     checkpointer = Checkpointer(paths, policy_from_environment())
     bus = EventBus(observers)
     stop = StopController(on_second=lambda signum: _stop_at_once(paths, signum))
+    workspace = JobWorkspace.from_options(store.job().options, paths)
+    base_env = ctxmod.base_environment(workflow, paths.job_id)
+    source_dir = base_dir
+    if workspace is not None:
+        base_dir = workspace.base_dir
+        base_env |= {
+            "MAPWISE_WORKTREE": str(workspace.job_worktree),
+            "MAPWISE_BRANCH": workspace.job_branch,
+        }
     ctx = JobContext(
         job_id=paths.job_id,
         paths=paths,
@@ -286,8 +321,10 @@ def execute(
         claude_command=ctxmod.claude_command(os.environ),
         bus=bus,
         stop=stop,
-        base_env=ctxmod.base_environment(workflow, paths.job_id),
+        base_env=base_env,
         checkpointer=checkpointer,
+        workspace=workspace,
+        source_dir=source_dir if workspace is not None else None,
     )
     paths.running_marker.touch(mode=0o600)  # tells a crash from a clean exit (see verify)
     if install_signal_handlers:

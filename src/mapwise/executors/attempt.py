@@ -8,17 +8,20 @@ to the job's database: the coordinator records what it returns.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import socket
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from mapwise.domain.records import AttemptResult, AttemptTask
+from mapwise.domain.records import AttemptResult, AttemptTask, StepRecord, StepsOutcome
 from mapwise.domain.states import ErrorKind
+from mapwise.errors import MapwiseError
+from mapwise.executors import worktree
 from mapwise.executors.logsink import LogSink, make_private_dirs
 from mapwise.executors.orphans import close_slot_notes as close_slot_notes  # for the runner
 from mapwise.executors.orphans import make_note, slot_board
@@ -42,6 +45,7 @@ class AttemptConfig:
     kill_grace: float
     slots_dir: Path | None  # where a slot notes the process group it runs (orphan cleanup)
     log_max_bytes: int = 10 * 1024 * 1024
+    workspace_setup: tuple[Step, ...] = ()  # worktree mode: once in each new worktree
 
 
 def _write_private(path: str, text: str) -> None:
@@ -88,6 +92,78 @@ class _SlotNote:
             self.board.clear(str(self.task.slot))
 
 
+def _scope(task: AttemptTask, config: AttemptConfig) -> Scope:
+    return Scope(
+        job_id=task.job_id,
+        env=config.workflow_env,
+        captures=task.captures,
+        item=task.item,
+        item_id=task.item_id,
+        item_index=task.item_index,
+        attempt=task.attempt_no,
+    )
+
+
+def _workspace_failed(error: MapwiseError, steps: tuple[StepRecord, ...] = ()) -> StepsOutcome:
+    """An attempt whose worktree could not be made or committed: git's words, in full."""
+    text = str(error)
+    return StepsOutcome(
+        steps=steps,
+        captures={},
+        error_kind=ErrorKind.WORKSPACE,
+        last_error=f"worktree: {text.splitlines()[0] if text else error!r}",
+        stderr_tail=text[-4000:],
+    )
+
+
+def _labelled(records: tuple[StepRecord, ...], prefix: str) -> tuple[StepRecord, ...]:
+    return tuple(dataclasses.replace(r, label=f"{prefix}{r.label}") for r in records)
+
+
+@dataclass
+class _Workspace:
+    """The worktree facts of one attempt, filled in as it goes."""
+
+    start_commit: str | None = None
+    commit: str | None = None
+
+
+def _in_worktree(
+    task: AttemptTask,
+    config: AttemptConfig,
+    senv: StepEnvironment,
+    run: Callable[[tuple[Step, ...], StepEnvironment], StepsOutcome],
+    facts: _Workspace,
+) -> StepsOutcome:
+    """Prepare the item's worktree, run the template there, commit what it left."""
+    ws = task.workspace
+    assert ws is not None
+    try:
+        prepared = worktree.prepare(ws)
+    except MapwiseError as error:
+        return _workspace_failed(error)
+    facts.start_commit = prepared.start_commit
+    env = {**senv.env, "MAPWISE_WORKTREE": str(prepared.path), "MAPWISE_BRANCH": ws.branch}
+    senv = dataclasses.replace(
+        senv, base_dir=prepared.base_dir, env=env, head=lambda: worktree.head(ws)
+    )
+    setup: tuple[StepRecord, ...] = ()
+    if prepared.fresh and config.workspace_setup:
+        done = run(config.workspace_setup, senv)
+        setup = _labelled(done.steps, "workspace.setup: ")
+        if not done.ok:
+            return dataclasses.replace(done, steps=setup, failed_step=None)
+    outcome = run(config.steps, senv)
+    outcome = dataclasses.replace(outcome, steps=setup + outcome.steps)
+    if not outcome.ok:
+        return outcome
+    try:
+        facts.commit = worktree.finish(ws, task.item_id)
+    except MapwiseError as error:
+        return _workspace_failed(error, outcome.steps)
+    return outcome
+
+
 def run_attempt(
     task: AttemptTask, config: AttemptConfig, cancel: threading.Event | None = None
 ) -> AttemptResult:
@@ -101,15 +177,7 @@ def run_attempt(
         "MAPWISE_ATTEMPT": str(task.attempt_no),
         "MAPWISE_ITEM_FILE": task.item_file,
     }
-    scope = Scope(
-        job_id=task.job_id,
-        env=config.workflow_env,
-        captures=task.captures,
-        item=task.item,
-        item_id=task.item_id,
-        item_index=task.item_index,
-        attempt=task.attempt_no,
-    )
+    scope = _scope(task, config)
     deadline = None if config.item_timeout is None else clock + config.item_timeout
     senv = StepEnvironment(
         base_dir=config.base_dir,
@@ -120,10 +188,16 @@ def run_attempt(
     )
     log = LogSink(Path(task.log_path), max_bytes=config.log_max_bytes)
     note = _SlotNote(config, task)
+    facts = _Workspace()
+
+    def run(steps: tuple[Step, ...], where: StepEnvironment) -> StepsOutcome:
+        return run_steps(steps, scope, where, log=log, cancel=cancel, on_start=note.started)
+
     try:
-        outcome = run_steps(
-            config.steps, scope, senv, log=log, cancel=cancel, on_start=note.started
-        )
+        if task.workspace is None:
+            outcome = run(config.steps, senv)
+        else:
+            outcome = _in_worktree(task, config, senv, run, facts)
     finally:
         log.close()
         note.clear()
@@ -140,4 +214,6 @@ def run_attempt(
         duration=time.monotonic() - clock,
         outcome=outcome,
         interrupted=outcome.error_kind is ErrorKind.INTERRUPTED,
+        commit=facts.commit,
+        start_commit=facts.start_commit,
     )

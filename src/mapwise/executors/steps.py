@@ -36,6 +36,7 @@ class StepEnvironment:
     claude_command: tuple[str, ...]  # the agent CLI (MAPWISE_CLAUDE, else "claude")
     kill_grace: float = 5.0
     deadline: float | None = None  # time.monotonic() by which the whole list must end
+    head: Callable[[], str] | None = None  # worktree mode: the worktree's HEAD commit
 
 
 def label_of(step: Step) -> str:
@@ -220,9 +221,12 @@ def run_steps(
     run = _Run(scope=scope, records=[], captures={})
     for index in range(start_at, len(steps)):
         step = steps[index]
+        before = senv.head() if step.commit_required and senv.head is not None else None
         record, stdout = run_one_step(
             step, index, run.scope, senv, log=log, cancel=cancel, on_start=on_start
         )
+        if before is not None and record.ok and senv.head is not None and senv.head() == before:
+            record = _no_commit(record)
         step_records = [record]
         if record.ok and step.capture is not None:
             value = (stdout or "").rstrip("\n")
@@ -243,6 +247,16 @@ def run_steps(
         stderr_tail=_log_note(log) or "",
         log_path=_log_path(log),
         duration=time.monotonic() - clock,
+    )
+
+
+def _no_commit(record: StepRecord) -> StepRecord:
+    """A step with ``commit_required`` that succeeded without committing has failed."""
+    return dataclasses.replace(
+        record,
+        error_kind=ErrorKind.NO_COMMIT,
+        stderr_tail=(record.stderr_tail + "\n" if record.stderr_tail else "")
+        + "the step made no commit (commit_required: true)",
     )
 
 

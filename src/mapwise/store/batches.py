@@ -10,32 +10,49 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-from mapwise.domain.records import Finished, LostAttempt, StepRecord
-from mapwise.domain.states import Phase
-from mapwise.store import db
+from mapwise.domain.records import Finished, LostAttempt, Settled, StepRecord
+from mapwise.domain.states import AttemptOutcome, ItemStatus, Phase
+from mapwise.store import db, worktrees
 from mapwise.store.records import Claim, ItemRecord
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One transaction's work: what to record, and the slots to claim items for."""
+
+    finished: Sequence[Finished] = ()
+    lost: Sequence[LostAttempt] = ()
+    settled: Sequence[Settled] = ()  # worktree mode: what merges decided
+    free_slots: Sequence[int] = ()
+    claim: bool = True
 
 
 def commit_batch(
     conn: sqlite3.Connection,
-    finished: Sequence[Finished],
+    batch: Batch,
     *,
-    free_slots: Sequence[int],
     run_no: int,
     host: str,
     now: float,
-    claim: bool = True,
-    lost: Sequence[LostAttempt] = (),
+    pool: worktrees.Pool | None = None,
 ) -> list[Claim]:
-    """Record finished attempts and claim items for ``free_slots``, in one transaction."""
+    """Record a batch and claim items for its free slots, in one transaction.
+
+    With a worktree ``pool``, each claimed item is bound to its branch and a worktree.
+    """
     with db.transaction(conn):
-        for gone in lost:
+        for gone in batch.lost:
             _record_lost(conn, gone)
-        for done in finished:
+        for done in batch.finished:
             _record_finished(conn, done, run_no)
-        claims = _claim(conn, free_slots, run_no, host, now) if claim else []
-        if finished:
+        for settled in batch.settled:
+            worktrees.record_settled(conn, settled, now)
+        claims = []
+        if batch.claim:
+            claims = _claim(conn, batch.free_slots, run_no, host, now, pool)
+        if batch.finished or batch.settled:
             conn.execute("UPDATE job SET updated_at = ? WHERE id = 1", (now,))
     return claims
 
@@ -79,6 +96,8 @@ def _record_finished(conn: sqlite3.Connection, done: Finished, run_no: int) -> N
         ),
     )
     insert_steps(conn, r.attempt_id, Phase.MAP.value, run_no, o.steps)
+    if r.start_commit is not None or done.item_status is ItemStatus.MERGING:
+        worktrees.record_attempt(conn, done)
     finished_at = r.ended_at if done.item_status.finished else None
     conn.execute(
         "UPDATE items SET status = ?, attempts = attempts + ?, retry_at = ?,"
@@ -100,7 +119,12 @@ def _record_finished(conn: sqlite3.Connection, done: Finished, run_no: int) -> N
 
 
 def _claim(
-    conn: sqlite3.Connection, slots: Sequence[int], run_no: int, host: str, now: float
+    conn: sqlite3.Connection,
+    slots: Sequence[int],
+    run_no: int,
+    host: str,
+    now: float,
+    pool: worktrees.Pool | None,
 ) -> list[Claim]:
     if not slots:
         return []
@@ -117,12 +141,14 @@ def _claim(
     claims: list[Claim] = []
     for row, slot in zip(rows, slots, strict=False):
         item = ItemRecord.from_row(row)
-        attempt_no = (
-            conn.execute(
-                "SELECT COUNT(*) FROM attempts WHERE item_idx = ?", (item.index,)
-            ).fetchone()[0]
-            + 1
-        )
+        earlier, last = conn.execute(
+            "SELECT COUNT(*), (SELECT outcome FROM attempts WHERE item_idx = ?1"
+            " ORDER BY attempt_no DESC, id DESC LIMIT 1) FROM attempts WHERE item_idx = ?1",
+            (item.index,),
+        ).fetchone()
+        attempt_no = earlier + 1
+        if pool is not None:
+            item = worktrees.bind(conn, item, pool)
         cursor = conn.execute(
             "INSERT INTO attempts (item_idx, attempt_no, run_no, slot, host, started_at,"
             " outcome) VALUES (?, ?, ?, ?, ?, ?, 'running')",
@@ -133,7 +159,8 @@ def _claim(
             (item.index,),
         )
         assert cursor.lastrowid is not None
-        claims.append(Claim(item, cursor.lastrowid, attempt_no, slot))
+        continues = last == AttemptOutcome.INTERRUPTED.value
+        claims.append(Claim(item, cursor.lastrowid, attempt_no, slot, continues))
     return claims
 
 

@@ -19,6 +19,10 @@ database. Files are written atomically: temporary file, fsync, rename, fsync of 
 Version history:
 
 - 1: the format above.
+- 2: the same records; item records may carry the worktree columns of schema version 2
+  (branch, worktree, start and head commits, merge queue place, conflict files). A
+  version 1 file restores as it is (those columns empty); a mapwise that reads only
+  version 1 refuses a version 2 file instead of failing on unknown columns.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from mapwise.errors import StateDamagedError
 from mapwise.store import schema
 
 FORMAT = "mapwise-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 SUFFIX = ".ckpt"
 TMP_SUFFIX = ".tmp"
 TABLES = (

@@ -58,7 +58,7 @@ def connect(path: Path, *, create: bool = False, readonly: bool = False) -> sqli
             if create:
                 schema.create_schema(conn)
             else:
-                schema.migrate(conn)
+                schema.migrate(conn, readonly=readonly)
         except BaseException:
             conn.close()
             raise

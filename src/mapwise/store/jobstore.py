@@ -16,10 +16,10 @@ from collections.abc import Callable, Iterable, Sequence
 from types import FunctionType
 from typing import Any, ParamSpec, TypeVar
 
-from mapwise.domain.records import Finished, LostAttempt, StepRecord
+from mapwise.domain.records import MergeTask, StepRecord
 from mapwise.domain.states import ItemStatus, JobStatus, Phase, RunOutcome, StepStatus
 from mapwise.errors import StateDamagedError
-from mapwise.store import batches, db, sweeps
+from mapwise.store import batches, db, sweeps, worktrees
 from mapwise.store.paths import JobPaths
 from mapwise.store.records import (
     AttemptRecord,
@@ -366,26 +366,23 @@ class JobStore:
 
     def commit_batch(
         self,
-        finished: Sequence[Finished],
+        batch: batches.Batch,
         *,
-        free_slots: Sequence[int],
         run_no: int,
         host: str,
         now: float,
-        claim: bool = True,
-        lost: Sequence[LostAttempt] = (),
+        pool: worktrees.Pool | None = None,
     ) -> list[Claim]:
-        """Record finished attempts and claim items for ``free_slots``, in one transaction."""
-        return batches.commit_batch(
-            self.conn,
-            finished,
-            free_slots=free_slots,
-            run_no=run_no,
-            host=host,
-            now=now,
-            claim=claim,
-            lost=lost,
-        )
+        """Record a batch and claim items for its free slots, in one transaction."""
+        return batches.commit_batch(self.conn, batch, run_no=run_no, host=host, now=now, pool=pool)
+
+    def held_worktrees(self) -> list[str]:
+        """Worktree mode: the pool folders that items hold."""
+        return worktrees.held_worktrees(self.conn)
+
+    def merge_queue(self) -> list[MergeTask]:
+        """Worktree mode: the items waiting for their merge, in the order they finished."""
+        return worktrees.merge_queue(self.conn)
 
     # -- sweeps: resume and the DLQ commands ----------------------------------------------
 

@@ -92,9 +92,17 @@ class ItemRecord:
     exit_code: int | None
     last_error: str | None
     result: dict[str, Any] | None
+    # worktree mode (schema version 2; empty in an older database opened read-only)
+    branch: str | None = None
+    worktree: str | None = None
+    start_commit: str | None = None
+    head_commit: str | None = None  # the commit waiting in the merge queue
+    merge_seq: int | None = None  # its place in the merge queue
+    conflict_files: tuple[str, ...] = ()
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> ItemRecord:
+        extra = _workspace_fields(row) if "branch" in row.keys() else {}  # noqa: SIM118
         return cls(
             index=row["idx"],
             item_id=row["item_id"],
@@ -108,7 +116,20 @@ class ItemRecord:
             exit_code=row["exit_code"],
             last_error=row["last_error"],
             result=json.loads(row["result"]) if row["result"] else None,
+            **extra,
         )
+
+
+def _workspace_fields(row: sqlite3.Row) -> dict[str, Any]:
+    conflicts = row["conflict_files"]
+    return {
+        "branch": row["branch"],
+        "worktree": row["worktree"],
+        "start_commit": row["start_commit"],
+        "head_commit": row["head_commit"],
+        "merge_seq": row["merge_seq"],
+        "conflict_files": tuple(json.loads(conflicts)) if conflicts else (),
+    }
 
 
 @dataclass(frozen=True)
@@ -160,3 +181,4 @@ class Claim:
     attempt_id: int
     attempt_no: int
     slot: int
+    continues: bool = False  # its last attempt was interrupted: go on where it stopped

@@ -4,6 +4,10 @@ Version history:
 
 - 1: job, runs, items, attempts, steps, phase_steps, meta; ``item_counts`` kept by
   triggers so that listing many jobs reads a few rows per job, never every item.
+- 2: worktree mode: each item's branch, worktree, start commit, the commit waiting in
+  the merge queue and its place there (``merge_seq``), and the files of a merge conflict.
+  An older database gains the columns, empty, when it is opened for writing; a read-only
+  open leaves it as it is and readers take the missing columns as empty.
 """
 
 from __future__ import annotations
@@ -12,7 +16,20 @@ import sqlite3
 
 from mapwise.errors import StateDamagedError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+# version -> the statements that bring a database of the version before up to it
+MIGRATIONS: dict[int, str] = {
+    2: """
+ALTER TABLE items ADD COLUMN branch TEXT;
+ALTER TABLE items ADD COLUMN worktree TEXT;
+ALTER TABLE items ADD COLUMN start_commit TEXT;
+ALTER TABLE items ADD COLUMN head_commit TEXT;
+ALTER TABLE items ADD COLUMN merge_seq INTEGER;
+ALTER TABLE items ADD COLUMN conflict_files TEXT;
+CREATE INDEX items_by_merge ON items (merge_seq) WHERE merge_seq IS NOT NULL;
+""",
+}
 
 SCHEMA_V1 = """
 CREATE TABLE meta (
@@ -131,9 +148,14 @@ CREATE TABLE phase_steps (
 
 
 def create_schema(conn: sqlite3.Connection) -> None:
-    """Create the current schema in an empty database and record its version."""
+    """Create the current schema in an empty database and record its version.
+
+    Version 1's tables, then every migration: one path to each version, whether a
+    database is new or old.
+    """
+    steps = "\n".join(MIGRATIONS[v] for v in range(2, SCHEMA_VERSION + 1))
     version = f"INSERT INTO meta (key, value) VALUES ('schema_version', '{SCHEMA_VERSION}');"
-    conn.executescript(f"BEGIN IMMEDIATE;\n{SCHEMA_V1}\n{version}\nCOMMIT;")
+    conn.executescript(f"BEGIN IMMEDIATE;\n{SCHEMA_V1}\n{steps}\n{version}\nCOMMIT;")
 
 
 def read_schema_version(conn: sqlite3.Connection) -> int:
@@ -148,12 +170,20 @@ def read_schema_version(conn: sqlite3.Connection) -> int:
     return int(row[0])
 
 
-def migrate(conn: sqlite3.Connection) -> None:
-    """Bring an older database to ``SCHEMA_VERSION``; refuse a newer one (exit 4)."""
+def migrate(conn: sqlite3.Connection, *, readonly: bool = False) -> None:
+    """Bring an older database to ``SCHEMA_VERSION``; refuse a newer one (exit 4).
+
+    Each version's steps and its new number are one transaction, so a crash leaves the
+    database at one version or the next. A read-only connection migrates nothing.
+    """
     version = read_schema_version(conn)
     if version > SCHEMA_VERSION:
         raise StateDamagedError(
             f"the job's database is schema version {version}, newer than this mapwise "
             f"supports ({SCHEMA_VERSION}); upgrade mapwise"
         )
-    # Version 1 is the first; later versions add their steps here, each in a transaction.
+    if readonly:
+        return
+    for target in range(version + 1, SCHEMA_VERSION + 1):
+        bump = f"UPDATE meta SET value = '{target}' WHERE key = 'schema_version';"
+        conn.executescript(f"BEGIN IMMEDIATE;\n{MIGRATIONS[target]}\n{bump}\nCOMMIT;")

@@ -3,9 +3,10 @@
 ``max_parallel: "${VAR}"`` must name an env variable holding a whole number; ``filter``,
 ``sort_by``, ``distinct`` and ``json_path`` must compile; every ``${...}`` must make
 sense in its phase (no item in setup or reduce, no ``${map.*}`` outside reduce, no
-unknown ``${map.x}``, only item variables in ``map.id``); a ``capture`` must not take
-a reserved name. Catching these at load time is what makes a job fail in the first
-second instead of after hours of map phase.
+unknown ``${map.x}``, only item variables in ``map.id``; ``workspace.setup`` runs per
+item, so it may use the item); a ``capture`` must not take a reserved name;
+``commit_required`` needs ``workspace: worktree``. Catching these at load time is what
+makes a job fail in the first second instead of after hours of map phase.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from mapwise.workflow.locate import Loc, Locator, Problem, unknown_key
 from mapwise.workflow.model import Step, Workflow
 from mapwise.workflow.prodigy_steps import env_reference
 
-Phase = Literal["setup", "input", "map", "reduce", "id"]
+Phase = Literal["setup", "input", "map", "workspace", "reduce", "id"]
 
 RESERVED_NAMES: Final = frozenset({"item", "item_id", "item_index", "attempt", "job_id", "map"})
 _ITEM_SCOPED: Final = ("item_id", "item_index", "attempt")
@@ -30,8 +31,10 @@ def check_workflow(workflow: Workflow, locator: Locator) -> tuple[list[Problem],
     errors.extend(_check_max_parallel(workflow, locator))
     errors.extend(_check_item_pipeline(workflow, locator))
     errors.extend(_check_placeholders(workflow, locator))
+    errors.extend(_check_commit_required(workflow, locator))
     capture_errors, warnings = _check_captures(workflow, locator)
     errors.extend(capture_errors)
+    warnings.extend(_check_workspace_unused(workflow, locator))
     return errors, warnings
 
 
@@ -116,6 +119,7 @@ def _phases(workflow: Workflow) -> list[tuple[Phase, Loc, tuple[Step, ...]]]:
     return [
         ("setup", ("setup", "commands"), workflow.setup.commands),
         ("map", ("map", "agent_template"), workflow.map.agent_template),
+        ("workspace", ("workspace", "setup"), workflow.workspace.setup),
         ("reduce", ("reduce",), workflow.reduce),
     ]
 
@@ -155,7 +159,7 @@ def _judge(phase: Phase, name: str, text: str) -> str | None:
             return None
         return f"{text}: the item id template may only use the item (${{item}}, ${{item.field}})"
     if item_variable:
-        if phase == "map":
+        if phase in ("map", "workspace"):  # workspace.setup runs in each new item worktree
             return None
         where = _PHASE_NAMES[phase]
         return f"{text}: item variables exist only in the map phase, not in {where}"
@@ -175,6 +179,32 @@ def _judge_map_variable(phase: Phase, name: str, text: str, known: tuple[str, ..
     if phase != "reduce":
         return f"{text}: map results exist only in the reduce phase"
     return None
+
+
+def _check_commit_required(workflow: Workflow, locator: Locator) -> list[Problem]:
+    """``commit_required: true`` asks for a commit, which only an item worktree can hold."""
+    if workflow.workspace.enabled:
+        return []
+    return [
+        locator.problem((*loc, "commit_required"), "commit_required needs workspace: worktree")
+        for _phase, base, steps in _phases(workflow)
+        for loc, step in _walk_steps(steps, base)
+        if step.commit_required
+    ]
+
+
+def _check_workspace_unused(workflow: Workflow, locator: Locator) -> list[Problem]:
+    """``repo``, ``base``, ``setup``, ``on_conflict`` of a workspace that is not a worktree
+    do nothing: a warning, so that ``kind: none`` can switch worktrees off for a while."""
+    spec = workflow.workspace
+    if spec.enabled:
+        return []
+    given = [key for key in type(spec).model_fields if key in spec.model_fields_set]
+    return [
+        locator.problem(("workspace", key), "ignored: the workspace kind is none")
+        for key in given
+        if key != "kind"
+    ]
 
 
 def _check_captures(workflow: Workflow, locator: Locator) -> tuple[list[Problem], list[Problem]]:

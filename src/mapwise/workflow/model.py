@@ -2,8 +2,8 @@
 
 The loader (``mapwise.workflow.loader``) normalises prodigy's spellings (setup as
 ``{commands, timeout}``, ``agent_timeout_secs``, ``timeout_config``) into this shape
-before validation, so the rest of mapwise sees one form. The model describes a job and
-never runs one.
+before validation, so the rest of mapwise sees one form; ``workspace: worktree`` is
+read as its long form by the model itself. The model describes a job and never runs one.
 """
 
 from __future__ import annotations
@@ -41,6 +41,9 @@ class Step(_Model):
     env: dict[str, str] = Field(default_factory=dict)
     working_dir: str | None = None
     on_failure: tuple[Step, ...] = ()
+    # prodigy's key: with a worktree workspace, the step fails (error kind ``no_commit``)
+    # when it made no commit; without one it is a load-time error (checks.py).
+    commit_required: bool = False
 
     @model_validator(mode="after")
     def _exactly_one_kind(self) -> Step:
@@ -171,6 +174,59 @@ class ExecutorSpec(_Model):
     scheduler: str | None = None  # the Dask scheduler's address, e.g. tcp://host:8786
 
 
+class WorkspaceKind(StrEnum):
+    """Where a job's commands run."""
+
+    NONE = "none"  # every command in the workflow file's folder (or its working_dir)
+    WORKTREE = "worktree"  # a git worktree for the job and one for each item
+
+
+class OnConflict(StrEnum):
+    """What an item whose commits conflict with the job branch does."""
+
+    RERUN = "rerun"  # run the item again from the job branch's new head (a new attempt)
+    DLQ = "dlq"  # park it in the DLQ, its branch and worktree kept
+
+
+class WorkspaceSpec(_Model):
+    """``workspace:``: ``none`` (the default) or ``worktree``, in short or long form.
+
+    ``workspace: worktree`` is short for ``workspace: {kind: worktree}``. ``repo`` is a
+    path relative to the workflow file's folder; without it the repository is the one
+    that holds the workflow file's folder (where commands run without a workspace).
+    ``base`` is the ref the job branch starts from (default ``HEAD``). ``setup`` runs
+    once in each new item worktree, before the item's template, with the item's
+    variables. Whether ``repo`` is a repository and ``base`` a ref is checked when a job
+    starts, not here: the model describes a job and never looks at the disk.
+    """
+
+    kind: WorkspaceKind = WorkspaceKind.NONE
+    repo: str | None = Field(default=None, min_length=1)
+    base: str | None = Field(default=None, min_length=1)
+    setup: tuple[Step, ...] = ()
+    on_conflict: OnConflict = OnConflict.RERUN
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short_form(cls, value: Any) -> Any:
+        """``worktree``/``none`` -> ``{kind: ...}``; nothing (``workspace:``) -> defaults."""
+        if value is None:
+            return {}
+        if isinstance(value, str):
+            return {"kind": value}
+        if isinstance(value, dict | WorkspaceSpec):
+            return value
+        shown = str(value).lower() if isinstance(value, bool) else repr(value)
+        raise ValueError(
+            f"expected worktree, none or a mapping such as {{kind: worktree}}, got {shown}"
+        )
+
+    @property
+    def enabled(self) -> bool:
+        """True when the job and its items run in git worktrees."""
+        return self.kind is WorkspaceKind.WORKTREE
+
+
 class Workflow(_Model):
     """A whole workflow file, validated and normalised."""
 
@@ -182,6 +238,7 @@ class Workflow(_Model):
     reduce: tuple[Step, ...] = ()
     error_policy: ErrorPolicy = Field(default_factory=ErrorPolicy)
     executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
+    workspace: WorkspaceSpec = Field(default_factory=WorkspaceSpec)
 
     def resolved_max_parallel(self) -> int:
         """``map.max_parallel`` as a number, resolving ``${VAR}`` from the workflow env."""

@@ -74,6 +74,8 @@ def normalise(doc: dict[str, Any], locator: Locator) -> Normalised:
         result["mode"] = result["mode"].lower()
     if "setup" in doc:
         result["setup"] = _setup(ctx, doc["setup"])
+    if "workspace" in doc:
+        result["workspace"] = _workspace(ctx, doc["workspace"])
     if "reduce" in doc:
         result["reduce"] = normalise_steps(
             ctx, doc["reduce"], ("reduce",), ("reduce",), wrapped=True
@@ -146,6 +148,17 @@ def _setup(ctx: Context, value: Any) -> Any:
     if "capture_outputs" in value:
         _capture_outputs(ctx, value["capture_outputs"], (*src, "capture_outputs"), result)
     return result
+
+
+def _workspace(ctx: Context, value: Any) -> Any:
+    """``workspace`` with its ``setup`` steps in mapwise's shape, like every other step.
+
+    The short form (``workspace: worktree``) is the model's to read.
+    """
+    if not isinstance(value, dict) or "setup" not in value:
+        return value
+    src = ("workspace", "setup")
+    return {**value, "setup": normalise_steps(ctx, value["setup"], src, src, wrapped=False)}
 
 
 def _capture_outputs(ctx: Context, value: Any, src: Loc, setup: dict[str, Any]) -> None:

@@ -2,10 +2,11 @@
 
 A prodigy step may say ``capture_output: name`` (ours: ``capture``), give ``on_failure``
 as one step or as ``{commands: [...], max_attempts, fail_workflow}``, and carry keys that
-only make sense in prodigy (``commit_required``, ``id``, ``validate``, ...). Those keys are
-dropped with a warning. Step kinds mapwise does not run (``goal_seek``, ``foreach``,
-``test``) and conditional steps (``when``) are errors: silently skipping or always
-running such a step would change what the workflow does.
+only make sense in prodigy (``id``, ``validate``, ``auto_commit``, ...). Those keys are
+dropped with a warning; ``commit_required`` is a key of mapwise's steps too. Step kinds
+mapwise does not run (``goal_seek``, ``foreach``, ``test``) and conditional steps
+(``when``) are errors: silently skipping or always running such a step would change
+what the workflow does.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ IGNORED: Final = "prodigy key not supported by mapwise; ignored"
 UNSUPPORTED_KINDS: Final = ("goal_seek", "foreach", "test", "cook")
 IGNORED_STEP_KEYS: Final = frozenset(
     {
-        "commit_required",
         "id",
         "analysis",
         "outputs",

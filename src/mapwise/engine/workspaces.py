@@ -1,0 +1,204 @@
+"""Worktree mode, the coordinator's side: the job's worktree, the merge queue, clean-up.
+
+The job gets the branch ``mapwise/<job_id>/result`` from the repository's ``HEAD`` (or
+``workspace.base``) and a worktree of it under the job's folder; setup and reduce run
+there, and every item's commit is merged into it, one merge at a time, by ``MergeWorker``.
+Which item merges next, and what a conflict does, are decisions of ``domain.mapstate``;
+this module only does the git work and reports what happened.
+
+The user's own checkout is never touched: every write goes to worktrees of the job.
+"""
+
+from __future__ import annotations
+
+import queue
+import shutil
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mapwise.domain.records import MergeResult, MergeTask
+from mapwise.errors import MapwiseError, WorkspaceError
+from mapwise.store.jobstore import JobStore
+from mapwise.store.paths import JobPaths
+from mapwise.store.worktrees import Pool
+from mapwise.workflow.model import Workflow
+from mapwise.workspace.git import Repo, run_git
+from mapwise.workspace.preflight import check_workspace
+
+OPTIONS_KEY = "workspace"
+
+
+@dataclass(frozen=True)
+class JobWorkspace:
+    """Where a worktree job's repository, branch and worktrees are."""
+
+    repo: Path  # the repository's top folder
+    job_branch: str
+    job_worktree: Path
+    base_commit: str
+    subdir: str  # the workflow file's folder relative to the repository ("" at its top)
+    pool: Path  # the folder of the item worktrees
+
+    @property
+    def base_dir(self) -> Path:
+        """Where setup and reduce run: the workflow file's folder in the job worktree."""
+        return self.job_worktree / self.subdir if self.subdir else self.job_worktree
+
+    def to_options(self) -> dict[str, Any]:
+        return {
+            OPTIONS_KEY: {
+                "repo": str(self.repo),
+                "job_branch": self.job_branch,
+                "job_worktree": str(self.job_worktree),
+                "base_commit": self.base_commit,
+                "subdir": self.subdir,
+            }
+        }
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any], paths: JobPaths) -> JobWorkspace | None:
+        stored = options.get(OPTIONS_KEY)
+        if not stored:
+            return None
+        return cls(
+            repo=Path(stored["repo"]),
+            job_branch=stored["job_branch"],
+            job_worktree=Path(stored["job_worktree"]),
+            base_commit=stored["base_commit"],
+            subdir=stored["subdir"],
+            pool=paths.root / "worktrees",
+        )
+
+    def pool_for(self, job_id: str) -> Pool:
+        return Pool(folder=str(self.pool), job_id=job_id)
+
+
+def plan_workspace(workflow: Workflow, base_dir: Path, paths: JobPaths) -> JobWorkspace | None:
+    """Check the repository before the job exists (``WorkspaceError``, exit 2)."""
+    spec = workflow.workspace
+    if not spec.enabled:
+        return None
+    repo_dir = (base_dir / spec.repo) if spec.repo else base_dir
+    plan = check_workspace(repo_dir=repo_dir, base=spec.base, job_id=paths.job_id)
+    try:
+        subdir = base_dir.resolve().relative_to(plan.repo.resolve()).as_posix()
+    except ValueError:
+        subdir = ""  # the workflow lives outside the repository: commands run at its top
+    return JobWorkspace(
+        repo=plan.repo,
+        job_branch=plan.job_branch,
+        job_worktree=paths.root / "worktrees" / "result",
+        base_commit=plan.base_commit,
+        subdir="" if subdir == "." else subdir,
+        pool=paths.root / "worktrees",
+    )
+
+
+def create_job_worktree(ws: JobWorkspace) -> None:
+    """The job's branch and worktree, made once when the job starts."""
+    repo = Repo(ws.repo)
+    ws.pool.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with repo.write_lock():
+        repo.add_worktree(ws.job_worktree, ws.job_branch, ws.base_commit)
+
+
+def restore_job_worktree(ws: JobWorkspace) -> list[str]:
+    """On resume: stale records pruned, a killed merge undone, a lost worktree rebuilt."""
+    notices: list[str] = []
+    try:
+        repo = Repo(ws.repo)
+    except MapwiseError as error:
+        raise WorkspaceError(f"the job's repository {ws.repo} is not usable: {error}") from None
+    with repo.write_lock():
+        repo.prune_worktrees()
+        if not ws.job_worktree.is_dir():
+            if not repo.branch_exists(ws.job_branch):
+                raise WorkspaceError(
+                    f"the job's branch {ws.job_branch} is gone from {ws.repo}: its merged "
+                    "work cannot be continued"
+                )
+            repo.attach_worktree(ws.job_worktree, ws.job_branch)
+            notices.append(f"rebuilt the job's worktree {ws.job_worktree} from its branch")
+        elif repo.abort_leftover_merge(ws.job_worktree):
+            notices.append("undid a merge that the stopped run left half done")
+    return notices
+
+
+def _release(repo: Repo, task: MergeTask, worktree: Path | None) -> None:
+    """A merged item's branch goes; its worktree, detached, stays for the next item."""
+    if worktree is not None and worktree.is_dir():
+        run_git(["checkout", "--quiet", "--detach"], cwd=worktree, check=False)
+    repo.delete_branch(task.branch, force=True)
+
+
+def merge_one(ws: JobWorkspace, task: MergeTask, worktree: Path | None) -> MergeResult:
+    """Merge one item's commit into the job branch; a commit already there is not merged
+    again (a crash between the merge and its record)."""
+    repo = Repo(ws.repo)
+    try:
+        with repo.write_lock():
+            head = repo.head(ws.job_worktree)
+            if not repo.is_ancestor(task.commit, head):
+                conflicts = repo.merge_conflicts(head, task.commit)
+                if conflicts:
+                    return MergeResult(task, merged=False, conflicts=tuple(conflicts))
+                repo.merge(ws.job_worktree, task.commit, f"mapwise: merge {task.item_id}")
+            if repo.branch_exists(task.branch):
+                _release(repo, task, worktree)
+    except MapwiseError as error:
+        return MergeResult(task, merged=False, error=str(error))
+    return MergeResult(task, merged=True)
+
+
+class MergeWorker:
+    """The merge queue's one merge at a time, on a thread of its own."""
+
+    def __init__(
+        self, ws: JobWorkspace, deliver: Callable[[MergeResult | BaseException], None]
+    ) -> None:
+        self._ws = ws
+        self._deliver = deliver
+        self._inbox: queue.SimpleQueue[MergeTask | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._loop, name="mapwise-merge", daemon=True)
+        self._thread.start()
+
+    def submit(self, task: MergeTask) -> None:
+        self._inbox.put(task)
+
+    def close(self) -> None:
+        self._inbox.put(None)
+        self._thread.join()
+
+    def _loop(self) -> None:
+        while (task := self._inbox.get()) is not None:
+            try:
+                worktree = Path(task.worktree) if task.worktree else None
+                result = merge_one(self._ws, task, worktree)
+            except BaseException as error:  # a bug: the coordinator raises it
+                self._deliver(error)
+                return
+            self._deliver(result)
+
+
+def remove_free_worktrees(ws: JobWorkspace, store: JobStore) -> int:
+    """At the end of a map phase with every item settled: remove the pool's worktrees
+    that no item holds (a DLQ item keeps its worktree). Returns how many went."""
+    held = {Path(p) for p in store.held_worktrees()}
+    repo = Repo(ws.repo)
+    removed = 0
+    if not ws.pool.is_dir():
+        return 0
+    with repo.write_lock():
+        for folder in sorted(ws.pool.glob("wt-*")):
+            if folder in held:
+                continue
+            if folder.resolve() in repo.worktree_paths():
+                repo.remove_worktree(folder)
+            else:
+                shutil.rmtree(folder, ignore_errors=True)
+            removed += 1
+        repo.prune_worktrees()
+    return removed

@@ -1,0 +1,92 @@
+"""An item's worktree, made ready before an attempt and committed after it (worktree mode).
+
+Runs where the attempt runs (a pool slot, a Dask worker), like the commands themselves.
+Every git write goes through the repository's lock (``Repo.write_lock``), because git's
+own locks make a second writer fail rather than wait.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from mapwise.domain.records import ItemWorkspace
+from mapwise.workspace.git import Repo
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A worktree ready for an attempt."""
+
+    path: Path
+    base_dir: Path  # where the commands run: the workflow file's folder in this worktree
+    fresh: bool  # made or reset for this attempt: ``workspace.setup`` runs in it
+    start_commit: str | None  # the commit it was reset to (None when continued)
+
+
+def _on_branch(repo: Repo, path: Path, branch: str) -> bool:
+    """``path`` is a live worktree of the repository with ``branch`` checked out."""
+    return path.is_dir() and repo.worktree_paths().get(path.resolve()) == branch
+
+
+def _registered(repo: Repo, path: Path) -> bool:
+    return path.is_dir() and path.resolve() in repo.worktree_paths()
+
+
+def _clear(repo: Repo, path: Path) -> None:
+    """A folder in the way of a new worktree: a stale record is pruned, leftovers go."""
+    if path.exists() and not _registered(repo, path):
+        shutil.rmtree(path)
+    repo.prune_worktrees()
+
+
+def prepare(ws: ItemWorkspace) -> Prepared:
+    """The item's worktree for this attempt: continued as left, or reset to ``ws.start``.
+
+    Continuing (after an interruption) keeps every uncommitted change; a missing worktree
+    is rebuilt from the item's branch. A reset starts clean at the given commit (ignored
+    files, such as a linked virtualenv, stay).
+    """
+    repo = Repo(Path(ws.repo))
+    path = Path(ws.worktree)
+    base_dir = path / ws.subdir if ws.subdir else path
+    with repo.write_lock():
+        if ws.start is None:
+            if _on_branch(repo, path, ws.branch):
+                return Prepared(path, base_dir, False, None)
+            if repo.branch_exists(ws.branch):
+                _clear(repo, path)
+                if _registered(repo, path):
+                    repo.remove_worktree(path)
+                repo.attach_worktree(path, ws.branch)
+                return Prepared(path, base_dir, True, None)
+        start = ws.start or ws.job_branch
+        commit = repo.rev_parse(start)
+        if commit is None:
+            commit = start  # let git say what is wrong with it
+        if _registered(repo, path):
+            repo.repoint_worktree(path, ws.branch, commit)
+        else:
+            _clear(repo, path)
+            repo.add_worktree(path, ws.branch, commit)
+        return Prepared(path, base_dir, True, commit)
+
+
+def finish(ws: ItemWorkspace, item_id: str) -> str | None:
+    """After a successful template: commit what is left; the head to merge, if any.
+
+    None when the item's branch holds nothing the job branch lacks: it succeeds at once.
+    """
+    repo = Repo(Path(ws.repo))
+    path = Path(ws.worktree)
+    with repo.write_lock():
+        repo.commit_all(path, f"mapwise: {item_id}")
+    if repo.unmerged_commits(ws.branch, ws.job_branch) == 0:
+        return None
+    return repo.head(path)
+
+
+def head(ws: ItemWorkspace) -> str:
+    """The worktree's HEAD (``commit_required`` compares it before and after a step)."""
+    return Repo(Path(ws.repo)).head(Path(ws.worktree))

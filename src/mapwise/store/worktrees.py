@@ -1,0 +1,142 @@
+"""The worktree columns of a job's items: which branch and worktree each has, the merge
+queue, and what a merge decided. Worktree mode only; each function runs inside the
+caller's transaction (``commit_batch``), so a crash leaves them consistent with the rest.
+
+A worktree folder of the job's pool is bound to an item from its first claim until its
+commit is merged (then the folder is free for the next item) or, for an item in the DLQ,
+until ``dlq purge`` or ``mapwise clean``: an item's uncommitted work is never handed to
+another item.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass, replace
+
+from mapwise.domain.records import Finished, MergeTask, Settled
+from mapwise.domain.states import ItemStatus
+from mapwise.store.records import ItemRecord
+from mapwise.workspace.refnames import ref_safe
+
+
+@dataclass(frozen=True)
+class Pool:
+    """Where a job's item worktrees live and how its item branches are named."""
+
+    folder: str  # <state>/jobs/<job_id>/worktrees
+    job_id: str
+
+    def branch_for(self, item_id: str) -> str:
+        return f"mapwise/{self.job_id}/item/{ref_safe(item_id)}"
+
+
+def _free_worktree(conn: sqlite3.Connection, pool: Pool) -> str:
+    """The pool's first folder that no item holds (it may not exist yet)."""
+    rows = conn.execute("SELECT worktree FROM items WHERE worktree IS NOT NULL").fetchall()
+    bound = {row[0] for row in rows}
+    number = 0
+    while f"{pool.folder}/wt-{number}" in bound:
+        number += 1
+    return f"{pool.folder}/wt-{number}"
+
+
+def _unique_branch(conn: sqlite3.Connection, pool: Pool, item: ItemRecord) -> str:
+    """The item's branch; two ids that make the same ref name get the item index too."""
+    branch = pool.branch_for(item.item_id)
+    taken = conn.execute(
+        "SELECT 1 FROM items WHERE branch = ? AND idx != ?", (branch, item.index)
+    ).fetchone()
+    return f"{branch}-{item.index}" if taken else branch
+
+
+def bind(conn: sqlite3.Connection, item: ItemRecord, pool: Pool) -> ItemRecord:
+    """At a claim: the item gets a branch (once) and a worktree of the pool (if none)."""
+    branch = item.branch or _unique_branch(conn, pool, item)
+    worktree = item.worktree or _free_worktree(conn, pool)
+    if (branch, worktree) != (item.branch, item.worktree):
+        conn.execute(
+            "UPDATE items SET branch = ?, worktree = ? WHERE idx = ?",
+            (branch, worktree, item.index),
+        )
+    return replace(item, branch=branch, worktree=worktree)
+
+
+def record_attempt(conn: sqlite3.Connection, done: Finished) -> None:
+    """An attempt's worktree facts: its start commit, and its commit for the queue."""
+    result = done.result
+    if result.start_commit is not None:
+        conn.execute(
+            "UPDATE items SET start_commit = COALESCE(start_commit, ?) WHERE idx = ?",
+            (result.start_commit, result.item_index),
+        )
+    if done.item_status is ItemStatus.MERGING:
+        conn.execute(
+            "UPDATE items SET head_commit = ?, conflict_files = NULL,"
+            " merge_seq = (SELECT COALESCE(MAX(merge_seq), 0) + 1 FROM items) WHERE idx = ?",
+            (result.commit, result.item_index),
+        )
+
+
+def record_settled(conn: sqlite3.Connection, settled: Settled, now: float) -> None:
+    """What the merge of one item decided: succeeded, a rerun, or the DLQ."""
+    task = settled.task
+    if settled.item_status is ItemStatus.SUCCEEDED:
+        # merged: its worktree goes back to the pool, its branch is gone (or going)
+        conn.execute(
+            "UPDATE items SET status = 'succeeded', finished_at = ?, worktree = NULL,"
+            " merge_seq = NULL, conflict_files = NULL WHERE idx = ?",
+            (now, task.item_index),
+        )
+        return
+    kind = settled.error_kind.value if settled.error_kind else None
+    conn.execute(
+        "UPDATE attempts SET outcome = 'failed', error_kind = ?, stderr_tail = ? WHERE id = ?",
+        (kind, settled.detail, task.attempt_id),
+    )
+    rerun = settled.item_status is ItemStatus.RETRY_WAIT
+    conn.execute(
+        "UPDATE items SET status = ?, retry_at = ?, finished_at = ?, error_kind = ?,"
+        " last_error = ?, conflict_files = ?, merge_seq = NULL,"
+        # a rerun starts from the job branch's new head, not from the old start
+        " start_commit = CASE WHEN ? THEN NULL ELSE start_commit END,"
+        " head_commit = CASE WHEN ? THEN NULL ELSE head_commit END WHERE idx = ?",
+        (
+            settled.item_status.value,
+            settled.retry_at,
+            None if rerun else now,
+            kind,
+            settled.detail,
+            json.dumps(list(settled.conflicts)) if settled.conflicts else None,
+            rerun,
+            rerun,
+            task.item_index,
+        ),
+    )
+
+
+def merge_queue(conn: sqlite3.Connection) -> list[MergeTask]:
+    """The items waiting for their merge, in the order they finished."""
+    rows = conn.execute(
+        "SELECT idx, item_id, branch, head_commit, attempts, worktree,"
+        " (SELECT MAX(id) FROM attempts WHERE item_idx = items.idx AND outcome = 'succeeded')"
+        " FROM items WHERE status = 'merging' ORDER BY merge_seq"
+    ).fetchall()
+    return [
+        MergeTask(
+            item_index=row[0],
+            item_id=row[1],
+            attempt_id=row[6],
+            branch=row[2],
+            commit=row[3],
+            counted=row[4],
+            worktree=row[5],
+        )
+        for row in rows
+    ]
+
+
+def held_worktrees(conn: sqlite3.Connection) -> list[str]:
+    """The pool folders items hold: running, interrupted, waiting, or in the DLQ."""
+    rows = conn.execute("SELECT worktree FROM items WHERE worktree IS NOT NULL").fetchall()
+    return [row[0] for row in rows]

@@ -244,14 +244,15 @@ def test_commit_required_is_a_key_of_a_step_and_no_longer_warned_about() -> None
     assert loaded.warnings == ()
 
 
-def test_commit_required_without_a_worktree_is_an_error_at_the_step() -> None:
-    error = refused(BASE + "      commit_required: true\n")
-    assert str(error) == (
-        "wf.yml:6: map.agent_template[0].commit_required: commit_required needs workspace: worktree"
+def test_commit_required_without_a_worktree_is_warned_about_at_the_step() -> None:
+    # prodigy's workflows use it and run unchanged: without a worktree it is ignored
+    _, warnings = load(BASE + "      commit_required: true\n")
+    assert warnings == (
+        "wf.yml:6: map.agent_template[0].commit_required: ignored: it needs workspace: worktree",
     )
 
 
-def test_commit_required_is_checked_in_on_failure_setup_and_reduce_too() -> None:
+def test_commit_required_outside_the_agent_template_is_warned_about() -> None:
     text = (
         "name: ws\n"
         "setup:\n"
@@ -267,15 +268,13 @@ def test_commit_required_is_checked_in_on_failure_setup_and_reduce_too() -> None
         "reduce:\n"
         "  - shell: c\n"
         "    commit_required: true\n"
-        "workspace: none\n"
+        "workspace: worktree\n"
     )
-    lines = str(refused(text)).splitlines()
-    assert lines == [
-        "wf.yml:4: setup[0].commit_required: commit_required needs workspace: worktree",
-        "wf.yml:11: map.agent_template[0].on_failure[0].commit_required: "
-        "commit_required needs workspace: worktree",
-        "wf.yml:14: reduce[0].commit_required: commit_required needs workspace: worktree",
-    ]
+    _, warnings = load(text)
+    assert warnings == (
+        "wf.yml:4: setup[0].commit_required: ignored: outside the map phase",
+        "wf.yml:14: reduce[0].commit_required: ignored: outside the map phase",
+    )
 
 
 def test_commit_required_false_needs_no_worktree() -> None:
@@ -294,9 +293,11 @@ def test_prodigys_commands_form_keeps_commit_required_with_its_line() -> None:
         "      - shell: a\n"
         "        commit_required: true\n"
     )
-    error = refused(text)
-    assert error.line == 7
-    assert error.key == "map.agent_template.commands[0].commit_required"
+    _, warnings = load(text)
+    assert warnings == (
+        "wf.yml:7: map.agent_template.commands[0].commit_required: "
+        "ignored: it needs workspace: worktree",
+    )
 
 
 def test_other_prodigy_keys_are_still_warned_about() -> None:

@@ -18,9 +18,7 @@ Git = Callable[..., str]
 
 def run_git_cli(cwd: Path, *args: str, check: bool = True) -> str:
     """Plain ``git`` as a user would run it (not mapwise's ``run_git``); its stdout."""
-    done = subprocess.run(
-        ["git", *args], cwd=cwd, capture_output=True, text=True, check=False
-    )
+    done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=False)
     if check and done.returncode != 0:
         raise AssertionError(f"git {args} failed ({done.returncode}): {done.stderr}")
     return done.stdout

@@ -101,7 +101,8 @@ def _plan(workflow: Workflow, job_id: str, captures: Mapping[str, str]) -> _Plan
             )
             return render_plain(template, item_scope)
 
-    return _Plan(spec, scope, make_id, step_templates(spec.agent_template))
+    steps = spec.agent_template + workflow.workspace.setup  # both see ${item.*}
+    return _Plan(spec, scope, make_id, step_templates(steps))
 
 
 def _read(plan: _Plan, base_dir: Path, base_env: Mapping[str, str]) -> InputText:

@@ -16,6 +16,7 @@ from mapwise.engine.freeze import input_file_changed
 from mapwise.engine.maintenance import ensure_sound, rewind_to_checkpoint
 from mapwise.engine.placement import choose_placement
 from mapwise.engine.runner import execute, job_result
+from mapwise.engine.workspaces import JobWorkspace, restore_job_worktree
 from mapwise.errors import UserError, WorkflowChangedError
 from mapwise.executors.orphans import kill_job_processes, kill_orphans
 from mapwise.reports import JobOutcome
@@ -97,6 +98,9 @@ def _restore(
             f"killed {len(strays)} process(es) of this job's commands that a dead run "
             "left running without a note"
         )
+    workspace = JobWorkspace.from_options(job.options, store.paths)
+    if workspace is not None:
+        notices += restore_job_worktree(workspace)
     store.close_dead_runs()
     interrupted = store.interrupted_attempts()
     store.interrupt_running()

@@ -204,6 +204,8 @@ class _Run:
         except ExecutorError as error:
             return self.executor_failed(str(error))
         try:
+            if (refused := self._check_workers(executor)) is not None:
+                return refused
             if self.resumed and (stopped := self._kill_leftovers(executor)) is not None:
                 return stopped
             outcome = MapScheduler(self.ctx, executor, config).run()
@@ -224,6 +226,22 @@ class _Run:
         self.store.set_status(JobStatus.RUNNING, phase=Phase.REDUCE)
         self.ctx.checkpointer.now()
         return None
+
+    def _check_workers(self, executor: Executor) -> JobResult | None:
+        """Worktree mode: every worker must see the repository at the same path."""
+        ws = self.ctx.workspace
+        if ws is None:
+            return None
+        try:
+            if executor.sees_folder(str(ws.repo)):
+                return None
+            reason = (
+                f"workspace: worktree needs the repository {ws.repo} at the same path on "
+                "every worker (a shared file system); some workers do not see it"
+            )
+        except ExecutorError as error:
+            reason = str(error)
+        return self.executor_failed(reason)
 
     def _kill_leftovers(self, executor: Executor) -> JobResult | None:
         """Before a resumed map phase: kill what a dead run left where the executor runs."""

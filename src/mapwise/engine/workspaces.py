@@ -122,7 +122,7 @@ def restore_job_worktree(ws: JobWorkspace) -> list[str]:
                 )
             repo.attach_worktree(ws.job_worktree, ws.job_branch)
             notices.append(f"rebuilt the job's worktree {ws.job_worktree} from its branch")
-        elif repo.abort_leftover_merge(ws.job_worktree):
+        elif repo.abort_leftover_merge(ws.job_worktree, discard_changes=True):
             notices.append("undid a merge that the stopped run left half done")
     return notices
 

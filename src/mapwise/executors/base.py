@@ -53,6 +53,11 @@ class Executor(Protocol):
         """
         ...
 
+    def sees_folder(self, path: str) -> bool:
+        """Whether every place attempts run sees the folder ``path`` (worktree mode needs
+        the repository at the same path everywhere)."""
+        ...
+
     def submit(self, task: AttemptTask, config: AttemptConfig) -> None:
         """Start one attempt; its end arrives as ``events.attempt_ended``."""
         ...

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -119,6 +120,14 @@ class DaskExecutor:
         except Exception as error:  # the cluster failed between connecting and now
             raise ExecutorError(f"cannot reach the Dask cluster: {error}") from error
         return sum(len(pids) for pids in killed.values())
+
+    def sees_folder(self, path: str) -> bool:
+        """Ask every worker whether ``path`` is a folder there."""
+        try:
+            seen = self._client.run(os.path.isdir, path)
+        except Exception as error:
+            raise ExecutorError(f"cannot reach the Dask cluster: {error}") from error
+        return bool(seen) and all(seen.values())
 
     def _kill_executions(self, runs: Sequence[Execution]) -> None:
         """Kill what lost runs left on every worker (again: a restarted worker may be new)."""

@@ -35,6 +35,10 @@ class LocalExecutor:
         """Nothing to do: resume kills this machine's leftovers before the pool exists."""
         return 0
 
+    def sees_folder(self, path: str) -> bool:
+        """This machine: the coordinator checked the folder itself."""
+        return True
+
     def submit(self, task: AttemptTask, config: AttemptConfig) -> None:
         events = self._events
         assert events is not None, "start() comes before submit()"

@@ -31,9 +31,9 @@ def check_workflow(workflow: Workflow, locator: Locator) -> tuple[list[Problem],
     errors.extend(_check_max_parallel(workflow, locator))
     errors.extend(_check_item_pipeline(workflow, locator))
     errors.extend(_check_placeholders(workflow, locator))
-    errors.extend(_check_commit_required(workflow, locator))
     capture_errors, warnings = _check_captures(workflow, locator)
     errors.extend(capture_errors)
+    warnings.extend(_check_commit_required(workflow, locator))
     warnings.extend(_check_workspace_unused(workflow, locator))
     return errors, warnings
 
@@ -182,15 +182,18 @@ def _judge_map_variable(phase: Phase, name: str, text: str, known: tuple[str, ..
 
 
 def _check_commit_required(workflow: Workflow, locator: Locator) -> list[Problem]:
-    """``commit_required: true`` asks for a commit, which only an item worktree can hold."""
-    if workflow.workspace.enabled:
-        return []
-    return [
-        locator.problem((*loc, "commit_required"), "commit_required needs workspace: worktree")
-        for _phase, base, steps in _phases(workflow)
-        for loc, step in _walk_steps(steps, base)
-        if step.commit_required
-    ]
+    """``commit_required: true`` asks an agent-template step for a commit, which only an
+    item worktree can hold: anywhere else it is ignored with a warning, as prodigy's
+    workflows use it (and they run unchanged)."""
+    worktree = workflow.workspace.enabled
+    problems = []
+    for phase, base, steps in _phases(workflow):
+        honoured = worktree and phase == "map"
+        for loc, step in _walk_steps(steps, base):
+            if step.commit_required and not honoured:
+                why = "it needs workspace: worktree" if not worktree else "outside the map phase"
+                problems.append(locator.problem((*loc, "commit_required"), f"ignored: {why}"))
+    return problems
 
 
 def _check_workspace_unused(workflow: Workflow, locator: Locator) -> list[Problem]:

@@ -158,7 +158,7 @@ def git_version() -> tuple[int, int, int]:
     """The installed git's version; ``GitError`` when there is no git on PATH."""
     if shutil.which("git") is None:
         raise GitError("git is not installed (no `git` on PATH)")
-    out = run_git(["--version"], cwd=Path.cwd() if Path.cwd().is_dir() else Path("/")).stdout
+    out = run_git(["--version"], cwd=Path("/")).stdout  # needs no repository
     match = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", out)
     if match is None:
         raise GitError(f"cannot read git's version from {out.strip()!r}")

@@ -41,7 +41,7 @@ def ref_safe(item_id: str, max_len: int = 100) -> str:
     """
     name = _tidy(_DOTS.sub(".", _UNSAFE.sub("-", item_id)))
     name = _tidy(name[: max(1, max_len)])
-    return name or FALLBACK
+    return name or FALLBACK[: max(1, max_len)]
 
 
 def job_branch(job_id: str) -> str:

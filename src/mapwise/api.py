@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from mapwise.engine.events import Observer
+    from mapwise.engine.workspaces import CleanReport
     from mapwise.types import JobResult, Restored, ResumeOptions, ValidationReport
 
     # run, resume and validate need the workflow model and the engine; reading commands
@@ -301,7 +302,26 @@ def dlq_purge(
     job_id: str, item_ids: Sequence[str] | None = None, state_dir: str | Path | None = None
 ) -> int:
     """Give up on DLQ items (all, or those named); returns how many."""
-    return maintenance.dlq_purge(_paths(job_id, state_dir), item_ids or None)
+    return purge_dlq_items(job_id, item_ids, state_dir)[0]
+
+
+def purge_dlq_items(
+    job_id: str,
+    item_ids: Sequence[str] | None = None,
+    state_dir: str | Path | None = None,
+    *,
+    force: bool = False,
+) -> tuple[int, CleanReport | None]:
+    """``dlq purge``: how many items were purged and, in worktree mode, what became of
+    their worktrees and branches (unmerged work is kept without ``force``)."""
+    return maintenance.dlq_purge(_paths(job_id, state_dir), item_ids or None, force=force)
+
+
+def clean_job(
+    job_id: str, state_dir: str | Path | None = None, *, force: bool = False
+) -> CleanReport:
+    """``mapwise clean``: remove a worktree job's leftover worktrees and item branches."""
+    return maintenance.clean_job(_paths(job_id, state_dir), force=force)
 
 
 def __getattr__(name: str) -> Any:

@@ -142,13 +142,34 @@ class ItemInfo:
     status: str
     attempts: int
     duration_seconds: float
+    branch: str | None = None  # worktree mode
+    merge: str | None = None  # worktree mode: waiting | merged | conflict, or none yet
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "item_id": self.item_id,
             "status": self.status,
             "attempts": self.attempts,
             "duration_seconds": self.duration_seconds,
+        }
+        if self.branch is not None:
+            data |= {"branch": self.branch, "merge": self.merge}
+        return data
+
+
+@dataclass(frozen=True)
+class WorkspaceInfo:
+    """Worktree mode: where the job's work is (``status``)."""
+
+    repo: str
+    job_branch: str
+    job_worktree: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "repo": self.repo,
+            "job_branch": self.job_branch,
+            "job_worktree": self.job_worktree,
         }
 
 
@@ -164,6 +185,7 @@ class JobStatusReport:
     checkpoints: int
     reason: str | None
     items: tuple[ItemInfo, ...] | None = None
+    workspace: WorkspaceInfo | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = self.job.to_json()
@@ -174,6 +196,8 @@ class JobStatusReport:
             "dlq_count": self.dlq_count,
             "checkpoints": self.checkpoints,
         }
+        if self.workspace is not None:
+            data["workspace"] = self.workspace.to_json()
         if self.items is not None:
             data["items"] = [item.to_json() for item in self.items]
         return data

@@ -50,6 +50,7 @@ class JobResult:
     reason: str | None  # words for a person; decide on ``outcome``, never on this
     outcome: JobOutcome
     run_no: int  # 0 when no run was made (nothing to resume)
+    result_branch: str | None = None  # worktree mode: the branch that holds the job's work
 
 
 @dataclass(frozen=True)

@@ -73,6 +73,10 @@ def _render_status(report: JobStatusReport) -> str:
         )
     if report.reason:
         lines.append(f"reason     {report.reason}")
+    if report.workspace is not None:
+        ws = report.workspace
+        lines.append(f"workspace  branch {ws.job_branch} of {ws.repo}")
+        lines.append(f"           worktree {ws.job_worktree}")
     for number, run in enumerate(report.runs, start=1):
         lines.append(
             f"run {number:<6} {_when(run.started_at)} -> {_when(run.ended_at)}  {run.outcome}"
@@ -82,7 +86,14 @@ def _render_status(report: JobStatusReport) -> str:
             [i.item_id, i.status, str(i.attempts), f"{i.duration_seconds:.3f}"]
             for i in report.items
         ]
-        lines += ["", table(rows, ["ITEM", "STATUS", "ATTEMPTS", "SECONDS"])]
+        headers = ["ITEM", "STATUS", "ATTEMPTS", "SECONDS"]
+        if report.workspace is not None:
+            rows = [
+                [*row, i.branch or "-", i.merge or "-"]
+                for row, i in zip(rows, report.items, strict=True)
+            ]
+            headers += ["BRANCH", "MERGE"]
+        lines += ["", table(rows, headers)]
     return "\n".join(lines)
 
 
@@ -153,6 +164,11 @@ def dlq_show_command(job_id: str, item_id: str, state_dir: str | None) -> None:
     click.echo(f"  value: {json.dumps(item.value, ensure_ascii=False)}")
     if item.last_error:
         click.echo(f"  last error: {item.last_error}")
+    if item.branch:
+        click.echo(f"  branch: {item.branch}")
+        click.echo(f"  worktree: {item.worktree or '(none: merged, or cleaned)'}")
+    if item.conflict_files:
+        click.echo(f"  conflicting files: {', '.join(item.conflict_files)}")
     for attempt in detail.attempts:
         duration = f"{attempt.duration:.3f}s" if attempt.duration is not None else "-"
         click.echo(

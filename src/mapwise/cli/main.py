@@ -30,6 +30,7 @@ cli.add_command(state.verify_command)
 cli.add_command(state.repair_command)
 cli.add_command(state.export_command)
 cli.add_command(state.import_command)
+cli.add_command(state.clean_command)
 
 
 def main(argv: list[str] | None = None) -> None:

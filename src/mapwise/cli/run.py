@@ -49,6 +49,8 @@ def report_end(result: JobResult, state_dir: str | None, wall: float) -> None:
         echo_err(f"  resume with: {resume_command(result.job_id, state_dir)}")
     if result.dlq:
         echo_err(f"  failed items: mapwise dlq list {result.job_id}")
+    if result.result_branch and result.status is JobStatus.COMPLETED:
+        echo_err(f"  the job's work is on {result.result_branch}: git merge {result.result_branch}")
 
 
 class JobAnnouncer:

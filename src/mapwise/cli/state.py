@@ -5,6 +5,8 @@ A command that ends with a code other than 0 returns it; ``main`` exits with it.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from mapwise import api
@@ -13,6 +15,9 @@ from mapwise.cli.inspect import dlq_group
 from mapwise.cli.run import resume_with_display
 from mapwise.errors import StateDamagedError
 from mapwise.reports import iso
+
+if TYPE_CHECKING:
+    from mapwise.engine.workspaces import CleanReport
 
 
 @click.command("checkpoints")
@@ -131,8 +136,37 @@ def dlq_retry_command(
 @dlq_group.command("purge")
 @click.argument("job_id")
 @click.argument("item_ids", nargs=-1)
+@click.option("--force", is_flag=True, help="Also remove unmerged work of their branches.")
 @state_dir_option
-def dlq_purge_command(job_id: str, item_ids: tuple[str, ...], state_dir: str | None) -> None:
+def dlq_purge_command(
+    job_id: str, item_ids: tuple[str, ...], state_dir: str | None, force: bool
+) -> None:
     """Give up on DLQ items (all, or ITEM_IDS): they leave the DLQ and never run again."""
-    count = api.dlq_purge(job_id, list(item_ids), state_dir)
+    count, cleaned = api.purge_dlq_items(job_id, list(item_ids), state_dir, force=force)
     click.echo(f"{count} item(s) purged from the DLQ of {job_id}")
+    if cleaned is not None:
+        _echo_clean(cleaned)
+
+
+def _echo_clean(report: CleanReport) -> None:
+    if report.removed:
+        click.echo(f"removed the worktrees and branches of {len(report.removed)} item(s)")
+    for item_id, why in report.kept:
+        click.echo(f"kept {item_id}: {why} (use --force to remove it anyway)")
+    if report.pool_removed:
+        click.echo(f"removed {report.pool_removed} unused worktree(s) of the job's pool")
+    if report.job_worktree_removed:
+        click.echo("removed the job's worktree (its branch, the job's result, stays)")
+
+
+@click.command("clean")
+@click.argument("job_id")
+@state_dir_option
+@click.option("--force", is_flag=True, help="Also remove unmerged commits and uncommitted work.")
+def clean_command(job_id: str, state_dir: str | None, force: bool) -> int:
+    """Remove the worktrees and branches a worktree job keeps for its DLQ items."""
+    report = api.clean_job(job_id, state_dir, force=force)
+    _echo_clean(report)
+    if not (report.removed or report.kept or report.pool_removed or report.job_worktree_removed):
+        click.echo(f"nothing to clean in job {job_id}")
+    return 1 if report.kept else 0

@@ -8,8 +8,9 @@ from __future__ import annotations
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from mapwise.domain.states import ItemStatus
+from mapwise.domain.states import ItemStatus, JobStatus
 from mapwise.errors import StateDamagedError, UserError
 from mapwise.store import db
 from mapwise.store.checkpoint import (
@@ -34,6 +35,9 @@ from mapwise.store.integrity import verify as verify_state
 from mapwise.store.jobstore import JobStore
 from mapwise.store.lock import JobLock
 from mapwise.store.paths import JobPaths, check_job_id, job_paths
+
+if TYPE_CHECKING:
+    from mapwise.engine.workspaces import CleanReport
 
 
 def list_checkpoints(paths: JobPaths) -> list[CheckpointInfo]:
@@ -137,15 +141,65 @@ def dlq_retry(paths: JobPaths, item_ids: Sequence[str] | None) -> int:
             store.close()
 
 
-def dlq_purge(paths: JobPaths, item_ids: Sequence[str] | None) -> int:
-    """Give up on DLQ items (all, or those named)."""
+def dlq_purge(
+    paths: JobPaths, item_ids: Sequence[str] | None, *, force: bool = False
+) -> tuple[int, CleanReport | None]:
+    """Give up on DLQ items (all, or those named); in worktree mode their worktrees and
+    branches go too, except unmerged work without ``force``."""
     with JobLock(paths.lock).acquire(paths.job_id):
         store = JobStore.open(paths)
         try:
             _check_dlq_ids(store, item_ids)
-            return store.purge_dlq(item_ids)
+            count = store.purge_dlq(item_ids)
+            return count, _clean(store, paths, (ItemStatus.PURGED,), force=force)
         finally:
             store.close()
+
+
+def clean_job(paths: JobPaths, *, force: bool = False) -> CleanReport:
+    """``mapwise clean``: remove the worktrees and branches of a worktree job's DLQ and
+    purged items and its pool's free worktrees; a completed job's own worktree too (its
+    branch, the result, stays). Unmerged or uncommitted work stays without ``force``."""
+    with JobLock(paths.lock).acquire(paths.job_id):
+        store = JobStore.open(paths)
+        try:
+            report = _clean(store, paths, (ItemStatus.DLQ, ItemStatus.PURGED), force=force)
+            if report is None:
+                raise UserError(f"job {paths.job_id} has no workspace: nothing to clean")
+            return report
+        finally:
+            store.close()
+
+
+def _clean(
+    store: JobStore, paths: JobPaths, statuses: tuple[ItemStatus, ...], *, force: bool
+) -> CleanReport | None:
+    # git and the workspace code load only for a worktree job (reading commands start fast)
+    from mapwise.engine.workspaces import (
+        CleanReport,
+        JobWorkspace,
+        clean_items,
+        remove_free_worktrees,
+        remove_job_worktree,
+    )
+
+    ws = JobWorkspace.from_options(store.job().options, paths)
+    if ws is None:
+        return None
+    removed, kept = clean_items(ws, store.worktree_holders(statuses), force=force)
+    store.unbind_worktrees([item.index for item in removed])
+    pool = remove_free_worktrees(ws, store)
+    job = store.job()
+    unfinished = store.item_counts()
+    done = job.status is JobStatus.COMPLETED and not unfinished[ItemStatus.DLQ] and not kept
+    if ItemStatus.DLQ not in statuses:
+        done = False  # dlq purge leaves the job's own worktree alone
+    return CleanReport(
+        removed=tuple(item.item_id for item in removed),
+        kept=tuple(kept),
+        pool_removed=pool,
+        job_worktree_removed=remove_job_worktree(ws) if done else False,
+    )
 
 
 def _check_dlq_ids(store: JobStore, item_ids: Sequence[str] | None) -> None:

@@ -144,6 +144,7 @@ def job_result(
         reason=reason,
         outcome=outcome,
         run_no=run_no,
+        result_branch=(job.options.get("workspace") or {}).get("job_branch"),
     )
 
 

@@ -23,6 +23,7 @@ from mapwise.domain.records import MergeResult, MergeTask
 from mapwise.errors import MapwiseError, WorkspaceError
 from mapwise.store.jobstore import JobStore
 from mapwise.store.paths import JobPaths
+from mapwise.store.records import ItemRecord
 from mapwise.store.worktrees import Pool
 from mapwise.workflow.model import Workflow
 from mapwise.workspace.git import Repo, run_git
@@ -202,3 +203,59 @@ def remove_free_worktrees(ws: JobWorkspace, store: JobStore) -> int:
             removed += 1
         repo.prune_worktrees()
     return removed
+
+
+@dataclass(frozen=True)
+class CleanReport:
+    """What ``clean`` (or ``dlq purge``) removed, and what it kept and why."""
+
+    removed: tuple[str, ...]  # item ids whose worktree and branch went
+    kept: tuple[tuple[str, str], ...]  # (item id, why) kept for unmerged or uncommitted work
+    pool_removed: int = 0
+    job_worktree_removed: bool = False
+
+
+def _unsaved(repo: Repo, ws: JobWorkspace, item: ItemRecord) -> str | None:
+    """Why removing an item's worktree and branch would lose work, if it would."""
+    if item.worktree and Path(item.worktree).is_dir() and repo.is_dirty(Path(item.worktree)):
+        return "its worktree has uncommitted changes"
+    if item.branch and repo.branch_exists(item.branch):
+        ahead = repo.unmerged_commits(item.branch, ws.job_branch)
+        if ahead:
+            return f"its branch {item.branch} has {ahead} commit(s) not on {ws.job_branch}"
+    return None
+
+
+def clean_items(
+    ws: JobWorkspace, items: list[ItemRecord], *, force: bool
+) -> tuple[list[ItemRecord], list[tuple[str, str]]]:
+    """Remove items' worktrees and branches; without ``force`` never unmerged work."""
+    repo = Repo(ws.repo)
+    removed: list[ItemRecord] = []
+    kept: list[tuple[str, str]] = []
+    with repo.write_lock():
+        for item in items:
+            why = None if force else _unsaved(repo, ws, item)
+            if why is not None:
+                kept.append((item.item_id, why))
+                continue
+            if item.worktree and Path(item.worktree).resolve() in repo.worktree_paths():
+                repo.remove_worktree(Path(item.worktree))
+            elif item.worktree:
+                shutil.rmtree(item.worktree, ignore_errors=True)
+            if item.branch and repo.branch_exists(item.branch):
+                repo.delete_branch(item.branch, force=True)
+            removed.append(item)
+        repo.prune_worktrees()
+    return removed, kept
+
+
+def remove_job_worktree(ws: JobWorkspace) -> bool:
+    """The job's own worktree (its branch, the result, stays)."""
+    if not ws.job_worktree.is_dir():
+        return False
+    repo = Repo(ws.repo)
+    with repo.write_lock():
+        repo.remove_worktree(ws.job_worktree)
+        repo.prune_worktrees()
+    return True

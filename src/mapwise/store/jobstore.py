@@ -376,6 +376,15 @@ class JobStore:
         """Record a batch and claim items for its free slots, in one transaction."""
         return batches.commit_batch(self.conn, batch, run_no=run_no, host=host, now=now, pool=pool)
 
+    def worktree_holders(self, statuses: tuple[ItemStatus, ...]) -> list[ItemRecord]:
+        """Worktree mode: items of these statuses holding a worktree or a branch."""
+        return worktrees.holders(self.conn, tuple(s.value for s in statuses))
+
+    def unbind_worktrees(self, indexes: list[int]) -> None:
+        """Worktree mode: these items' worktrees and branches are gone."""
+        with db.transaction(self.conn):
+            worktrees.unbind(self.conn, indexes)
+
     def held_worktrees(self) -> list[str]:
         """Worktree mode: the pool folders that items hold."""
         return worktrees.held_worktrees(self.conn)

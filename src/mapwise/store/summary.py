@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import statistics
 import time
+from typing import Any
 
 from mapwise.domain.states import ItemStatus, JobStatus
 from mapwise.reports import (
@@ -20,10 +21,12 @@ from mapwise.reports import (
     JobProgress,
     JobStatusReport,
     RunInfo,
+    WorkspaceInfo,
 )
 from mapwise.store.jobstore import JobStore
 from mapwise.store.lock import is_locked
 from mapwise.store.paths import JobPaths
+from mapwise.store.records import ItemRecord
 
 
 def effective_status(stored: JobStatus, locked: bool) -> JobStatus:
@@ -121,10 +124,7 @@ def status_report(store: JobStore, *, with_items: bool = False) -> JobStatusRepo
         runs[-1] = RunInfo(runs[-1].started_at, job.updated_at, JobStatus.INTERRUPTED.value)
     items = None
     if with_items:
-        items = tuple(
-            ItemInfo(i.item_id, i.status.value, i.attempts, round(i.duration, 6))
-            for i in store.items()
-        )
+        items = tuple(_item_info(i) for i in store.items())
     checkpoints = 0
     if store.paths.checkpoints.is_dir():
         checkpoints = sum(1 for _ in store.paths.checkpoints.glob("*.ckpt"))
@@ -137,7 +137,37 @@ def status_report(store: JobStore, *, with_items: bool = False) -> JobStatusRepo
         checkpoints=checkpoints,
         reason=job.status_reason,
         items=items,
+        workspace=_workspace_info(job.options),
     )
+
+
+def _merge_state(item: ItemRecord) -> str | None:
+    """Worktree mode: where an item's commit stands in the merge queue."""
+    if item.status is ItemStatus.MERGING:
+        return "waiting"
+    if item.conflict_files:
+        return "conflict"
+    if item.status is ItemStatus.SUCCEEDED:
+        return "merged"
+    return None
+
+
+def _item_info(item: ItemRecord) -> ItemInfo:
+    return ItemInfo(
+        item.item_id,
+        item.status.value,
+        item.attempts,
+        round(item.duration, 6),
+        branch=item.branch,
+        merge=_merge_state(item) if item.branch else None,
+    )
+
+
+def _workspace_info(options: dict[str, Any]) -> WorkspaceInfo | None:
+    stored = options.get("workspace")
+    if not stored:
+        return None
+    return WorkspaceInfo(stored["repo"], stored["job_branch"], stored["job_worktree"])
 
 
 def dlq_entries(store: JobStore) -> list[DlqEntry]:

@@ -15,7 +15,7 @@ import sqlite3
 from dataclasses import dataclass, replace
 
 from mapwise.domain.records import Finished, MergeTask, Settled
-from mapwise.domain.states import ItemStatus
+from mapwise.domain.states import ErrorKind, ItemStatus
 from mapwise.store.records import ItemRecord
 from mapwise.workspace.refnames import ref_safe
 
@@ -95,10 +95,12 @@ def record_settled(conn: sqlite3.Connection, settled: Settled, now: float) -> No
         (kind, settled.detail, task.attempt_id),
     )
     rerun = settled.item_status is ItemStatus.RETRY_WAIT
+    conflict = settled.error_kind is ErrorKind.MERGE_CONFLICT
     conn.execute(
         "UPDATE items SET status = ?, retry_at = ?, finished_at = ?, error_kind = ?,"
         " last_error = ?, conflict_files = ?, merge_seq = NULL,"
-        # a rerun starts from the job branch's new head, not from the old start
+        # after a conflict the next attempt (a rerun, or a retry from the DLQ) starts
+        # from the job branch's new head, not from the old start
         " start_commit = CASE WHEN ? THEN NULL ELSE start_commit END,"
         " head_commit = CASE WHEN ? THEN NULL ELSE head_commit END WHERE idx = ?",
         (
@@ -108,7 +110,7 @@ def record_settled(conn: sqlite3.Connection, settled: Settled, now: float) -> No
             kind,
             settled.detail,
             json.dumps(list(settled.conflicts)) if settled.conflicts else None,
-            rerun,
+            conflict,
             rerun,
             task.item_index,
         ),
@@ -140,3 +142,22 @@ def held_worktrees(conn: sqlite3.Connection) -> list[str]:
     """The pool folders items hold: running, interrupted, waiting, or in the DLQ."""
     rows = conn.execute("SELECT worktree FROM items WHERE worktree IS NOT NULL").fetchall()
     return [row[0] for row in rows]
+
+
+def holders(conn: sqlite3.Connection, statuses: tuple[str, ...]) -> list[ItemRecord]:
+    """Items of these statuses that hold a worktree or a branch."""
+    marks = ", ".join("?" for _ in statuses)
+    rows = conn.execute(
+        f"SELECT * FROM items WHERE status IN ({marks})"
+        " AND (worktree IS NOT NULL OR branch IS NOT NULL) ORDER BY idx",
+        statuses,
+    ).fetchall()
+    return [ItemRecord.from_row(row) for row in rows]
+
+
+def unbind(conn: sqlite3.Connection, indexes: list[int]) -> None:
+    """Items whose worktree and branch were removed (``clean``, ``dlq purge``)."""
+    conn.executemany(
+        "UPDATE items SET worktree = NULL, branch = NULL WHERE idx = ?",
+        [(index,) for index in indexes],
+    )

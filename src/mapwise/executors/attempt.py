@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import json
 import os
 import socket
@@ -164,11 +165,53 @@ def _in_worktree(
     return outcome
 
 
+def _no_room(task: AttemptTask, started: float, clock: float, error: OSError) -> AttemptResult:
+    """mapwise could not write its own files of the attempt (the item's file, a slot note,
+    a log folder): the disk is full, which is no fault of the item. The attempt ends
+    interrupted, so it does not use up a retry; the job stops when its own state cannot
+    be written either, and a resume runs the item again."""
+    message = f"no room for mapwise's own files of the attempt: {error.strerror or error}"
+    outcome = StepsOutcome(
+        steps=(),
+        captures={},
+        error_kind=ErrorKind.INTERRUPTED,
+        last_error=message,
+        stderr_tail=message,
+    )
+    return AttemptResult(
+        attempt_id=task.attempt_id,
+        item_index=task.item_index,
+        attempt_no=task.attempt_no,
+        slot=task.slot,
+        host=_HOST,
+        started_at=started,
+        ended_at=time.time(),
+        duration=time.monotonic() - clock,
+        outcome=outcome,
+        interrupted=True,
+    )
+
+
 def run_attempt(
     task: AttemptTask, config: AttemptConfig, cancel: threading.Event | None = None
 ) -> AttemptResult:
     """Run the agent template for ``task.item`` and report how it went."""
     started, clock = time.time(), time.monotonic()
+    try:
+        return _run_attempt(task, config, cancel, started, clock)
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        return _no_room(task, started, clock, error)
+
+
+def _run_attempt(
+    task: AttemptTask,
+    config: AttemptConfig,
+    cancel: threading.Event | None,
+    started: float,
+    clock: float,
+) -> AttemptResult:
     _write_private(task.item_file, _item_text(task.item))
     env = {
         **config.base_env,

@@ -127,7 +127,7 @@ def nothing_to_do(store: JobStore) -> bool:
     """A completed job with an empty DLQ has nothing left to resume."""
     job = store.job()
     counts = store.item_counts()
-    waiting = (ItemStatus.PENDING, ItemStatus.RUNNING, ItemStatus.RETRY_WAIT)
+    waiting = (ItemStatus.PENDING, ItemStatus.RUNNING, ItemStatus.RETRY_WAIT, ItemStatus.MERGING)
     unfinished = sum(counts[status] for status in waiting)
     return job.status is JobStatus.COMPLETED and counts[ItemStatus.DLQ] == 0 and not unfinished
 

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mapwise.domain.states import ItemStatus
 from mapwise.errors import StateDamagedError
 from mapwise.store import db
 from mapwise.store.checkpoint import (
@@ -31,7 +32,7 @@ from mapwise.store.lock import is_locked
 from mapwise.store.paths import JobPaths
 
 DAMAGE_MARKER = "damaged"  # written when a loss is found that reopening would hide
-VALID_ITEM_STATUSES = {"pending", "running", "succeeded", "failed", "dlq", "purged"}
+VALID_ITEM_STATUSES = {status.value for status in ItemStatus}
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,8 @@ def report_end(result: JobResult, state_dir: str | None, wall: float) -> None:
     if result.status is not JobStatus.COMPLETED or result.dlq:
         echo_err(f"  resume with: {resume_command(result.job_id, state_dir)}")
     if result.dlq:
-        echo_err(f"  failed items: mapwise dlq list {result.job_id}")
+        listing = resume_command(result.job_id, state_dir).replace(" resume ", " dlq list ", 1)
+        echo_err(f"  failed items: {listing}")
     if result.result_branch and result.status is JobStatus.COMPLETED:
         echo_err(f"  the job's work is on {result.result_branch}: git merge {result.result_branch}")
 

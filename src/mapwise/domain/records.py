@@ -106,6 +106,7 @@ class AttemptResult:
     interrupted: bool = False
     commit: str | None = None  # worktree mode: the item branch's head to merge, if it moved
     start_commit: str | None = None  # worktree mode: the commit a fresh worktree started at
+    in_worktree: bool = False  # worktree mode: the attempt ran in the item's worktree
 
 
 @dataclass(frozen=True)
@@ -156,6 +157,7 @@ class MergeTask:
     commit: str
     counted: int  # the item's counted attempts, that one included
     worktree: str | None = None  # the item's worktree (detached once merged)
+    attempt_no: int = 0  # the number of the attempt that made the commit (for reports)
 
 
 @dataclass(frozen=True)

@@ -257,7 +257,9 @@ class MapScheduler:
             self._count(settled.item_status)
             task = settled.task
             self.ctx.bus.publish(
-                ItemFinished(task.item_id, settled.item_status, 0, 0.0, settled.detail)
+                ItemFinished(
+                    task.item_id, settled.item_status, task.attempt_no, 0.0, settled.detail
+                )
             )
         statuses = [f.item_status for f in ended] + [s.item_status for s in done.settled]
         self.done_this_run += sum(1 for status in statuses if status.finished)
@@ -322,6 +324,7 @@ class MapScheduler:
             commit=result.commit,
             counted=item.attempts + 1,
             worktree=item.worktree,
+            attempt_no=claim.attempt_no,
         )
 
     def _drain(self, first: _Message) -> list[_Message]:

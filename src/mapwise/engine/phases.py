@@ -17,6 +17,7 @@ from mapwise.domain.records import StepRecord, StepsOutcome
 from mapwise.domain.states import ItemStatus, Phase, StepStatus
 from mapwise.engine.context import JobContext
 from mapwise.engine.events import EventBus, Output, PhaseStarted, StepFinished
+from mapwise.engine.workspaces import commit_job_worktree
 from mapwise.executors.logsink import LogSink
 from mapwise.executors.orphans import clear_note, make_note, write_note
 from mapwise.executors.steps import StepEnvironment, run_steps
@@ -69,6 +70,10 @@ def _run_phase(
     ) -> None:
         path = log.path_if_written
         stamped = [_with_log(r, path) for r in records]
+        if ctx.workspace is not None and record.ok:
+            # the job worktree is clean at every step boundary: merges need it clean, and
+            # a resume may then throw away what a step cut short left
+            commit_job_worktree(ctx.workspace, f"mapwise: {phase.value} step {index + 1}")
         ctx.store.record_phase_step(
             phase,
             index,

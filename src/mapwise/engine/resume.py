@@ -100,7 +100,7 @@ def _restore(
         )
     workspace = JobWorkspace.from_options(job.options, store.paths)
     if workspace is not None:
-        notices += restore_job_worktree(workspace)
+        notices += restore_job_worktree(workspace, anything_merged=store.anything_merged())
     store.close_dead_runs()
     interrupted = store.interrupted_attempts()
     store.interrupt_running()

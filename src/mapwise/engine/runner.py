@@ -234,11 +234,12 @@ class _Run:
         if ws is None:
             return None
         try:
-            if executor.sees_folder(str(ws.repo)):
+            if executor.sees_folder(str(ws.repo)) and executor.sees_folder(str(ws.pool)):
                 return None
             reason = (
-                f"workspace: worktree needs the repository {ws.repo} at the same path on "
-                "every worker (a shared file system); some workers do not see it"
+                f"workspace: worktree needs the repository {ws.repo} and the job's worktree "
+                f"folder {ws.pool} at the same paths on every worker (a shared file system); "
+                "some workers do not see them"
             )
         except ExecutorError as error:
             reason = str(error)

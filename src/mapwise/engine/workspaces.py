@@ -70,7 +70,7 @@ class JobWorkspace:
             job_worktree=Path(stored["job_worktree"]),
             base_commit=stored["base_commit"],
             subdir=stored["subdir"],
-            pool=paths.root / "worktrees",
+            pool=paths.root.resolve() / "worktrees",
         )
 
     def pool_for(self, job_id: str) -> Pool:
@@ -88,13 +88,14 @@ def plan_workspace(workflow: Workflow, base_dir: Path, paths: JobPaths) -> JobWo
         subdir = base_dir.resolve().relative_to(plan.repo.resolve()).as_posix()
     except ValueError:
         subdir = ""  # the workflow lives outside the repository: commands run at its top
+    folder = paths.root.resolve() / "worktrees"
     return JobWorkspace(
         repo=plan.repo,
         job_branch=plan.job_branch,
-        job_worktree=paths.root / "worktrees" / "result",
+        job_worktree=folder / "result",
         base_commit=plan.base_commit,
         subdir="" if subdir == "." else subdir,
-        pool=paths.root / "worktrees",
+        pool=folder,
     )
 
 
@@ -106,8 +107,19 @@ def create_job_worktree(ws: JobWorkspace) -> None:
         repo.add_worktree(ws.job_worktree, ws.job_branch, ws.base_commit)
 
 
-def restore_job_worktree(ws: JobWorkspace) -> list[str]:
-    """On resume: stale records pruned, a killed merge undone, a lost worktree rebuilt."""
+def commit_job_worktree(ws: JobWorkspace, message: str) -> str | None:
+    """Commit what a setup or reduce step left in the job's worktree (None: nothing)."""
+    repo = Repo(ws.repo)
+    with repo.write_lock():
+        return repo.commit_all(ws.job_worktree, message)
+
+
+def restore_job_worktree(ws: JobWorkspace, *, anything_merged: bool) -> list[str]:
+    """On resume: stale records pruned, a killed merge undone, a lost worktree rebuilt.
+
+    A start killed while it made the job's branch and worktree left them half made or
+    missing; with nothing merged yet they are simply made again from the base commit.
+    """
     notices: list[str] = []
     try:
         repo = Repo(ws.repo)
@@ -115,16 +127,24 @@ def restore_job_worktree(ws: JobWorkspace) -> list[str]:
         raise WorkspaceError(f"the job's repository {ws.repo} is not usable: {error}") from None
     with repo.write_lock():
         repo.prune_worktrees()
-        if not ws.job_worktree.is_dir():
-            if not repo.branch_exists(ws.job_branch):
-                raise WorkspaceError(
-                    f"the job's branch {ws.job_branch} is gone from {ws.repo}: its merged "
-                    "work cannot be continued"
-                )
+        registered = ws.job_worktree.resolve() in repo.worktree_paths()
+        if registered and ws.job_worktree.is_dir():
+            if repo.abort_leftover_merge(ws.job_worktree, discard_changes=True):
+                notices.append("undid a merge or step that the stopped run left half done")
+            return notices
+        shutil.rmtree(ws.job_worktree, ignore_errors=True)  # a half-made folder
+        repo.prune_worktrees()
+        if repo.branch_exists(ws.job_branch):
             repo.attach_worktree(ws.job_worktree, ws.job_branch)
             notices.append(f"rebuilt the job's worktree {ws.job_worktree} from its branch")
-        elif repo.abort_leftover_merge(ws.job_worktree, discard_changes=True):
-            notices.append("undid a merge that the stopped run left half done")
+        elif not anything_merged:
+            repo.add_worktree(ws.job_worktree, ws.job_branch, ws.base_commit)
+            notices.append("made the job's branch and worktree, which its start left unmade")
+        else:
+            raise WorkspaceError(
+                f"the job's branch {ws.job_branch} is gone from {ws.repo}: the work merged "
+                "into it is lost, and the job cannot go on"
+            )
     return notices
 
 

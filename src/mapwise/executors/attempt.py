@@ -259,4 +259,5 @@ def _run_attempt(
         interrupted=outcome.error_kind is ErrorKind.INTERRUPTED,
         commit=facts.commit,
         start_commit=facts.start_commit,
+        in_worktree=task.workspace is not None,
     )

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mapwise.domain.records import ItemWorkspace
-from mapwise.workspace.git import Repo
+from mapwise.workspace.git import Repo, run_git
 
 
 @dataclass(frozen=True)
@@ -82,9 +82,12 @@ def finish(ws: ItemWorkspace, item_id: str) -> str | None:
     path = Path(ws.worktree)
     with repo.write_lock():
         repo.commit_all(path, f"mapwise: {item_id}")
-    if repo.unmerged_commits(ws.branch, ws.job_branch) == 0:
-        return None
-    return repo.head(path)
+        if repo.unmerged_commits(ws.branch, ws.job_branch) > 0:
+            return repo.head(path)
+        # nothing to merge: the branch goes now, the worktree (detached) back to the pool
+        run_git(["checkout", "--quiet", "--detach"], cwd=path)
+        repo.delete_branch(ws.branch, force=True)
+    return None
 
 
 def head(ws: ItemWorkspace) -> str:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from mapwise.domain.records import Finished, LostAttempt, Settled, StepRecord
-from mapwise.domain.states import AttemptOutcome, ItemStatus, Phase
+from mapwise.domain.states import AttemptOutcome, Phase
 from mapwise.store import db, worktrees
 from mapwise.store.records import Claim, ItemRecord
 
@@ -96,7 +96,7 @@ def _record_finished(conn: sqlite3.Connection, done: Finished, run_no: int) -> N
         ),
     )
     insert_steps(conn, r.attempt_id, Phase.MAP.value, run_no, o.steps)
-    if r.start_commit is not None or done.item_status is ItemStatus.MERGING:
+    if r.in_worktree:
         worktrees.record_attempt(conn, done)
     finished_at = r.ended_at if done.item_status.finished else None
     conn.execute(

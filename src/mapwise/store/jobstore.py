@@ -385,6 +385,11 @@ class JobStore:
         with db.transaction(self.conn):
             worktrees.unbind(self.conn, indexes)
 
+    def anything_merged(self) -> bool:
+        """Worktree mode: whether any item's commit was queued for (or made) a merge."""
+        row = self.conn.execute("SELECT 1 FROM items WHERE head_commit IS NOT NULL LIMIT 1")
+        return row.fetchone() is not None
+
     def held_worktrees(self) -> list[str]:
         """Worktree mode: the pool folders that items hold."""
         return worktrees.held_worktrees(self.conn)

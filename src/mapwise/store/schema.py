@@ -28,6 +28,7 @@ ALTER TABLE items ADD COLUMN head_commit TEXT;
 ALTER TABLE items ADD COLUMN merge_seq INTEGER;
 ALTER TABLE items ADD COLUMN conflict_files TEXT;
 CREATE INDEX items_by_merge ON items (merge_seq) WHERE merge_seq IS NOT NULL;
+CREATE INDEX items_by_branch ON items (lower(branch)) WHERE branch IS NOT NULL;
 """,
 }
 

@@ -11,7 +11,7 @@ import statistics
 import time
 from typing import Any
 
-from mapwise.domain.states import ItemStatus, JobStatus
+from mapwise.domain.states import ErrorKind, ItemStatus, JobStatus
 from mapwise.reports import (
     DlqEntry,
     Durations,
@@ -145,10 +145,10 @@ def _merge_state(item: ItemRecord) -> str | None:
     """Worktree mode: where an item's commit stands in the merge queue."""
     if item.status is ItemStatus.MERGING:
         return "waiting"
-    if item.conflict_files:
-        return "conflict"
     if item.status is ItemStatus.SUCCEEDED:
-        return "merged"
+        return "merged" if item.head_commit else "nothing to merge"
+    if item.error_kind == ErrorKind.MERGE_CONFLICT.value:
+        return "conflict"
     return None
 
 

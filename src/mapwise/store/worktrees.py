@@ -42,12 +42,21 @@ def _free_worktree(conn: sqlite3.Connection, pool: Pool) -> str:
 
 
 def _unique_branch(conn: sqlite3.Connection, pool: Pool, item: ItemRecord) -> str:
-    """The item's branch; two ids that make the same ref name get the item index too."""
-    branch = pool.branch_for(item.item_id)
-    taken = conn.execute(
-        "SELECT 1 FROM items WHERE branch = ? AND idx != ?", (branch, item.index)
-    ).fetchone()
-    return f"{branch}-{item.index}" if taken else branch
+    """The item's branch: its id made ref-safe; when another item holds that name (git
+    compares ref names without case on some file systems, so this does too), the item's
+    index is added, then a counter, until the name is free."""
+    base = pool.branch_for(item.item_id)
+    candidates = [base, f"{base}-{item.index}"]
+    candidates += (f"{base}-{item.index}-{n}" for n in range(2, 1000))
+    for branch in candidates:
+        taken = conn.execute(
+            "SELECT 1 FROM items WHERE branch IS NOT NULL AND lower(branch) = lower(?)"
+            " AND idx != ?",
+            (branch, item.index),
+        ).fetchone()
+        if not taken:
+            return branch
+    raise AssertionError("a thousand items share one branch name")  # pragma: no cover
 
 
 def bind(conn: sqlite3.Connection, item: ItemRecord, pool: Pool) -> ItemRecord:
@@ -70,7 +79,10 @@ def record_attempt(conn: sqlite3.Connection, done: Finished) -> None:
             "UPDATE items SET start_commit = COALESCE(start_commit, ?) WHERE idx = ?",
             (result.start_commit, result.item_index),
         )
-    if done.item_status is ItemStatus.MERGING:
+    if done.item_status is ItemStatus.SUCCEEDED:
+        # nothing to merge: the worker removed the branch and freed the worktree
+        conn.execute("UPDATE items SET worktree = NULL WHERE idx = ?", (result.item_index,))
+    elif done.item_status is ItemStatus.MERGING:
         conn.execute(
             "UPDATE items SET head_commit = ?, conflict_files = NULL,"
             " merge_seq = (SELECT COALESCE(MAX(merge_seq), 0) + 1 FROM items) WHERE idx = ?",
@@ -121,7 +133,8 @@ def merge_queue(conn: sqlite3.Connection) -> list[MergeTask]:
     """The items waiting for their merge, in the order they finished."""
     rows = conn.execute(
         "SELECT idx, item_id, branch, head_commit, attempts, worktree,"
-        " (SELECT MAX(id) FROM attempts WHERE item_idx = items.idx AND outcome = 'succeeded')"
+        " (SELECT MAX(id) FROM attempts WHERE item_idx = items.idx AND outcome = 'succeeded'),"
+        " (SELECT MAX(attempt_no) FROM attempts WHERE item_idx = items.idx)"
         " FROM items WHERE status = 'merging' ORDER BY merge_seq"
     ).fetchall()
     return [
@@ -133,6 +146,7 @@ def merge_queue(conn: sqlite3.Connection) -> list[MergeTask]:
             commit=row[3],
             counted=row[4],
             worktree=row[5],
+            attempt_no=row[7] or 0,
         )
         for row in rows
     ]

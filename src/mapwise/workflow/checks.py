@@ -188,7 +188,7 @@ def _check_commit_required(workflow: Workflow, locator: Locator) -> list[Problem
     worktree = workflow.workspace.enabled
     problems = []
     for phase, base, steps in _phases(workflow):
-        honoured = worktree and phase == "map"
+        honoured = worktree and phase in ("map", "workspace")
         for loc, step in _walk_steps(steps, base):
             if step.commit_required and not honoured:
                 why = "it needs workspace: worktree" if not worktree else "outside the map phase"

@@ -85,5 +85,6 @@ def _check_free(repo: Repo, job_id: str) -> None:
         shown = ", ".join(taken[:5]) + (f" and {len(taken) - 5} more" if len(taken) > 5 else "")
         raise WorkspaceError(
             f"branches already exist where job {job_id}'s must go: {shown}; "
-            f"delete them (or run `mapwise clean {job_id}` if a previous job left them)"
+            "choose another --job-id, or delete them with `git branch -D` if no work on them "
+            "is wanted"
         )

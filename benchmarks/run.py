@@ -3,8 +3,8 @@
     python benchmarks/run.py [--quick] [--only B1,B3] [--runs N] [--output FILE]
 
 Measures B1 (throughput), B2 (cost of durability), B3 (resume and listing), B4 (scale),
-B5 (checkpoints) as they are described in docs/benchmarks.md, taking the median of
-``--runs`` runs of each figure, prints the table and a PASS/MISS line per target, and
+B5 (checkpoints), B6 (workspaces) as they are described in docs/benchmarks.md, taking the
+median of ``--runs`` runs of each figure, prints the table and a PASS/MISS line per target, and
 writes docs/benchmarks.md with the machine it ran on. It measures whatever the code in
 this checkout does; it changes nothing outside ``benchmarks/.work`` (and /dev/shm during
 B2) but the report.
@@ -27,7 +27,7 @@ from machine import cpu_seconds, describe, load_average, others_share
 from report import kept_notes, render
 from results import Row, Section, table, verdict_lines
 
-NAMES = ("B1", "B2", "B3", "B4", "B5")
+NAMES = ("B1", "B2", "B3", "B4", "B5", "B6")
 DEFAULT_OUTPUT = ROOT / "docs" / "benchmarks.md"
 QUICK_OUTPUT = WORK / "benchmarks-quick.md"
 BUSY = 0.10  # other processes' share of the CPU above which the figures are flagged
@@ -57,6 +57,12 @@ def _b5(ctx: Context, chosen: set[str]) -> Section:
     return checkpoints(ctx)
 
 
+def _b6(ctx: Context, chosen: set[str]) -> Section:
+    from workspaces import workspaces
+
+    return workspaces(ctx)
+
+
 # (benchmarks a step covers, the step); B1 and B2 share their mapwise runs.
 # B1 also runs mapwise on a two-worker Dask LocalCluster (dask_throughput.py).
 STEPS: tuple[tuple[frozenset[str], Callable[[Context, set[str]], Section]], ...] = (
@@ -64,6 +70,7 @@ STEPS: tuple[tuple[frozenset[str], Callable[[Context, set[str]], Section]], ...]
     (frozenset({"B3"}), _b3),
     (frozenset({"B4"}), _b4),
     (frozenset({"B5"}), _b5),
+    (frozenset({"B6"}), _b6),
 )
 
 

@@ -2,10 +2,15 @@
 
 Commands of the workflows run for real, with ``MAPWISE_KILL_GRACE=0.5`` so that kills are
 quick, and ``MAPWISE_CLAUDE`` pointing at the fake agent in ``tests/fixtures``.
+
+The option ``--long`` (or ``MAPWISE_RELIABILITY_LONG=1``) runs the long versions of the
+torture suites (tests/reliability, tests/workspace): it is defined here, in the conftest
+pytest always loads at startup, so that it works whatever paths are given.
 """
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 from collections.abc import Iterator
@@ -14,6 +19,23 @@ from pathlib import Path
 import pytest
 
 from helpers.project import FAKE_CLAUDE, KILL_GRACE, Project
+from helpers.reliability import LONG_ENV
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--long",
+        action="store_true",
+        default=False,
+        help="run the long versions of the torture suites (tests/reliability, tests/workspace)",
+    )
+
+
+@pytest.fixture(scope="session")
+def long_run(pytestconfig: pytest.Config) -> bool:
+    """Whether the long versions run (``--long`` or ``MAPWISE_RELIABILITY_LONG=1``)."""
+    given = bool(pytestconfig.getoption("--long", default=False))
+    return given or os.environ.get(LONG_ENV, "") not in ("", "0")
 
 
 @pytest.fixture

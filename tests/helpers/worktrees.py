@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from helpers.project import Project, mapreduce
+from helpers.project import CliRun, Project, mapreduce
 
 
 def git(cwd: Path, *args: str, check: bool = True) -> str:
@@ -84,7 +84,7 @@ class RepoProject(Project):
     def repo(self) -> Path:
         return self.root
 
-    def run_job(self, job_id: str, *extra: str) -> Any:
+    def run_job(self, job_id: str, *extra: str) -> CliRun:
         """``mapwise run wf.yml --state-dir STATE --job-id JOB`` from the checkout."""
         return self.run_cli("--job-id", job_id, *extra)
 
@@ -122,9 +122,7 @@ def merged_items(repo: Path, job_id: str) -> list[str]:
 
 def item_commits(repo: Path, job_id: str) -> dict[str, list[str]]:
     """``mapwise: <id>`` commits (not merges) on the job branch: id -> shas, oldest first."""
-    out = git(
-        repo, "log", "--no-merges", "--reverse", "--format=%H %s", job_branch(job_id), "--"
-    )
+    out = git(repo, "log", "--no-merges", "--reverse", "--format=%H %s", job_branch(job_id), "--")
     commits: dict[str, list[str]] = {}
     for line in out.splitlines():
         sha, _, subject = line.partition(" ")
@@ -183,7 +181,9 @@ def item_worktrees(repo: Path, pool: Path) -> list[Path]:
     (every folder of ``pool`` but the job's ``result``)."""
     pool = pool.resolve()
     registered = {p for p in worktrees(repo) if p.parent == pool and p.name != "result"}
-    on_disk = {p.resolve() for p in pool.iterdir() if p.name != "result"} if pool.is_dir() else set()
+    on_disk = (
+        {p.resolve() for p in pool.iterdir() if p.name != "result"} if pool.is_dir() else set()
+    )
     return sorted(registered | on_disk)
 
 

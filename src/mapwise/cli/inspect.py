@@ -166,7 +166,7 @@ def dlq_show_command(job_id: str, item_id: str, state_dir: str | None) -> None:
         click.echo(f"  last error: {item.last_error}")
     if item.branch:
         click.echo(f"  branch: {item.branch}")
-        click.echo(f"  worktree: {item.worktree or '(none: merged, or cleaned)'}")
+        click.echo(f"  worktree: {item.worktree or '(none: its work is on its branch)'}")
     if item.conflict_files:
         click.echo(f"  conflicting files: {', '.join(item.conflict_files)}")
     for attempt in detail.attempts:

@@ -140,12 +140,17 @@ def dlq_retry_command(
 @state_dir_option
 def dlq_purge_command(
     job_id: str, item_ids: tuple[str, ...], state_dir: str | None, force: bool
-) -> None:
-    """Give up on DLQ items (all, or ITEM_IDS): they leave the DLQ and never run again."""
+) -> int:
+    """Give up on DLQ items (all, or ITEM_IDS): they leave the DLQ and never run again.
+
+    Exits 1 when a purged item's unmerged work was kept (as ``clean`` does).
+    """
     count, cleaned = api.purge_dlq_items(job_id, list(item_ids), state_dir, force=force)
     click.echo(f"{count} item(s) purged from the DLQ of {job_id}")
-    if cleaned is not None:
-        _echo_clean(cleaned)
+    if cleaned is None:
+        return 0
+    _echo_clean(cleaned)
+    return 1 if cleaned.kept else 0
 
 
 def _echo_clean(report: CleanReport) -> None:

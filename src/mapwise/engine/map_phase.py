@@ -323,7 +323,6 @@ class MapScheduler:
             branch=item.branch,
             commit=result.commit,
             counted=item.attempts + 1,
-            worktree=item.worktree,
             attempt_no=claim.attempt_no,
         )
 

@@ -82,12 +82,14 @@ def finish(ws: ItemWorkspace, item_id: str) -> str | None:
     path = Path(ws.worktree)
     with repo.write_lock():
         repo.commit_all(path, f"mapwise: {item_id}")
-        if repo.unmerged_commits(ws.branch, ws.job_branch) > 0:
-            return repo.head(path)
-        # nothing to merge: the branch goes now, the worktree (detached) back to the pool
+        head = repo.head(path)
+        ahead = repo.unmerged_commits(ws.branch, ws.job_branch) > 0
+        # the item's work is on its branch now: the worktree (detached) goes back to the
+        # pool at once, so items waiting for their merge hold no worktree
         run_git(["checkout", "--quiet", "--detach"], cwd=path)
-        repo.delete_branch(ws.branch, force=True)
-    return None
+        if not ahead:
+            repo.delete_branch(ws.branch, force=True)  # nothing to merge: the branch goes
+    return head if ahead else None
 
 
 def head(ws: ItemWorkspace) -> str:

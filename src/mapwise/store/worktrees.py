@@ -83,8 +83,9 @@ def record_attempt(conn: sqlite3.Connection, done: Finished) -> None:
         # nothing to merge: the worker removed the branch and freed the worktree
         conn.execute("UPDATE items SET worktree = NULL WHERE idx = ?", (result.item_index,))
     elif done.item_status is ItemStatus.MERGING:
+        # the commit is on the item's branch; the worker detached the worktree for reuse
         conn.execute(
-            "UPDATE items SET head_commit = ?, conflict_files = NULL,"
+            "UPDATE items SET head_commit = ?, conflict_files = NULL, worktree = NULL,"
             " merge_seq = (SELECT COALESCE(MAX(merge_seq), 0) + 1 FROM items) WHERE idx = ?",
             (result.commit, result.item_index),
         )

@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
+from mapwise.errors import GitError
+
 __all__ = ["git_process_in", "repo_lock"]
 
 
@@ -37,7 +39,12 @@ class _RepoLock:
     def hold(self) -> Iterator[None]:
         with self._rlock:
             if self._depth == 0:
-                fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+                try:
+                    fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+                except OSError as error:  # the repository went away under the job
+                    raise GitError(
+                        f"cannot lock the repository ({self._path}): {error.strerror or error}"
+                    ) from error
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX)
                 except BaseException:

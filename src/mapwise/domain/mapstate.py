@@ -284,7 +284,7 @@ def settle(result: MergeResult, policies: Policies, now: float) -> Settled:
     detail = f"merge conflict with the job branch in {files}"
     kind = ErrorKind.MERGE_CONFLICT
     if policies.on_conflict is OnConflict.DLQ:
-        return Settled(task, ItemStatus.DLQ, None, kind, detail, result.conflicts)
+        return Settled(task, ItemStatus.DLQ, None, kind, detail, result.conflicts, result.worktree)
     decision = decide_after_failure(policies.retry, task.counted, now)
     retry_at = now if decision.status is ItemStatus.RETRY_WAIT else None
     return Settled(task, decision.status, retry_at, kind, detail, result.conflicts)

@@ -168,6 +168,7 @@ class MergeResult:
     merged: bool  # its commit is on the job branch (merged now, or found merged before)
     conflicts: tuple[str, ...] = ()  # the files that conflict, when it did not merge
     error: str = ""  # git's message, when a merge failed for another reason
+    worktree: str | None = None  # a worktree of the item's branch, kept for the user
 
 
 @dataclass(frozen=True)
@@ -180,3 +181,4 @@ class Settled:
     error_kind: ErrorKind | None
     detail: str  # one line for tables: which files conflicted, or git's error
     conflicts: tuple[str, ...] = ()
+    worktree: str | None = None  # in the DLQ: the worktree of its branch, kept for the user

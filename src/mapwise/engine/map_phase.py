@@ -61,6 +61,7 @@ from mapwise.executors.attempt import AttemptConfig
 from mapwise.executors.base import Executor
 from mapwise.store.batches import Batch
 from mapwise.store.records import Claim
+from mapwise.workflow.model import OnConflict
 
 POLL_SECONDS = 0.2
 
@@ -345,7 +346,8 @@ class MapScheduler:
             pool=ws.pool_for(self.ctx.job_id) if ws else None,
         )
         if ws is not None:
-            self.merger = MergeWorker(ws, self.messages.put)
+            keep = self.policies.on_conflict is OnConflict.DLQ
+            self.merger = MergeWorker(ws, self.messages.put, keep_conflicts=keep)
         try:
             self._advance(committer, Begin())
             while self.finish is None:

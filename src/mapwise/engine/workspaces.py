@@ -155,9 +155,22 @@ def _release(repo: Repo, task: MergeTask, worktree: Path | None) -> None:
     repo.delete_branch(task.branch, force=True)
 
 
-def merge_one(ws: JobWorkspace, task: MergeTask, worktree: Path | None) -> MergeResult:
+def _keep_for_user(repo: Repo, ws: JobWorkspace, task: MergeTask) -> str:
+    """A worktree of a conflicting item's branch, for the user to look at and resolve."""
+    path = ws.pool / f"dlq-{task.item_index}"
+    if path.resolve() not in repo.worktree_paths():
+        shutil.rmtree(path, ignore_errors=True)
+        repo.prune_worktrees()
+        repo.attach_worktree(path, task.branch)
+    return str(path)
+
+
+def merge_one(
+    ws: JobWorkspace, task: MergeTask, worktree: Path | None, *, keep_conflicts: bool = False
+) -> MergeResult:
     """Merge one item's commit into the job branch; a commit already there is not merged
-    again (a crash between the merge and its record)."""
+    again (a crash between the merge and its record). With ``keep_conflicts`` (the item
+    goes to the DLQ on a conflict), a worktree of its branch is made for the user."""
     repo = Repo(ws.repo)
     try:
         with repo.write_lock():
@@ -165,7 +178,8 @@ def merge_one(ws: JobWorkspace, task: MergeTask, worktree: Path | None) -> Merge
             if not repo.is_ancestor(task.commit, head):
                 conflicts = repo.merge_conflicts(head, task.commit)
                 if conflicts:
-                    return MergeResult(task, merged=False, conflicts=tuple(conflicts))
+                    kept = _keep_for_user(repo, ws, task) if keep_conflicts else None
+                    return MergeResult(task, False, tuple(conflicts), worktree=kept)
                 repo.merge(ws.job_worktree, task.commit, f"mapwise: merge {task.item_id}")
             if repo.branch_exists(task.branch):
                 _release(repo, task, worktree)
@@ -178,10 +192,15 @@ class MergeWorker:
     """The merge queue's one merge at a time, on a thread of its own."""
 
     def __init__(
-        self, ws: JobWorkspace, deliver: Callable[[MergeResult | BaseException], None]
+        self,
+        ws: JobWorkspace,
+        deliver: Callable[[MergeResult | BaseException], None],
+        *,
+        keep_conflicts: bool = False,
     ) -> None:
         self._ws = ws
         self._deliver = deliver
+        self._keep_conflicts = keep_conflicts
         self._inbox: queue.SimpleQueue[MergeTask | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._loop, name="mapwise-merge", daemon=True)
         self._thread.start()
@@ -197,7 +216,7 @@ class MergeWorker:
         while (task := self._inbox.get()) is not None:
             try:
                 worktree = Path(task.worktree) if task.worktree else None
-                result = merge_one(self._ws, task, worktree)
+                result = merge_one(self._ws, task, worktree, keep_conflicts=self._keep_conflicts)
             except BaseException as error:  # a bug: the coordinator raises it
                 self._deliver(error)
                 return

@@ -7,6 +7,7 @@ own locks make a second writer fail rather than wait.
 
 from __future__ import annotations
 
+import functools
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,31 +47,29 @@ def prepare(ws: ItemWorkspace) -> Prepared:
 
     Continuing (after an interruption) keeps every uncommitted change; a missing worktree
     is rebuilt from the item's branch. A reset starts clean at the given commit (ignored
-    files, such as a linked virtualenv, stay).
+    files, such as a linked virtualenv, stay). No lock is held here: the folder and the
+    branch are this item's alone, and git's calls lock what other worktrees share.
     """
-    repo = Repo(Path(ws.repo))
+    repo = _repo(ws.repo)
     path = Path(ws.worktree)
     base_dir = path / ws.subdir if ws.subdir else path
-    with repo.write_lock():
-        if ws.start is None:
-            if _on_branch(repo, path, ws.branch):
-                return Prepared(path, base_dir, False, None)
-            if repo.branch_exists(ws.branch):
-                _clear(repo, path)
-                if _registered(repo, path):
-                    repo.remove_worktree(path)
-                repo.attach_worktree(path, ws.branch)
-                return Prepared(path, base_dir, True, None)
-        start = ws.start or ws.job_branch
-        commit = repo.rev_parse(start)
-        if commit is None:
-            commit = start  # let git say what is wrong with it
-        if _registered(repo, path):
-            repo.repoint_worktree(path, ws.branch, commit)
-        else:
+    if ws.start is None:
+        if _on_branch(repo, path, ws.branch):
+            return Prepared(path, base_dir, False, None)
+        if repo.branch_exists(ws.branch):
+            if _registered(repo, path):
+                repo.remove_worktree(path)
             _clear(repo, path)
-            repo.add_worktree(path, ws.branch, commit)
-        return Prepared(path, base_dir, True, commit)
+            repo.attach_worktree(path, ws.branch)
+            return Prepared(path, base_dir, True, None)
+    start = ws.start or ws.job_branch
+    commit = repo.rev_parse(start) or start  # an unknown start: git says what is wrong
+    if _registered(repo, path):
+        repo.repoint_worktree(path, ws.branch, commit)
+    else:
+        _clear(repo, path)
+        repo.add_worktree(path, ws.branch, commit)
+    return Prepared(path, base_dir, True, commit)
 
 
 def finish(ws: ItemWorkspace, item_id: str) -> str | None:
@@ -78,20 +77,25 @@ def finish(ws: ItemWorkspace, item_id: str) -> str | None:
 
     None when the item's branch holds nothing the job branch lacks: it succeeds at once.
     """
-    repo = Repo(Path(ws.repo))
+    repo = _repo(ws.repo)
     path = Path(ws.worktree)
-    with repo.write_lock():
-        repo.commit_all(path, f"mapwise: {item_id}")
-        head = repo.head(path)
-        ahead = repo.unmerged_commits(ws.branch, ws.job_branch) > 0
-        # the item's work is on its branch now: the worktree (detached) goes back to the
-        # pool at once, so items waiting for their merge hold no worktree
-        run_git(["checkout", "--quiet", "--detach"], cwd=path)
-        if not ahead:
-            repo.delete_branch(ws.branch, force=True)  # nothing to merge: the branch goes
+    repo.commit_all(path, f"mapwise: {item_id}")  # locks for the commit itself only
+    head = repo.head(path)
+    ahead = repo.unmerged_commits(ws.branch, ws.job_branch) > 0
+    # the item's work is on its branch now: the worktree (detached) goes back to the pool
+    # at once, so items waiting for their merge hold no worktree
+    run_git(["checkout", "--quiet", "--detach"], cwd=path)
+    if not ahead:
+        repo.delete_branch(ws.branch, force=True)  # nothing to merge: the branch goes
     return head if ahead else None
 
 
 def head(ws: ItemWorkspace) -> str:
     """The worktree's HEAD (``commit_required`` compares it before and after a step)."""
-    return Repo(Path(ws.repo)).head(Path(ws.worktree))
+    return _repo(ws.repo).head(Path(ws.worktree))
+
+
+@functools.cache
+def _repo(top: str) -> Repo:
+    """One ``Repo`` per repository and process: making one costs two git processes."""
+    return Repo(Path(top))

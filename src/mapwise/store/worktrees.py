@@ -112,6 +112,7 @@ def record_settled(conn: sqlite3.Connection, settled: Settled, now: float) -> No
     conn.execute(
         "UPDATE items SET status = ?, retry_at = ?, finished_at = ?, error_kind = ?,"
         " last_error = ?, conflict_files = ?, merge_seq = NULL,"
+        " worktree = COALESCE(?, worktree),"
         # after a conflict the next attempt (a rerun, or a retry from the DLQ) starts
         # from the job branch's new head, not from the old start
         " start_commit = CASE WHEN ? THEN NULL ELSE start_commit END,"
@@ -123,6 +124,7 @@ def record_settled(conn: sqlite3.Connection, settled: Settled, now: float) -> No
             kind,
             settled.detail,
             json.dumps(list(settled.conflicts)) if settled.conflicts else None,
+            settled.worktree,
             conflict,
             rerun,
             task.item_index,

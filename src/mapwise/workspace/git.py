@@ -142,7 +142,12 @@ class Repo:
         """
         target = path.absolute()
         existed = target.exists()
-        args = ["worktree", "add", "--quiet", "--no-track", "-B", branch, str(target), start]
+        # the shared part (the branch, the worktree's record) under the lock; the files
+        # (all of the checkout's time on a big repository) are written outside it
+        args = [
+            "worktree", "add", "--quiet", "--no-checkout", "--no-track",
+            "-B", branch, str(target), start,
+        ]  # fmt: skip
 
         def attempt() -> GitResult:
             result = self._git(args, check=False)
@@ -156,6 +161,7 @@ class Repo:
             result = retrying(attempt)
         if result.returncode != 0:
             raise failure(args, self.toplevel, result)
+        self._git(["reset", "--quiet", "--hard"], cwd=target)
 
     def repoint_worktree(self, path: Path, branch: str, start: str) -> None:
         """Reuse worktree ``path`` for branch ``branch`` made (or reset) at ``start``.
@@ -166,11 +172,11 @@ class Repo:
         ignored ones (a virtualenv, build caches) stay. The caller has committed anything
         worth keeping on the previous branch first.
         """
-        with self.write_lock():
-            self._git(
-                ["checkout", "--quiet", "--force", "--no-track", "-B", branch, start], cwd=path
-            )
-            self._git(["clean", "-ffdq"], cwd=path)
+        commit = self.rev_parse(start) or start
+        with self.write_lock():  # only the branch's ref is shared with other worktrees
+            self._git(["update-ref", f"refs/heads/{branch}", commit])
+        self._git(["checkout", "--quiet", "--force", branch], cwd=path)
+        self._git(["clean", "-ffdq"], cwd=path)
 
     def attach_worktree(self, path: Path, branch: str) -> None:
         """Rebuild worktree ``path`` of the existing ``branch`` (its folder was lost).

@@ -14,6 +14,7 @@ from __future__ import annotations
 import queue
 import shutil
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Any
 
 from mapwise.domain.records import MergeResult, MergeTask
 from mapwise.errors import MapwiseError, WorkspaceError
+from mapwise.executors.procgroups import kill_pids, pid_alive, processes_in
 from mapwise.store.jobstore import JobStore
 from mapwise.store.paths import JobPaths
 from mapwise.store.records import ItemRecord
@@ -114,13 +116,41 @@ def commit_job_worktree(ws: JobWorkspace, message: str) -> str | None:
         return repo.commit_all(ws.job_worktree, message)
 
 
+def _stop_leftover_git(ws: JobWorkspace) -> int:
+    """Kill the git commands a killed coordinator left working in the job's worktrees,
+    and wait for them to go: they would race this run. Their lock files stay behind;
+    the calls that meet one clear it (only this job's) or wait it out."""
+    stray = processes_in(str(ws.pool), command="git")
+    kill_pids(stray)
+    deadline = time.monotonic() + 5.0
+    while any(pid_alive(pid) for pid in stray) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return len(stray)
+
+
+def _clear_ref_locks(ws: JobWorkspace) -> None:
+    """Lock files of this job's own branches that a killed git left (no live git of
+    the job remains by now); other refs' locks are the user's business."""
+    try:
+        repo = Repo(ws.repo)
+    except MapwiseError:
+        return
+    folder = repo.common_dir / "refs" / "heads" / Path(ws.job_branch).parent
+    for lock in folder.rglob("*.lock") if folder.is_dir() else ():
+        lock.unlink(missing_ok=True)
+
+
 def restore_job_worktree(ws: JobWorkspace, *, anything_merged: bool) -> list[str]:
-    """On resume: stale records pruned, a killed merge undone, a lost worktree rebuilt.
+    """On resume: leftover git commands killed, stale records pruned, a killed merge
+    undone, a lost worktree rebuilt.
 
     A start killed while it made the job's branch and worktree left them half made or
     missing; with nothing merged yet they are simply made again from the base commit.
     """
     notices: list[str] = []
+    if killed := _stop_leftover_git(ws):
+        notices.append(f"killed {killed} git command(s) a dead run left in its worktrees")
+    _clear_ref_locks(ws)
     try:
         repo = Repo(ws.repo)
     except MapwiseError as error:

@@ -154,6 +154,8 @@ def _in_worktree(
         setup = _labelled(done.steps, "workspace.setup: ")
         if not done.ok:
             return dataclasses.replace(done, steps=setup, failed_step=None)
+    if prepared.fresh:
+        worktree.mark_ready(ws)
     outcome = run(config.steps, senv)
     outcome = dataclasses.replace(outcome, steps=setup + outcome.steps)
     if not outcome.ok:

@@ -266,3 +266,40 @@ def processes_with_env(name: str, value: str) -> list[int]:
         for pid in _pids() or ()
         if pid not in ours and _environ_has(pid, needle) and pid_alive(pid)
     ]
+
+
+def _touches(pid: int, folder: str) -> bool:
+    """Whether a process works in ``folder``: its working directory, or a path in its
+    command line, lies under it."""
+    prefix = folder.rstrip("/") + "/"
+    try:
+        cwd = os.readlink(f"/proc/{pid}/cwd")
+    except OSError:
+        cwd = ""
+    if cwd == folder or cwd.startswith(prefix):
+        return True
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            args = handle.read().decode(errors="replace").split("\0")
+    except OSError:
+        return False
+    return any(arg == folder or arg.startswith(prefix) for arg in args)
+
+
+def processes_in(folder: str, *, command: str) -> list[int]:
+    """Live processes named ``command`` (not this one nor its ancestors) that work in
+    ``folder``: how a resume finds the git commands a killed coordinator left running in
+    its job's worktrees (they outlive it, and would race the new run)."""
+    ours = ancestors(os.getpid())
+    found = []
+    for pid in _pids() or ():
+        if pid in ours:
+            continue
+        try:
+            with open(f"/proc/{pid}/comm") as handle:
+                name = handle.read().strip()
+        except OSError:
+            continue
+        if name == command and _touches(pid, folder) and pid_alive(pid):
+            found.append(pid)
+    return found

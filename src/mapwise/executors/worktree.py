@@ -42,6 +42,51 @@ def _clear(repo: Repo, path: Path) -> None:
     repo.prune_worktrees()
 
 
+READY = "mapwise-ready"  # in a worktree's own git folder: the item it was made ready for
+
+
+def _gitdir(path: Path) -> Path | None:
+    """The worktree's own git folder (its index, HEAD, and mapwise's ready mark)."""
+    found = run_git(["rev-parse", "--git-dir"], cwd=path, check=False)
+    if found.returncode != 0:
+        return None
+    gitdir = Path(found.stdout.strip())
+    return gitdir if gitdir.is_absolute() else path / gitdir
+
+
+def _clear_stale_locks(gitdir: Path) -> None:
+    """Locks a killed git process left in this worktree's own git folder.
+
+    The worktree is this item's alone, and whatever ran in it before (the item's agent,
+    mapwise's commit) was killed before the attempt was handed out again (a resume kills
+    a dead run's processes first), so a lock file there can only be stale.
+    """
+    for name in ("index.lock", "HEAD.lock"):
+        (gitdir / name).unlink(missing_ok=True)
+
+
+def _ready_for(gitdir: Path | None) -> str | None:
+    try:
+        return (gitdir / READY).read_text() if gitdir is not None else None
+    except OSError:
+        return None
+
+
+def mark_ready(ws: ItemWorkspace) -> None:
+    """The worktree is made and set up for this item: from now on an interrupted attempt
+    continues it as its commands leave it. Before the mark, an interruption met a
+    worktree half reset by mapwise, and the next attempt resets it again."""
+    gitdir = _gitdir(Path(ws.worktree))
+    if gitdir is not None:
+        (gitdir / READY).write_text(ws.branch)
+
+
+def _unmark(path: Path) -> None:
+    gitdir = _gitdir(path)
+    if gitdir is not None:
+        (gitdir / READY).unlink(missing_ok=True)
+
+
 def prepare(ws: ItemWorkspace) -> Prepared:
     """The item's worktree for this attempt: continued as left, or reset to ``ws.start``.
 
@@ -53,8 +98,12 @@ def prepare(ws: ItemWorkspace) -> Prepared:
     repo = _repo(ws.repo)
     path = Path(ws.worktree)
     base_dir = path / ws.subdir if ws.subdir else path
+    gitdir = _gitdir(path) if _registered(repo, path) else None
+    if gitdir is not None:
+        _clear_stale_locks(gitdir)
     if ws.start is None:
-        if _on_branch(repo, path, ws.branch):
+        ready = _ready_for(gitdir) == ws.branch
+        if ready and _on_branch(repo, path, ws.branch):
             return Prepared(path, base_dir, False, None)
         if repo.branch_exists(ws.branch):
             if _registered(repo, path):
@@ -84,6 +133,7 @@ def finish(ws: ItemWorkspace, item_id: str) -> str | None:
     ahead = repo.unmerged_commits(ws.branch, ws.job_branch) > 0
     # the item's work is on its branch now: the worktree (detached) goes back to the pool
     # at once, so items waiting for their merge hold no worktree
+    _unmark(path)
     run_git(["checkout", "--quiet", "--detach"], cwd=path)
     if not ahead:
         repo.delete_branch(ws.branch, force=True)  # nothing to merge: the branch goes

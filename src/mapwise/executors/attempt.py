@@ -26,6 +26,7 @@ from mapwise.executors import worktree
 from mapwise.executors.logsink import LogSink, make_private_dirs
 from mapwise.executors.orphans import close_slot_notes as close_slot_notes  # for the runner
 from mapwise.executors.orphans import make_note, slot_board
+from mapwise.executors.results import attempt_failed
 from mapwise.executors.steps import StepEnvironment, run_steps
 from mapwise.interpolate import Scope
 from mapwise.workflow.model import Step
@@ -167,30 +168,14 @@ def _in_worktree(
     return outcome
 
 
-def _no_room(task: AttemptTask, started: float, clock: float, error: OSError) -> AttemptResult:
+def _no_room(task: AttemptTask, started: float, error: OSError) -> AttemptResult:
     """mapwise could not write its own files of the attempt (the item's file, a slot note,
     a log folder): the disk is full, which is no fault of the item. The attempt ends
     interrupted, so it does not use up a retry; the job stops when its own state cannot
     be written either, and a resume runs the item again."""
     message = f"no room for mapwise's own files of the attempt: {error.strerror or error}"
-    outcome = StepsOutcome(
-        steps=(),
-        captures={},
-        error_kind=ErrorKind.INTERRUPTED,
-        last_error=message,
-        stderr_tail=message,
-    )
-    return AttemptResult(
-        attempt_id=task.attempt_id,
-        item_index=task.item_index,
-        attempt_no=task.attempt_no,
-        slot=task.slot,
-        host=_HOST,
-        started_at=started,
-        ended_at=time.time(),
-        duration=time.monotonic() - clock,
-        outcome=outcome,
-        interrupted=True,
+    return attempt_failed(
+        task, ErrorKind.INTERRUPTED, message, interrupted=True, host=_HOST, started_at=started
     )
 
 
@@ -204,7 +189,7 @@ def run_attempt(
     except OSError as error:
         if error.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
-        return _no_room(task, started, clock, error)
+        return _no_room(task, started, error)
 
 
 def _run_attempt(

@@ -8,11 +8,9 @@ to do, so the engine never has to ask an executor what it can do.
 
 from __future__ import annotations
 
-import time
 from typing import Protocol
 
-from mapwise.domain.records import AttemptResult, AttemptTask, LostAttempt, StepsOutcome
-from mapwise.domain.states import ErrorKind
+from mapwise.domain.records import AttemptResult, AttemptTask, LostAttempt
 from mapwise.executors.attempt import AttemptConfig
 
 
@@ -69,36 +67,3 @@ class Executor(Protocol):
     def shutdown(self) -> None:
         """Release the executor's resources once no attempt runs."""
         ...
-
-
-def attempt_failed(
-    task: AttemptTask,
-    kind: ErrorKind,
-    message: str,
-    *,
-    interrupted: bool = False,
-    host: str = "",
-    started_at: float | None = None,
-) -> AttemptResult:
-    """A result for an attempt that ended without its runner's own result.
-
-    For instance its runner raised (a bug, not a command failure), or its worker or
-    cluster was lost. ``started_at`` is when it last started, when that is known.
-    """
-    now = time.time()
-    outcome = StepsOutcome(
-        steps=(), captures={}, error_kind=kind, last_error=message, stderr_tail=message
-    )
-    started = now if started_at is None else min(started_at, now)
-    return AttemptResult(
-        attempt_id=task.attempt_id,
-        item_index=task.item_index,
-        attempt_no=task.attempt_no,
-        slot=task.slot,
-        host=host,
-        started_at=started,
-        ended_at=now,
-        duration=now - started,
-        outcome=outcome,
-        interrupted=interrupted,
-    )

@@ -35,7 +35,7 @@ from mapwise.domain.records import AttemptResult, AttemptTask, LostAttempt
 from mapwise.domain.states import ErrorKind
 from mapwise.errors import ExecutorError
 from mapwise.executors.attempt import AttemptConfig
-from mapwise.executors.base import ExecutorEvents, attempt_failed
+from mapwise.executors.base import ExecutorEvents
 from mapwise.executors.dask_worker import (
     RUNS_METADATA,
     Execution,
@@ -46,6 +46,7 @@ from mapwise.executors.dask_worker import (
     run_attempt_on_worker,
     runs_on_record,
 )
+from mapwise.executors.results import attempt_failed
 
 CONNECT_TIMEOUT = 10.0
 

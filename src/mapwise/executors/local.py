@@ -12,7 +12,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from mapwise.domain.records import AttemptResult, AttemptTask
 from mapwise.domain.states import ErrorKind
 from mapwise.executors.attempt import AttemptConfig, run_attempt
-from mapwise.executors.base import ExecutorEvents, attempt_failed
+from mapwise.executors.base import ExecutorEvents
+from mapwise.executors.results import attempt_failed
 
 
 class LocalExecutor:

@@ -11,6 +11,7 @@ The user's own checkout is never touched: every write goes to worktrees of the j
 
 from __future__ import annotations
 
+import functools
 import queue
 import shutil
 import threading
@@ -201,7 +202,7 @@ def merge_one(
     """Merge one item's commit into the job branch; a commit already there is not merged
     again (a crash between the merge and its record). With ``keep_conflicts`` (the item
     goes to the DLQ on a conflict), a worktree of its branch is made for the user."""
-    repo = Repo(ws.repo)
+    repo = _repo(ws.repo)
     try:
         with repo.write_lock():
             head = repo.head(ws.job_worktree)
@@ -216,6 +217,12 @@ def merge_one(
     except MapwiseError as error:
         return MergeResult(task, merged=False, error=str(error))
     return MergeResult(task, merged=True)
+
+
+@functools.cache
+def _repo(top: Path) -> Repo:
+    """One ``Repo`` per repository for the merge queue: making one costs two git calls."""
+    return Repo(top)
 
 
 class MergeWorker:

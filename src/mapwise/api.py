@@ -222,6 +222,11 @@ def validate_workflow(path: str | Path, *, preview: int = PREVIEW_ITEMS) -> Vali
 
     loaded = load(path)
     wf = loaded.workflow
+    if wf.workspace.enabled:  # the repository is checked too, as a run would check it
+        from mapwise.workspace.preflight import check_repository
+
+        repo_dir = loaded.base_dir / wf.workspace.repo if wf.workspace.repo else loaded.base_dir
+        check_repository(repo_dir=repo_dir, base=wf.workspace.base)
     after_setup = bool(wf.setup.commands) and not (loaded.base_dir / wf.map.input).is_file()
     count: int | None = None
     first: tuple[ItemPreview, ...] = ()

@@ -7,6 +7,7 @@ Nothing here touches git: the model describes a job and never looks at a reposit
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -369,7 +370,18 @@ def write_project(tmp_path: Path, extra: str) -> Path:
     return path
 
 
+def _git_repo(folder: Path, tag: str | None = None) -> None:
+    """A repository with one commit (and a tag), for validate's repository checks."""
+    folder.mkdir(parents=True, exist_ok=True)
+    who = ["-c", "user.name=T", "-c", "user.email=t@example.com"]
+    for args in (["init", "--quiet"], [*who, "commit", "--quiet", "--allow-empty", "-m", "c"]):
+        subprocess.run(["git", *args], cwd=folder, check=True)
+    if tag:
+        subprocess.run(["git", "tag", tag], cwd=folder, check=True)
+
+
 def test_validate_shows_a_worktree_workspace_with_its_defaults(tmp_path: Path) -> None:
+    _git_repo(tmp_path)
     run = run_main("validate", str(write_project(tmp_path, "workspace: worktree\n")))
     assert run.returncode == 0, run.stderr
     assert (
@@ -379,10 +391,25 @@ def test_validate_shows_a_worktree_workspace_with_its_defaults(tmp_path: Path) -
 
 
 def test_validate_shows_the_repo_base_and_on_conflict_given(tmp_path: Path) -> None:
-    extra = "workspace: {kind: worktree, repo: ../app, base: v1.2, on_conflict: dlq}\n"
+    _git_repo(tmp_path.parent / f"{tmp_path.name}-app", tag="v1.2")
+    extra = (
+        f"workspace: {{kind: worktree, repo: ../{tmp_path.name}-app, base: v1.2,"
+        " on_conflict: dlq}\n"
+    )
     run = run_main("validate", str(write_project(tmp_path, extra)))
     assert run.returncode == 0, run.stderr
-    assert "  workspace: worktree of ../app, base v1.2, on_conflict dlq" in run.stdout
+    assert f"  workspace: worktree of ../{tmp_path.name}-app, base v1.2, on_conflict dlq" in (
+        run.stdout
+    )
+
+
+def test_validate_checks_the_repository_as_a_run_would(tmp_path: Path) -> None:
+    # Given a worktree workflow in a folder that is no git repository
+    run = run_main("validate", str(write_project(tmp_path, "workspace: worktree\n")))
+    # Then validate refuses it as run would, exit 2, with no traceback
+    assert run.returncode == 2
+    assert "not inside a git repository" in run.stderr
+    assert "Traceback" not in run.stderr
 
 
 def test_validate_says_nothing_of_a_workspace_that_is_none(tmp_path: Path) -> None:

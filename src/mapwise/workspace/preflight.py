@@ -16,7 +16,7 @@ from mapwise.errors import GitError, WorkspaceError
 from mapwise.workspace.git import MIN_VERSION, Repo, git_version, run_git
 from mapwise.workspace.refnames import job_branch
 
-__all__ = ["WorkspacePlan", "check_workspace"]
+__all__ = ["WorkspacePlan", "check_repository", "check_workspace"]
 
 
 @dataclass(frozen=True)
@@ -35,13 +35,19 @@ def check_workspace(*, repo_dir: Path, base: str | None, job_id: str) -> Workspa
     ``base`` is the ref the job branch starts from (default ``HEAD``). Raises
     ``WorkspaceError`` for the first problem found; reads only, never writes.
     """
-    _check_git()
-    repo = Repo(repo_dir)
-    base_commit = _base_commit(repo, base)
+    repo, base_commit = check_repository(repo_dir=repo_dir, base=base)
     branch = job_branch(job_id)
     _check_job_id(repo, job_id, branch)
     _check_free(repo, job_id)
     return WorkspacePlan(repo=repo.toplevel, base_commit=base_commit, job_branch=branch)
+
+
+def check_repository(*, repo_dir: Path, base: str | None) -> tuple[Repo, str]:
+    """The checks that need no job: git new enough, a repository with a work tree, and
+    ``base`` (default ``HEAD``) naming a commit. The repository and that commit."""
+    _check_git()
+    repo = Repo(repo_dir)
+    return repo, _base_commit(repo, base)
 
 
 def _check_git() -> None:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from mapwise.domain.records import Finished, LostAttempt, Settled, StepRecord
-from mapwise.domain.states import AttemptOutcome, Phase
+from mapwise.domain.states import Phase
 from mapwise.store import db, worktrees
 from mapwise.store.records import Claim, ItemRecord
 
@@ -141,14 +141,16 @@ def _claim(
     claims: list[Claim] = []
     for row, slot in zip(rows, slots, strict=False):
         item = ItemRecord.from_row(row)
-        earlier, last = conn.execute(
-            "SELECT COUNT(*), (SELECT outcome FROM attempts WHERE item_idx = ?1"
-            " ORDER BY attempt_no DESC, id DESC LIMIT 1) FROM attempts WHERE item_idx = ?1",
-            (item.index,),
-        ).fetchone()
-        attempt_no = earlier + 1
+        attempt_no = (
+            conn.execute(
+                "SELECT COUNT(*) FROM attempts WHERE item_idx = ?", (item.index,)
+            ).fetchone()[0]
+            + 1
+        )
+        continues = False
         if pool is not None:
             item = worktrees.bind(conn, item, pool)
+            continues = worktrees.last_interrupted(conn, item.index)
         cursor = conn.execute(
             "INSERT INTO attempts (item_idx, attempt_no, run_no, slot, host, started_at,"
             " outcome) VALUES (?, ?, ?, ?, ?, ?, 'running')",
@@ -159,7 +161,6 @@ def _claim(
             (item.index,),
         )
         assert cursor.lastrowid is not None
-        continues = last == AttemptOutcome.INTERRUPTED.value
         claims.append(Claim(item, cursor.lastrowid, attempt_no, slot, continues))
     return claims
 

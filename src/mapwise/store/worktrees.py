@@ -71,6 +71,15 @@ def bind(conn: sqlite3.Connection, item: ItemRecord, pool: Pool) -> ItemRecord:
     return replace(item, branch=branch, worktree=worktree)
 
 
+def last_interrupted(conn: sqlite3.Connection, index: int) -> bool:
+    """Whether the item's last attempt was interrupted: its next one continues it."""
+    row = conn.execute(
+        "SELECT outcome FROM attempts WHERE item_idx = ? ORDER BY attempt_no DESC, id DESC LIMIT 1",
+        (index,),
+    ).fetchone()
+    return row is not None and row[0] == "interrupted"
+
+
 def record_attempt(conn: sqlite3.Connection, done: Finished) -> None:
     """An attempt's worktree facts: its start commit, and its commit for the queue."""
     result = done.result

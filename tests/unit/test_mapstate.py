@@ -380,3 +380,12 @@ def test_slots_are_never_lost_or_doubled_and_no_claim_follows_a_stop(
         assert state.running == len(slots_running) <= slots
         assert state.commits == len(offered)
     assert not claimed_after_stop
+
+
+def test_the_fast_copy_of_a_state_equals_dataclasses_replace() -> None:
+    from mapwise.domain import mapstate
+
+    state = MapState.start(3, succeeded=1, dlq=2, retry_waits=0)
+    fast = mapstate.replace(state, running=2, free=(1,), stop=Stop(StopKind.SIGNAL, "x"))
+    assert fast == replace(state, running=2, free=(1,), stop=Stop(StopKind.SIGNAL, "x"))
+    assert state.running == 0  # the original is untouched

@@ -64,9 +64,10 @@ class JobAnnouncer:
 
     def __init__(self, warnings: Sequence[str]) -> None:
         self.warnings = tuple(warnings)
+        self._created = api.JobCreated  # once: it sees every event of the run
 
     def __call__(self, event: api.Event) -> None:
-        if isinstance(event, api.JobCreated):
+        if isinstance(event, self._created):
             echo_err(f"job {event.job_id}")
             for warning in self.warnings:
                 echo_err(f"warning: {warning}")

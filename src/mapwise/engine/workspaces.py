@@ -11,7 +11,6 @@ The user's own checkout is never touched: every write goes to worktrees of the j
 
 from __future__ import annotations
 
-import functools
 import queue
 import shutil
 import threading
@@ -29,7 +28,7 @@ from mapwise.store.paths import JobPaths
 from mapwise.store.records import ItemRecord
 from mapwise.store.worktrees import Pool
 from mapwise.workflow.model import Workflow
-from mapwise.workspace.git import Repo, run_git
+from mapwise.workspace.git import Repo, repo_at, run_git
 from mapwise.workspace.preflight import check_workspace
 
 OPTIONS_KEY = "workspace"
@@ -202,7 +201,7 @@ def merge_one(
     """Merge one item's commit into the job branch; a commit already there is not merged
     again (a crash between the merge and its record). With ``keep_conflicts`` (the item
     goes to the DLQ on a conflict), a worktree of its branch is made for the user."""
-    repo = _repo(ws.repo)
+    repo = repo_at(str(ws.repo))
     try:
         with repo.write_lock():
             head = repo.head(ws.job_worktree)
@@ -217,12 +216,6 @@ def merge_one(
     except MapwiseError as error:
         return MergeResult(task, merged=False, error=str(error))
     return MergeResult(task, merged=True)
-
-
-@functools.cache
-def _repo(top: Path) -> Repo:
-    """One ``Repo`` per repository for the merge queue: making one costs two git calls."""
-    return Repo(top)
 
 
 class MergeWorker:

@@ -7,13 +7,12 @@ own locks make a second writer fail rather than wait.
 
 from __future__ import annotations
 
-import functools
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from mapwise.domain.records import ItemWorkspace
-from mapwise.workspace.git import Repo, run_git
+from mapwise.workspace.git import Repo, repo_at, run_git
 
 
 @dataclass(frozen=True)
@@ -26,18 +25,10 @@ class Prepared:
     start_commit: str | None  # the commit it was reset to (None when continued)
 
 
-def _on_branch(repo: Repo, path: Path, branch: str) -> bool:
-    """``path`` is a live worktree of the repository with ``branch`` checked out."""
-    return path.is_dir() and repo.worktree_paths().get(path.resolve()) == branch
-
-
-def _registered(repo: Repo, path: Path) -> bool:
-    return path.is_dir() and path.resolve() in repo.worktree_paths()
-
-
-def _clear(repo: Repo, path: Path) -> None:
-    """A folder in the way of a new worktree: a stale record is pruned, leftovers go."""
-    if path.exists() and not _registered(repo, path):
+def _clear_leftovers(repo: Repo, path: Path) -> None:
+    """Whatever is in the way of a new worktree at ``path`` (not a worktree of the
+    repository): a half-made folder goes, stale records are pruned."""
+    if path.exists():
         shutil.rmtree(path)
     repo.prune_worktrees()
 
@@ -95,28 +86,31 @@ def prepare(ws: ItemWorkspace) -> Prepared:
     files, such as a linked virtualenv, stay). No lock is held here: the folder and the
     branch are this item's alone, and git's calls lock what other worktrees share.
     """
-    repo = _repo(ws.repo)
+    repo = repo_at(ws.repo)
     path = Path(ws.worktree)
     base_dir = path / ws.subdir if ws.subdir else path
-    gitdir = _gitdir(path) if _registered(repo, path) else None
+    # the repository's worktree records, read once: is this folder one, on which branch
+    records = repo.worktree_paths() if path.is_dir() else {}
+    registered = path.resolve() in records
+    gitdir = _gitdir(path) if registered else None
     if gitdir is not None:
         _clear_stale_locks(gitdir)
     if ws.start is None:
         ready = _ready_for(gitdir) == ws.branch
-        if ready and _on_branch(repo, path, ws.branch):
+        if ready and records.get(path.resolve()) == ws.branch:
             return Prepared(path, base_dir, False, None)
         if repo.branch_exists(ws.branch):
-            if _registered(repo, path):
+            if registered:
                 repo.remove_worktree(path)
-            _clear(repo, path)
+            _clear_leftovers(repo, path)
             repo.attach_worktree(path, ws.branch)
             return Prepared(path, base_dir, True, None)
     start = ws.start or ws.job_branch
     commit = repo.rev_parse(start) or start  # an unknown start: git says what is wrong
-    if _registered(repo, path):
+    if registered:
         repo.repoint_worktree(path, ws.branch, commit)
     else:
-        _clear(repo, path)
+        _clear_leftovers(repo, path)
         repo.add_worktree(path, ws.branch, commit)
     return Prepared(path, base_dir, True, commit)
 
@@ -126,7 +120,7 @@ def finish(ws: ItemWorkspace, item_id: str) -> str | None:
 
     None when the item's branch holds nothing the job branch lacks: it succeeds at once.
     """
-    repo = _repo(ws.repo)
+    repo = repo_at(ws.repo)
     path = Path(ws.worktree)
     repo.commit_all(path, f"mapwise: {item_id}")  # locks for the commit itself only
     head = repo.head(path)
@@ -142,10 +136,4 @@ def finish(ws: ItemWorkspace, item_id: str) -> str | None:
 
 def head(ws: ItemWorkspace) -> str:
     """The worktree's HEAD (``commit_required`` compares it before and after a step)."""
-    return _repo(ws.repo).head(Path(ws.worktree))
-
-
-@functools.cache
-def _repo(top: str) -> Repo:
-    """One ``Repo`` per repository and process: making one costs two git processes."""
-    return Repo(Path(top))
+    return repo_at(ws.repo).head(Path(ws.worktree))

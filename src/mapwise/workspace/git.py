@@ -9,6 +9,7 @@ runs under ``Repo.write_lock`` (``mapwise.workspace.locks``); every command thro
 
 from __future__ import annotations
 
+import functools
 import re
 import shutil
 import time
@@ -324,3 +325,10 @@ class Repo:
         """
         with self.write_lock():
             self._git(["branch", "--quiet", "-D" if force else "-d", name])
+
+
+@functools.cache
+def repo_at(top: str) -> Repo:
+    """One ``Repo`` per repository and process, for the paths mapwise calls on every item
+    (an attempt's worktree, the merge queue): making one costs two git processes."""
+    return Repo(Path(top))

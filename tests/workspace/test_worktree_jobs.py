@@ -207,10 +207,9 @@ def conflicting_template() -> str:
     )
 
 
-def test_a_conflict_under_rerun_reruns_the_item_from_the_new_head(
-    project: RepoProject, meet: Path
-) -> None:
-    # Given a tracked log.txt, and two items on two slots that both append to it
+def conflicting_job(project: RepoProject, meet: Path, *, on_conflict: str) -> Path:
+    """Two items on two slots that append to the same tracked ``log.txt`` (two attempts
+    each); the repository."""
     repo = project.repo
     commit_file(repo, "log.txt", "base\n", "a log")
     project.workflow(
@@ -219,10 +218,18 @@ def test_a_conflict_under_rerun_reruns_the_item_from_the_new_head(
             env={"R": str(meet)},
             max_parallel=2,
             retry={"max_attempts": 2, "initial_delay": 0},
-            on_conflict="rerun",
+            on_conflict=on_conflict,
         ),
         items=[{"id": "a"}, {"id": "b"}],
     )
+    return repo
+
+
+def test_a_conflict_under_rerun_reruns_the_item_from_the_new_head(
+    project: RepoProject, meet: Path
+) -> None:
+    # Given a tracked log.txt, and two items on two slots that both append to it
+    repo = conflicting_job(project, meet, on_conflict="rerun")
 
     # When the job runs
     done = project.run_job(JOB)
@@ -248,18 +255,7 @@ def test_a_conflict_under_dlq_keeps_the_items_branch_and_worktree(
     project: RepoProject, meet: Path
 ) -> None:
     # Given the same two conflicting items, with on_conflict: dlq
-    repo = project.repo
-    commit_file(repo, "log.txt", "base\n", "a log")
-    project.workflow(
-        worktree_workflow(
-            [conflicting_template()],
-            env={"R": str(meet)},
-            max_parallel=2,
-            retry={"max_attempts": 2, "initial_delay": 0},
-            on_conflict="dlq",
-        ),
-        items=[{"id": "a"}, {"id": "b"}],
-    )
+    repo = conflicting_job(project, meet, on_conflict="dlq")
 
     # When the job runs
     done = project.run_job(JOB)

@@ -20,6 +20,7 @@ from mapwise.store import summary
 from mapwise.store.checkpoint import CheckpointInfo
 from mapwise.store.integrity import Finding, RepairReport
 from mapwise.store.jobstore import JobStore
+from mapwise.store.ledger import AgentRunRecord
 from mapwise.store.paths import (
     JobPaths,
     existing_job_paths,
@@ -53,10 +54,12 @@ def run_workflow(
     scheduler: str | None = None,
     observers: Sequence[Observer] = (),
     install_signal_handlers: bool = True,
+    max_cost_usd: float | None = None,
 ) -> JobResult:
     """Load the workflow at ``path``, start a job for it and run it to its end.
 
     ``executor="dask", scheduler="tcp://HOST:PORT"`` runs the map phase on a Dask cluster.
+    ``max_cost_usd`` is the job's budget for its agents (``--max-cost``).
     The job's id reaches observers in a ``JobCreated`` event once every check has passed
     and the job exists; ``UserError`` (and no job) when a check refuses it.
     """
@@ -71,6 +74,7 @@ def run_workflow(
         scheduler=scheduler,
         observers=observers,
         install_signal_handlers=install_signal_handlers,
+        max_cost_usd=max_cost_usd,
     )
 
 
@@ -84,6 +88,7 @@ def start_loaded(
     scheduler: str | None = None,
     observers: Sequence[Observer] = (),
     install_signal_handlers: bool = True,
+    max_cost_usd: float | None = None,
 ) -> JobResult:
     """Start a job for an already loaded workflow (the CLI loads first to report warnings).
 
@@ -101,6 +106,7 @@ def start_loaded(
         scheduler=scheduler,
         observers=observers,
         install_signal_handlers=install_signal_handlers,
+        max_cost_usd=max_cost_usd,
     )
     return start_job(loaded, options)
 
@@ -183,6 +189,7 @@ class ItemDetail:
     item: ItemRecord
     attempts: tuple[AttemptRecord, ...]
     steps: dict[int, tuple[dict[str, Any], ...]]  # attempt id -> its step rows
+    agent_runs: tuple[AgentRunRecord, ...] = ()  # its agent step executions, oldest first
 
 
 def item_detail(job_id: str, item_id: str, state_dir: str | Path | None = None) -> ItemDetail:
@@ -193,7 +200,7 @@ def item_detail(job_id: str, item_id: str, state_dir: str | Path | None = None) 
             raise UserError(f"job {job_id} has no item {item_id!r}")
         attempts = tuple(store.attempts_of(item.index))
         steps = {a.id: tuple(dict(row) for row in store.steps_of(a.id)) for a in attempts}
-        return ItemDetail(item, attempts, steps)
+        return ItemDetail(item, attempts, steps, tuple(store.agent_runs_of(item.index)))
 
 
 def check_job_id(job_id: str) -> str:

@@ -1,18 +1,20 @@
 """The values the API returns and ``--json`` prints: progress, summaries, DLQ entries.
 
 Field names are those of the ``--json`` outputs and the Python API; ``to_json`` gives the
-exact JSON shape. ``JobOutcome`` is here too, in a module that imports nothing of mapwise:
-``JobResult`` (``mapwise.types``) carries one, and the command line's exit-code table
-names each.
+exact JSON shape. ``JobOutcome`` is here too, in a module that imports nothing of mapwise
+but the plain ``Cost`` value: ``JobResult`` (``mapwise.types``) carries one, and the
+command line's exit-code table names each.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
+
+from mapwise.domain.usage import Cost
 
 
 def iso(timestamp: float | None) -> str | None:
@@ -47,12 +49,16 @@ class JobProgress:
     failed_items: int  # in the DLQ
     pending_items: int  # the rest: pending, running, waiting for a retry
     completion_percentage: float
+    cost: Cost = field(default_factory=Cost)  # what the job's agents spent so far
 
     @classmethod
-    def from_counts(cls, total: int, succeeded: int, dlq: int, purged: int = 0) -> JobProgress:
+    def from_counts(
+        cls, total: int, succeeded: int, dlq: int, purged: int = 0, cost: Cost | None = None
+    ) -> JobProgress:
         """Purged items (given up on with ``dlq purge``) are neither failed nor pending."""
         percentage = round(100.0 * succeeded / total, 2) if total else 0.0
-        return cls(total, succeeded, dlq, max(total - succeeded - dlq - purged, 0), percentage)
+        pending = max(total - succeeded - dlq - purged, 0)
+        return cls(total, succeeded, dlq, pending, percentage, cost or Cost())
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -89,7 +95,12 @@ class JobListing:
             "updated_at": iso(self.updated_at),
             "progress": self.progress.to_json(),
             "estimated_remaining_seconds": self.estimated_remaining_seconds,
+            "cost": self.progress.cost.to_json(),
         }
+
+    @property
+    def cost(self) -> Cost:
+        return self.progress.cost
 
 
 # The name the public API has always had for it (``list_resumable_jobs`` returns these);
@@ -144,6 +155,7 @@ class ItemInfo:
     duration_seconds: float
     branch: str | None = None  # worktree mode
     merge: str | None = None  # worktree mode: waiting | merged | conflict, or none yet
+    cost: Cost | None = None  # jobs with agent steps: what the item's agents spent
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -154,6 +166,8 @@ class ItemInfo:
         }
         if self.branch is not None:
             data |= {"branch": self.branch, "merge": self.merge}
+        if self.cost is not None:
+            data["cost"] = self.cost.to_json()
         return data
 
 
@@ -215,9 +229,10 @@ class DlqEntry:
     last_error: str | None
     failed_at: float | None
     duration_seconds: float
+    cost: Cost | None = None  # jobs with agent steps: what the item's agents spent
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data = {
             "item_id": self.item_id,
             "item": self.item,
             "attempts": self.attempts,
@@ -227,6 +242,9 @@ class DlqEntry:
             "failed_at": iso(self.failed_at),
             "duration_seconds": self.duration_seconds,
         }
+        if self.cost is not None:
+            data["cost"] = self.cost.to_json()
+        return data
 
 
 class JobOutcome(StrEnum):

@@ -10,11 +10,12 @@ annotations alone (observers, slot notes) wait for type checkers, which keeps
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mapwise.domain.states import JobStatus, Phase
+from mapwise.domain.usage import Cost
 from mapwise.reports import JobOutcome
 
 if TYPE_CHECKING:
@@ -34,6 +35,7 @@ class StartOptions:
     scheduler: str | None = None  # the Dask scheduler's address
     observers: Sequence[Observer] = ()
     install_signal_handlers: bool = True
+    max_cost_usd: float | None = None  # the job's budget (overrides error_policy.max_cost_usd)
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ class JobResult:
     outcome: JobOutcome
     run_no: int  # 0 when no run was made (nothing to resume)
     result_branch: str | None = None  # worktree mode: the branch that holds the job's work
+    cost: Cost = field(default_factory=Cost)  # what the job's agents spent, all runs
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,7 @@ class ResumeOptions:
     scheduler: str | None = None  # a Dask scheduler (default: the one the job used)
     observers: Sequence[Observer] = ()
     install_signal_handlers: bool = True
+    max_cost_usd: float | None = None  # a new budget for the job (a higher one goes on)
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,10 @@ import click
 
 from mapwise import api
 from mapwise.cli.common import json_option, print_json, state_dir_option, table
+from mapwise.domain.usage import Cost
 from mapwise.errors import UserError
 from mapwise.reports import JobListing, JobStatusReport, human_seconds, iso
+from mapwise.store.ledger import AgentRunRecord
 
 LOG_TAIL_LINES = 40
 
@@ -49,7 +51,15 @@ def jobs_command(include_all: bool, state_dir: str | None, as_json: bool) -> Non
         click.echo("no jobs" if include_all else "no resumable jobs (--all lists every job)")
         return
     headers = ["JOB", "WORKFLOW", "STATUS", "DONE", "DLQ", "PENDING", "UPDATED", "ETA"]
-    click.echo(table([_job_row(job) for job in jobs], headers))
+    rows = [_job_row(job) for job in jobs]
+    if any(job.cost.any for job in jobs):  # jobs of agents: what each spent so far
+        headers.append("COST")
+        rows = [[*row, _usd(job.cost)] for row, job in zip(rows, jobs, strict=True)]
+    click.echo(table(rows, headers))
+
+
+def _usd(cost: Cost | None) -> str:
+    return f"${cost.usd:.2f}" if cost is not None and cost.any else "-"
 
 
 def _render_status(report: JobStatusReport) -> str:
@@ -71,6 +81,8 @@ def _render_status(report: JobStatusReport) -> str:
             f"item time  mean {human_seconds(s.mean)}, p50 {human_seconds(s.p50)}, "
             f"p95 {human_seconds(s.p95)}, max {human_seconds(s.max)}"
         )
+    if job.cost.any:
+        lines.append(f"cost       {job.cost.describe()}, {job.cost.sessions} session(s)")
     if report.reason:
         lines.append(f"reason     {report.reason}")
     if report.workspace is not None:
@@ -93,6 +105,9 @@ def _render_status(report: JobStatusReport) -> str:
                 for row, i in zip(rows, report.items, strict=True)
             ]
             headers += ["BRANCH", "MERGE"]
+        if job.cost.any:
+            rows = [[*row, _usd(i.cost)] for row, i in zip(rows, report.items, strict=True)]
+            headers.append("COST")
         lines += ["", table(rows, headers)]
     return "\n".join(lines)
 
@@ -169,6 +184,12 @@ def dlq_show_command(job_id: str, item_id: str, state_dir: str | None) -> None:
         click.echo(f"  worktree: {item.worktree or '(none: its work is on its branch)'}")
     if item.conflict_files:
         click.echo(f"  conflicting files: {', '.join(item.conflict_files)}")
+    if detail.agent_runs:
+        spent = sum(run.cost_usd or 0.0 for run in detail.agent_runs)
+        click.echo(f"  cost: ${spent:.4f} over {len(detail.agent_runs)} agent run(s)")
+    runs_by_attempt: dict[int | None, list[AgentRunRecord]] = {}
+    for agent_run in detail.agent_runs:
+        runs_by_attempt.setdefault(agent_run.attempt_id, []).append(agent_run)
     for attempt in detail.attempts:
         duration = f"{attempt.duration:.3f}s" if attempt.duration is not None else "-"
         click.echo(
@@ -184,6 +205,8 @@ def dlq_show_command(job_id: str, item_id: str, state_dir: str | None) -> None:
                 f"{step['label']} -> exit={step['exit_code']} signal={step['signal']} "
                 f"timed_out={bool(step['timed_out'])} {step['duration']:.3f}s"
             )
+        for agent_run in runs_by_attempt.get(attempt.id, ()):
+            click.echo(f"    {_agent_line(agent_run)}")
         if attempt.stderr_tail:
             for line in attempt.stderr_tail.splitlines()[-10:]:
                 click.echo(f"    | {line}")
@@ -192,6 +215,18 @@ def dlq_show_command(job_id: str, item_id: str, state_dir: str | None) -> None:
         click.echo(f"log: {last.log_path}")
         for line in _tail(last.log_path, LOG_TAIL_LINES):
             click.echo(f"  {line}")
+
+
+def _agent_line(run: AgentRunRecord) -> str:
+    """``step 1 claude session 5f0c… (resumed): success, $0.0123, 3 turns, 1200 in/300 out``."""
+    cost = f"${run.cost_usd:.4f}" if run.cost_usd is not None else "no cost reported"
+    how = " (resumed)" if run.continued else ""
+    said = run.subtype or ("no result read" if not run.result_read else "?")
+    return (
+        f"step {run.step_index + 1} {run.agent} session {run.session_id or '?'}{how}: {said}, "
+        f"{cost}, {run.turns} turns, {run.input_tokens} in/{run.output_tokens} out"
+        + (f", {run.model}" if run.model else "")
+    )
 
 
 @click.command("logs")

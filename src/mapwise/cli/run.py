@@ -45,6 +45,8 @@ def summary_line(result: JobResult) -> str:
 
 def report_end(result: JobResult, state_dir: str | None, wall: float) -> None:
     echo_err(summary_line(result) + f" in {human_seconds(wall)}")
+    if result.cost.any:
+        echo_err(f"  agents: {result.cost.describe()}")
     if result.status is not JobStatus.COMPLETED or result.dlq:
         echo_err(f"  resume with: {resume_command(result.job_id, state_dir)}")
     if result.dlq:
@@ -83,6 +85,24 @@ def _job_id_option(ctx: click.Context, param: click.Parameter, value: str | None
         raise click.BadParameter(str(error)) from None
 
 
+def _budget(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    """``--max-cost``: a positive amount of USD (``inf``: no limit); else exit 2."""
+    if value is not None and (value != value or value <= 0):
+        raise click.BadParameter(f"must be a positive amount of USD, got {value}")
+    return value
+
+
+max_cost_option = click.option(
+    "--max-cost",
+    type=float,
+    default=None,
+    metavar="USD",
+    callback=_budget,
+    help="The job's budget for its agents: once spent, no new item starts "
+    "(overrides error_policy.max_cost_usd).",
+)
+
+
 @click.command("run")
 @click.argument("workflow", type=click.Path(dir_okay=False))
 @state_dir_option
@@ -97,6 +117,7 @@ def _job_id_option(ctx: click.Context, param: click.Parameter, value: str | None
 )
 @executor_option
 @scheduler_option
+@max_cost_option
 @click.option("--quiet", "-q", is_flag=True, help="Print only the summary.")
 def run_command(
     workflow: str,
@@ -105,6 +126,7 @@ def run_command(
     max_parallel: int | None,
     executor: str | None,
     scheduler: str | None,
+    max_cost: float | None,
     quiet: bool,
 ) -> int:
     """Start a job for WORKFLOW and run setup, map and reduce."""
@@ -122,6 +144,7 @@ def run_command(
             executor=executor,
             scheduler=scheduler,
             observers=[JobAnnouncer(loaded.warnings), display],
+            max_cost_usd=max_cost,
         )
     finally:
         display.close()
@@ -158,6 +181,7 @@ def run_command(
 )
 @executor_option
 @scheduler_option
+@max_cost_option
 @click.option("--quiet", "-q", is_flag=True, help="Print only the summary.")
 def resume_command_cli(
     job_id: str,
@@ -169,6 +193,7 @@ def resume_command_cli(
     from_checkpoint: int | None,
     executor: str | None,
     scheduler: str | None,
+    max_cost: float | None,
     quiet: bool,
 ) -> int:
     """Continue JOB_ID where it stopped; succeeded items never run again."""
@@ -182,6 +207,7 @@ def resume_command_cli(
         from_checkpoint=from_checkpoint,
         executor=executor,
         scheduler=scheduler,
+        max_cost_usd=max_cost,
     )
     return resume_with_display(job_id, state_dir, options, quiet=quiet)
 

@@ -36,6 +36,7 @@ class StopKind(StrEnum):
     SIGNAL = "signal"  # SIGINT/SIGTERM: unfinished items stay pending; job interrupted
     POLICY = "policy"  # the error policy tripped: job failed, resumable
     EXECUTOR = "executor"  # the executor failed (a lost cluster): job interrupted
+    BUDGET = "budget"  # the job's agents spent its budget: running items finish; job failed
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class Policies:
     retry: RetryPolicy
     errors: ErrorPolicy
     on_conflict: OnConflict = OnConflict.RERUN  # worktree mode: what a merge conflict does
+    max_cost_usd: float | None = None  # the job's budget (--max-cost, error_policy)
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,7 @@ class MapState:
     stop: Stop | None = None
     merges: tuple[MergeTask, ...] = ()  # worktree mode: the merge queue, in finishing order
     merging: MergeTask | None = None  # the merge under way (one at a time)
+    cost: float = 0.0  # USD the job's agents spent, as far as attempts have come back
 
     @classmethod
     def start(
@@ -79,6 +82,7 @@ class MapState:
         dlq: int,
         retry_waits: int,
         merges: tuple[MergeTask, ...] = (),
+        cost: float = 0.0,
     ) -> MapState:
         return cls(
             free=tuple(range(slots)),
@@ -86,7 +90,14 @@ class MapState:
             dlq=dlq,
             retry_waits=retry_waits,
             merges=merges,
+            cost=cost,
         )
+
+    @property
+    def merges_go_on(self) -> bool:
+        """Merges run unless the phase stops for a signal, the policy or the executor: a
+        spent budget lets running items finish, and merging costs nothing."""
+        return self.stop is None or self.stop.kind is StopKind.BUDGET
 
     @property
     def quiet(self) -> bool:
@@ -94,7 +105,7 @@ class MapState:
 
         A stopping phase starts no merge: the queue waits in the database for the resume.
         """
-        merges_due = bool(self.merges) and self.stop is None
+        merges_due = bool(self.merges) and self.merges_go_on
         idle = self.running == 0 and self.commits == 0 and self.merging is None
         return idle and not merges_due
 
@@ -310,6 +321,25 @@ def _stopped(state: MapState, stop: Stop) -> tuple[MapState, list[Action]]:
     return replace(state, stop=stop), [Announce(stop, state.running), Interrupt()]
 
 
+def _spent(result: AttemptResult) -> float:
+    """What an attempt's agents cost (its steps recorded ahead of it included)."""
+    return sum(r.agent.cost_usd or 0.0 for r in result.outcome.steps if r.agent is not None)
+
+
+def _budget(state: MapState, policies: Policies) -> tuple[MapState, list[Action]]:
+    """Once the job's recorded cost reaches its budget, no new item starts; the running
+    ones finish (their agents' work is paid for), then the job ends failed."""
+    limit = policies.max_cost_usd
+    if limit is None or state.stop is not None or state.cost < limit:
+        return state, []
+    reason = (
+        f"budget: the job's agents spent ${state.cost:.2f} of its ${limit:.2f} budget"
+        " (resume with a higher --max-cost to go on)"
+    )
+    stop = Stop(StopKind.BUDGET, reason)
+    return replace(state, stop=stop), [Announce(stop, state.running)]
+
+
 def _police(state: MapState, new_dlq: int, policies: Policies) -> tuple[MapState, list[Action]]:
     """After items went to the DLQ: stop the phase if the error policy says so."""
     if not new_dlq or state.stop is not None:
@@ -338,7 +368,7 @@ def _commit(
 
 def _next_merge(state: MapState) -> tuple[MapState, list[Action]]:
     """Start the queue's next merge when none is under way (never while stopping)."""
-    if state.merging is not None or not state.merges or state.stop is not None:
+    if state.merging is not None or not state.merges or not state.merges_go_on:
         return state, []
     task, *rest = state.merges
     return replace(state, merging=task, merges=tuple(rest)), [StartMerge(task)]
@@ -359,6 +389,10 @@ def _ended(
         retry_waits=state.retry_waits + statuses.count(ItemStatus.RETRY_WAIT),
     )
     state, actions = _police(state, new_dlq, policies)
+    if policies.max_cost_usd is not None:
+        spent = sum(_spent(e.result) for e in event.ended)
+        state, more = _budget(replace(state, cost=state.cost + spent), policies)
+        actions += more
     state, commit = _commit(state, finished)
     return state, [*actions, commit]
 
@@ -418,9 +452,10 @@ def advance(
     """The next state of the map phase and what the scheduler must do, in order."""
     match event:
         case Begin():
+            state, spent = _budget(state, policies)  # spent before: nothing starts
             state, commit = _commit(state, ())
             state, merge = _next_merge(state)
-            return state, [commit, *merge]
+            return state, [*spent, commit, *merge]
         case AttemptsEnded():
             return _ended(state, event, policies, now)
         case AttemptLost(lost=lost):

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mapwise.domain.states import AttemptOutcome, ErrorKind, ItemStatus
+from mapwise.domain.usage import AgentUsage
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,10 @@ class StepRecord:
     stderr_tail: str = ""
     log_path: str | None = None
     on_failure: bool = False  # True for a step of an on_failure handler
+    agent: AgentUsage | None = None  # an agent step's session, cost and tokens
+    part: str | None = None  # "workspace.setup" for a worktree's setup steps, else None
+    captured: str | None = None  # the value its ``capture:`` took (for a continuation)
+    reported: bool = False  # already recorded while the attempt ran (``StepDone``)
 
     @property
     def ok(self) -> bool:
@@ -88,6 +93,46 @@ class AttemptTask:
     env: dict[str, str] = field(default_factory=dict)  # workflow env and captures
     captures: dict[str, str] = field(default_factory=dict)
     workspace: ItemWorkspace | None = None  # worktree mode only
+    resume: Continuation | None = None  # where an interrupted attempt stopped
+    sessions: dict[int, str] = field(default_factory=dict)  # agent step -> session planned
+    budget_usd: float | None = None  # map.max_cost_usd minus what the item spent before
+
+
+@dataclass(frozen=True)
+class Continuation:
+    """Where the attempt before stopped, so this one goes on from there (SPEC section 9).
+
+    ``start_at`` is the first template step that did not succeed; the steps before it are
+    not run again and their captures come back as ``captures``. When that step is an
+    agent step that had a session, ``session`` is resumed instead of started anew.
+    """
+
+    start_at: int
+    captures: dict[str, str]
+    session: str | None = None
+
+
+@dataclass(frozen=True)
+class StepDone:
+    """A template step succeeded while its attempt goes on: recorded at once, so that a
+    crash continues the attempt after it."""
+
+    attempt_id: int
+    item_index: int
+    record: StepRecord
+
+
+@dataclass(frozen=True)
+class SessionStarted:
+    """An agent named its session while running (Codex's thread id): recorded at once,
+    so that a crash can resume it."""
+
+    attempt_id: int
+    step_index: int
+    session_id: str
+
+
+Progress = StepDone | SessionStarted
 
 
 @dataclass(frozen=True)

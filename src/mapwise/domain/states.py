@@ -73,6 +73,7 @@ class ErrorKind(StrEnum):
     NO_COMMIT = "no_commit"  # a step with commit_required made no commit
     MERGE_CONFLICT = "merge_conflict"  # the item's commit does not merge into the job branch
     WORKSPACE = "workspace"  # its worktree could not be made (a git command failed)
+    AGENT_ERROR = "agent_error"  # the agent said it failed (is_error, a subtype, a budget)
 
 
 class RunOutcome(StrEnum):

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from mapwise.domain.records import Finished, Settled
 from mapwise.store.batches import Batch
+from mapwise.store.continuation import ClaimPlan
 from mapwise.store.jobstore import JobStore
 from mapwise.store.records import Claim
 from mapwise.store.worktrees import Pool
@@ -43,9 +44,11 @@ class Committer:
         host: str,
         deliver: Callable[[Committed | BaseException], None],
         pool: Pool | None = None,
+        plan: ClaimPlan | None = None,
     ) -> None:
         self._store = store
         self._pool = pool
+        self._plan = plan
         self._run_no = run_no
         self._host = host
         self._deliver = deliver
@@ -81,23 +84,30 @@ class Committer:
             batches, closing = self._take()
             if closing:
                 return
-            claim = all(b.claim for b in batches)
+            claim = all(b.claim for b in batches if b.counted)
             merged = Batch(
                 finished=[f for b in batches for f in b.finished],
                 lost=[gone for b in batches for gone in b.lost],
                 settled=[s for b in batches for s in b.settled],
                 free_slots=[slot for b in batches for slot in b.free_slots] if claim else [],
                 claim=claim,
+                progress=[note for b in batches for note in b.progress],
             )
             try:
                 claims = self._store.commit_batch(
-                    merged, run_no=self._run_no, host=self._host, now=time.time(), pool=self._pool
+                    merged,
+                    run_no=self._run_no,
+                    host=self._host,
+                    now=time.time(),
+                    pool=self._pool,
+                    plan=self._plan,
                 )
             except BaseException as error:
                 self._deliver(error)
                 return
+            counted = sum(1 for b in batches if b.counted)
+            if not counted:  # progress only: the map state asked for nothing
+                continue
             offered = [slot for b in batches for slot in b.free_slots]
-            done = Committed(
-                list(merged.finished), offered, claims, len(batches), list(merged.settled)
-            )
+            done = Committed(list(merged.finished), offered, claims, counted, list(merged.settled))
             self._deliver(done)

@@ -13,6 +13,7 @@ from mapwise.engine.events import EventBus
 from mapwise.engine.placement import Placement
 from mapwise.engine.signals import StopController
 from mapwise.engine.workspaces import JobWorkspace
+from mapwise.errors import UserError
 from mapwise.store.jobstore import JobStore
 from mapwise.store.paths import JobPaths
 from mapwise.workflow.model import Workflow
@@ -24,6 +25,20 @@ def claude_command(environ: Mapping[str, str]) -> tuple[str, ...]:
     """The agent CLI: ``MAPWISE_CLAUDE`` (split like a shell would), else ``claude``."""
     configured = environ.get("MAPWISE_CLAUDE", "").strip()
     return tuple(shlex.split(configured)) if configured else ("claude",)
+
+
+def codex_command(environ: Mapping[str, str]) -> tuple[str, ...]:
+    """Codex's CLI: ``MAPWISE_CODEX`` (split like a shell would), else ``codex``."""
+    configured = environ.get("MAPWISE_CODEX", "").strip()
+    return tuple(shlex.split(configured)) if configured else ("codex",)
+
+
+def max_cost(options: Mapping[str, object], workflow: Workflow) -> float | None:
+    """The job's budget: ``--max-cost`` as the job last got it, else the workflow's."""
+    given = options.get("max_cost_usd")
+    if isinstance(given, int | float) and not isinstance(given, bool):
+        return float(given)
+    return workflow.error_policy.max_cost_usd
 
 
 def kill_grace(environ: Mapping[str, str]) -> float:
@@ -60,4 +75,14 @@ class JobContext:
     base_env: Mapping[str, str]
     checkpointer: Checkpointer
     workspace: JobWorkspace | None = None  # worktree mode
+    codex_command: tuple[str, ...] = ("codex",)
+    max_cost_usd: float | None = None  # the job's budget in USD (SPEC section 9)
     source_dir: Path | None = None  # worktree mode: the workflow file's own folder
+
+
+def check_max_cost(value: float | None) -> None:
+    """A budget is a positive number of USD (``inf``: no limit); anything else exits 2."""
+    if value is None:
+        return
+    if value != value or value <= 0:
+        raise UserError(f"--max-cost must be a positive amount of USD, got {value}")

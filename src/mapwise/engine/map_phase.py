@@ -51,6 +51,9 @@ from mapwise.domain.records import (
     LostAttempt,
     MergeResult,
     MergeTask,
+    Progress,
+    SessionStarted,
+    StepDone,
 )
 from mapwise.domain.states import ItemStatus, Phase
 from mapwise.engine.committer import Committed, Committer
@@ -60,6 +63,7 @@ from mapwise.engine.workspaces import MergeWorker
 from mapwise.executors.attempt import AttemptConfig
 from mapwise.executors.base import Executor
 from mapwise.store.batches import Batch
+from mapwise.store.continuation import ClaimPlan
 from mapwise.store.records import Claim
 from mapwise.workflow.model import OnConflict
 
@@ -84,7 +88,9 @@ class _Broken:
     reason: str
 
 
-_Message = _Ended | LostAttempt | _Broken | Committed | MergeResult | BaseException
+_Message = (
+    _Ended | LostAttempt | _Broken | Committed | MergeResult | StepDone | SessionStarted
+) | BaseException
 
 
 class _Inbox:
@@ -102,6 +108,9 @@ class _Inbox:
     def executor_broken(self, reason: str) -> None:
         self._messages.put(_Broken(reason))
 
+    def attempt_progress(self, progress: Progress) -> None:
+        self._messages.put(progress)
+
 
 class MapScheduler:
     """Runs the map phase of one run over an executor."""
@@ -118,10 +127,12 @@ class MapScheduler:
         self.executor = executor
         self.config = config
         self.clock = clock
+        max_cost = ctx.max_cost_usd
         self.policies = Policies(
             ctx.workflow.map.retry,
             ctx.workflow.error_policy,
             ctx.workflow.workspace.on_conflict,
+            max_cost_usd=max_cost,
         )
         counts = ctx.store.item_counts()
         self.state = MapState.start(
@@ -130,6 +141,7 @@ class MapScheduler:
             dlq=counts[ItemStatus.DLQ],
             retry_waits=counts[ItemStatus.RETRY_WAIT],
             merges=tuple(ctx.store.merge_queue()) if ctx.workspace else (),
+            cost=ctx.store.job_cost().usd if max_cost is not None else 0.0,
         )
         self.merger: MergeWorker | None = None
         self._to_merge: dict[int, MergeTask] = {}  # attempt id -> its commit, until recorded
@@ -184,6 +196,9 @@ class MapScheduler:
             self.ctx.bus.publish(Stopping(self.ctx.stop.signal_name, action.running))
         elif action.stop.kind is StopKind.POLICY:
             self.ctx.bus.publish(Notice(f"stopping the map phase: {action.stop.reason}"))
+        elif action.stop.kind is StopKind.BUDGET:
+            waiting = f"; waiting for {action.running} running item(s)" if action.running else ""
+            self.ctx.bus.publish(Notice(f"no new items: {action.stop.reason}{waiting}"))
         else:
             self.ctx.bus.publish(Notice(f"stopping: {action.stop.reason}"))
 
@@ -203,6 +218,9 @@ class MapScheduler:
             item_file=f"{self._item_files}/{index}-{attempt_no}.json",
             captures=self.captures,
             workspace=self._workspace(claim),
+            resume=claim.resume,
+            sessions=claim.sessions or {},
+            budget_usd=claim.budget,
         )
 
     def _workspace(self, claim: Claim) -> ItemWorkspace | None:
@@ -290,9 +308,14 @@ class MapScheduler:
 
     def _handle(self, committer: Committer, messages: list[_Message]) -> None:
         ended: list[Ended] = []
+        progress = [m for m in messages if isinstance(m, StepDone | SessionStarted)]
+        if progress:  # ahead of the ends of their attempts, in the committer's order
+            committer.submit(Batch(progress=progress, counted=False))
         for message in messages:
             if isinstance(message, BaseException):
                 raise message
+            if isinstance(message, StepDone | SessionStarted):
+                continue
             if isinstance(message, Committed):
                 self._committed(committer, message)
             elif isinstance(message, LostAttempt):
@@ -344,6 +367,11 @@ class MapScheduler:
             host=self.ctx.host,
             deliver=self.messages.put,
             pool=ws.pool_for(self.ctx.job_id) if ws else None,
+            plan=ClaimPlan.of(
+                self.ctx.workflow.map.agent_template,
+                continue_failed=self.ctx.workflow.map.retry.continue_,
+                item_budget=self.ctx.workflow.map.max_cost_usd,
+            ),
         )
         if ws is not None:
             keep = self.policies.on_conflict is OnConflict.DLQ

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mapwise.domain.states import ItemStatus, JobStatus
+from mapwise.engine import context as ctxmod
 from mapwise.engine.freeze import input_file_changed
 from mapwise.engine.maintenance import ensure_sound, rewind_to_checkpoint
 from mapwise.engine.placement import choose_placement
@@ -85,6 +86,8 @@ def _restore(
     max_parallel = _max_parallel(job, loaded, options, reloaded)
     if options.max_parallel is not None or reloaded:
         store.set_options({"max_parallel": max_parallel})
+    if options.max_cost_usd is not None:
+        store.set_options({"max_cost_usd": options.max_cost_usd})
     identity = job.options.get("input_file")
     if identity and input_file_changed(identity):
         notices.append(
@@ -143,6 +146,7 @@ def resume_job(
     options = options or ResumeOptions()
     if options.reload_workflow and options.keep_workflow:
         raise UserError("choose one of --reload-workflow and --keep-workflow")
+    ctxmod.check_max_cost(options.max_cost_usd)
     if options.max_parallel is not None and options.max_parallel < 1:
         raise UserError("--max-parallel must be at least 1")
     paths = existing_job_paths(resolve_state_dir(state_dir), job_id)

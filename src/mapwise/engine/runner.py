@@ -98,6 +98,7 @@ def start_job(loaded: LoadedWorkflow, options: StartOptions) -> JobResult:
     """
     if options.max_parallel is not None and options.max_parallel < 1:
         raise UserError("--max-parallel must be at least 1")
+    ctxmod.check_max_cost(options.max_cost_usd)
     state_dir = resolve_state_dir(options.state_dir)
     job_id = check_job_id(options.job_id or new_job_id(loaded.workflow.name))
     paths = job_paths(state_dir, job_id)
@@ -106,7 +107,10 @@ def start_job(loaded: LoadedWorkflow, options: StartOptions) -> JobResult:
     except ValueError as exc:
         raise UserError(str(exc)) from exc
     placement = choose_placement(options.executor, options.scheduler, loaded.workflow)
-    store = _new_store(loaded, paths, {"max_parallel": max_parallel, **placement.to_options()})
+    stored: dict[str, Any] = {"max_parallel": max_parallel, **placement.to_options()}
+    if options.max_cost_usd is not None:
+        stored["max_cost_usd"] = options.max_cost_usd
+    store = _new_store(loaded, paths, stored)
     EventBus(options.observers).publish(JobCreated(job_id))
     try:
         with JobLock(paths.lock).acquire(job_id):
@@ -144,6 +148,7 @@ def job_result(
         reason=reason,
         outcome=outcome,
         run_no=run_no,
+        cost=store.job_cost(),
         result_branch=(job.options.get("workspace") or {}).get("job_branch"),
     )
 
@@ -215,7 +220,7 @@ class _Run:
             if config.slots_dir is not None:
                 close_slot_notes(config.slots_dir)
         stop = outcome.stop
-        if stop is not None and stop.kind is StopKind.POLICY:
+        if stop is not None and stop.kind in (StopKind.POLICY, StopKind.BUDGET):
             self.store.interrupt_running()
             return self.failed(stop.reason)
         if stop is not None and stop.kind is StopKind.EXECUTOR:
@@ -284,6 +289,7 @@ def _attempt_config(ctx: JobContext) -> AttemptConfig:
         kill_grace=ctx.kill_grace,
         slots_dir=ctx.paths.slots,
         workspace_setup=ctx.workflow.workspace.setup,
+        codex_command=ctx.codex_command,
     )
 
 
@@ -345,6 +351,8 @@ def execute(
         checkpointer=checkpointer,
         workspace=workspace,
         source_dir=source_dir if workspace is not None else None,
+        codex_command=ctxmod.codex_command(os.environ),
+        max_cost_usd=ctxmod.max_cost(store.job().options, workflow),
     )
     paths.running_marker.touch(mode=0o600)  # tells a crash from a clean exit (see verify)
     if install_signal_handlers:

@@ -19,10 +19,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from mapwise.domain.records import AttemptResult, AttemptTask, StepRecord, StepsOutcome
+from mapwise.domain.records import (
+    AttemptResult,
+    AttemptTask,
+    Progress,
+    StepDone,
+    StepRecord,
+    StepsOutcome,
+)
 from mapwise.domain.states import ErrorKind
 from mapwise.errors import MapwiseError
 from mapwise.executors import worktree
+from mapwise.executors.agent_steps import AgentSessions
 from mapwise.executors.logsink import LogSink, make_private_dirs
 from mapwise.executors.orphans import close_slot_notes as close_slot_notes  # for the runner
 from mapwise.executors.orphans import make_note, slot_board
@@ -48,6 +56,7 @@ class AttemptConfig:
     slots_dir: Path | None  # where a slot notes the process group it runs (orphan cleanup)
     log_max_bytes: int = 10 * 1024 * 1024
     workspace_setup: tuple[Step, ...] = ()  # worktree mode: once in each new worktree
+    codex_command: tuple[str, ...] = ("codex",)
 
 
 def _write_private(path: str, text: str) -> None:
@@ -119,7 +128,9 @@ def _workspace_failed(error: MapwiseError, steps: tuple[StepRecord, ...] = ()) -
 
 
 def _labelled(records: tuple[StepRecord, ...], prefix: str) -> tuple[StepRecord, ...]:
-    return tuple(dataclasses.replace(r, label=f"{prefix}{r.label}") for r in records)
+    return tuple(
+        dataclasses.replace(r, label=f"{prefix}{r.label}", part="workspace.setup") for r in records
+    )
 
 
 @dataclass
@@ -151,7 +162,7 @@ def _in_worktree(
     )
     setup: tuple[StepRecord, ...] = ()
     if prepared.fresh and config.workspace_setup:
-        done = run(config.workspace_setup, senv)
+        done = run(config.workspace_setup, dataclasses.replace(senv, sessions=AgentSessions()))
         setup = _labelled(done.steps, "workspace.setup: ")
         if not done.ok:
             return dataclasses.replace(done, steps=setup, failed_step=None)
@@ -180,12 +191,21 @@ def _no_room(task: AttemptTask, started: float, error: OSError) -> AttemptResult
 
 
 def run_attempt(
-    task: AttemptTask, config: AttemptConfig, cancel: threading.Event | None = None
+    task: AttemptTask,
+    config: AttemptConfig,
+    cancel: threading.Event | None = None,
+    progress: Callable[[Progress], None] | None = None,
 ) -> AttemptResult:
-    """Run the agent template for ``task.item`` and report how it went."""
+    """Run the agent template for ``task.item`` and report how it went.
+
+    ``progress`` takes each template step that succeeded before the last (and each
+    session an agent names while running), for the coordinator to record at once: an
+    attempt stopped later continues after them. Without it (an executor that cannot send
+    them), a stopped attempt starts over.
+    """
     started, clock = time.time(), time.monotonic()
     try:
-        return _run_attempt(task, config, cancel, started, clock)
+        return _run_attempt(task, config, cancel, started, clock, progress)
     except OSError as error:
         if error.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
@@ -198,6 +218,7 @@ def _run_attempt(
     cancel: threading.Event | None,
     started: float,
     clock: float,
+    progress: Callable[[Progress], None] | None,
 ) -> AttemptResult:
     _write_private(task.item_file, _item_text(task.item))
     env = {
@@ -215,13 +236,44 @@ def _run_attempt(
         claude_command=config.claude_command,
         kill_grace=config.kill_grace,
         deadline=deadline,
+        codex_command=config.codex_command,
+        sessions=AgentSessions(
+            planned=dict(task.sessions),
+            resume=task.resume,
+            budget_usd=task.budget_usd,
+            attempt_id=task.attempt_id,
+            report=progress,
+        ),
     )
     log = LogSink(Path(task.log_path), max_bytes=config.log_max_bytes)
     note = _SlotNote(config, task)
     facts = _Workspace()
 
+    resume = task.resume
+    last = len(config.steps) - 1
+
+    def report(index: int, record: StepRecord, *_: object) -> bool:
+        """Send a template step that succeeded and is not the last one (the last one's
+        end is the attempt's end, recorded with it)."""
+        if progress is None or not record.ok or index >= last:
+            return False
+        progress(StepDone(task.attempt_id, task.item_index, record))
+        return True
+
     def run(steps: tuple[Step, ...], where: StepEnvironment) -> StepsOutcome:
-        return run_steps(steps, scope, where, log=log, cancel=cancel, on_start=note.started)
+        if steps is not config.steps:  # the worktree's setup steps
+            return run_steps(steps, scope, where, log=log, cancel=cancel, on_start=note.started)
+        return run_steps(
+            steps,
+            scope,
+            where,
+            log=log,
+            cancel=cancel,
+            on_start=note.started,
+            start_at=resume.start_at if resume else 0,
+            carried=resume.captures if resume else None,
+            on_step_done=report,
+        )
 
     try:
         if task.workspace is None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from mapwise.domain.records import AttemptResult, AttemptTask, LostAttempt
+from mapwise.domain.records import AttemptResult, AttemptTask, LostAttempt, Progress
 from mapwise.executors.attempt import AttemptConfig
 
 
@@ -27,6 +27,12 @@ class ExecutorEvents(Protocol):
 
     def executor_broken(self, reason: str) -> None:
         """The executor cannot run attempts any more (its cluster is gone, say)."""
+        ...
+
+    def attempt_progress(self, progress: Progress) -> None:
+        """A running attempt finished a step (or an agent named its session): recorded
+        at once, so that the attempt continues from there after a crash. Optional for an
+        executor: without it a stopped attempt starts over."""
         ...
 
 

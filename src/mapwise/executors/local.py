@@ -53,7 +53,9 @@ class LocalExecutor:
                 )
             events.attempt_ended(task, result)
 
-        self._pool.submit(run_attempt, task, config, self._cancel).add_done_callback(report)
+        progress = events.attempt_progress
+        running = self._pool.submit(run_attempt, task, config, self._cancel, progress)
+        running.add_done_callback(report)
 
     def interrupt(self) -> None:
         self._cancel.set()

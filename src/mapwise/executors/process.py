@@ -50,6 +50,8 @@ _IDLE_SLEEP = 0.02  # wait between exit checks when nothing is left to select on
 _DRAIN_AFTER_EXIT = 1.0  # read pipes this long past the leader's exit, then give up
 _READ_CHUNK = 64 * 1024
 _TAIL_BYTES = 4096
+_OUTPUT_HEAD = 64 * 1024  # keep_output: what an agent says first (its session) ...
+_OUTPUT_TAIL = 4 * 1024 * 1024  # ... and last (its result object), whatever the middle
 _TAIL_LINES = 20
 _EXIT = "exit"  # poll tag of the pidfd
 _POLL_DONE = select.POLLIN | select.POLLHUP | select.POLLERR | select.POLLNVAL
@@ -65,6 +67,10 @@ class CommandSpec:
     cwd: Path
     timeout: float | None  # seconds; None = no limit
     capture_stdout: bool = False  # keep stdout (up to capture_limit bytes) for `capture:`
+    # an agent step: keep the head and the tail of stdout (its session starts it, its
+    # result ends it) and show each chunk to ``watch`` (Codex's thread id, as it comes)
+    keep_output: bool = False
+    watch: Callable[[bytes], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -82,6 +88,7 @@ class CommandResult:
     stdout: str | None  # captured stdout (utf-8, errors="replace") if capture_stdout
     stderr_tail: str  # last ~20 lines / 4 KiB of stderr, utf-8 with errors="replace"
     pid: int | None
+    output: str | None = None  # keep_output: stdout's head and tail (all of a small one)
 
     @property
     def ok(self) -> bool:
@@ -110,6 +117,13 @@ class _Tail:
         if excess > 0:
             del self._buf[:excess]
 
+    @property
+    def cut(self) -> bool:
+        return self._cut
+
+    def raw(self) -> bytes:
+        return bytes(self._buf)
+
     def text(self, max_lines: int) -> str:
         """The last ``max_lines`` lines; a line cut by the byte bound is dropped if possible."""
         data = bytes(self._buf)
@@ -135,6 +149,27 @@ class _Capture:
 
     def text(self) -> str:
         return self._buf.decode("utf-8", errors="replace")
+
+
+class _Output:
+    """The head and the tail of stdout, bounded: an agent's session and its result."""
+
+    def __init__(self) -> None:
+        self.head = _Capture(_OUTPUT_HEAD)
+        self.tail = _Tail(_OUTPUT_TAIL)
+        self.total = 0
+
+    def add(self, data: bytes) -> None:
+        self.head.add(data)
+        self.tail.add(data)
+        self.total += len(data)
+
+    def text(self) -> str:
+        tail = self.tail.raw()
+        if self.total <= len(tail):
+            return tail.decode("utf-8", errors="replace")
+        head = self.head.text()
+        return head + "\n" + tail.decode("utf-8", errors="replace")
 
 
 def _describe_spawn_error(exc: BaseException) -> str:
@@ -210,6 +245,8 @@ class _Run:
         self.pgid = self.proc.pid  # start_new_session: the leader's pid is the group's id
         self.log = log
         self.capture = _Capture(limit) if spec.capture_stdout else None
+        self.output = _Output() if spec.keep_output else None
+        self.watch = spec.watch
         self.tail = _Tail(_TAIL_BYTES)
         self.owned = [spawned.stdout, spawned.stderr]  # closed by finish
         self.open: dict[int, str] = {spawned.stdout: "stdout", spawned.stderr: "stderr"}
@@ -318,8 +355,13 @@ class _Run:
             self.log.write(stream, data)
         if stream == "stderr":
             self.tail.add(data)
-        elif self.capture is not None:
-            self.capture.add(data)
+        else:
+            if self.capture is not None:
+                self.capture.add(data)
+            if self.output is not None:
+                self.output.add(data)
+            if self.watch is not None:
+                self.watch(data)
 
     def result(self, returncode: int, started_at: float, t0: float) -> CommandResult:
         return CommandResult(
@@ -334,6 +376,7 @@ class _Run:
             stdout=self.capture.text() if self.capture is not None else None,
             stderr_tail=self.tail.text(_TAIL_LINES),
             pid=self.proc.pid,
+            output=self.output.text() if self.output is not None else None,
         )
 
 

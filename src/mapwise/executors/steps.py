@@ -19,12 +19,16 @@ from pathlib import Path
 from mapwise.domain.records import StepRecord, StepsOutcome
 from mapwise.domain.states import ErrorKind
 from mapwise.errors import InterpolationError
+from mapwise.executors.agent_steps import AgentSessions, record_of, run_agent
 from mapwise.executors.logsink import LogSink
 from mapwise.executors.process import CommandResult, CommandSpec, run_command
 from mapwise.interpolate import Scope, bind_shell, render_plain
 from mapwise.workflow.model import Step
 
 LABEL_LIMIT = 120
+
+# (index, record, records with its on_failure steps, captures so far) -> reported?
+StepDoneHook = Callable[[int, StepRecord, list[StepRecord], dict[str, str]], bool | None]
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,9 @@ class StepEnvironment:
     kill_grace: float = 5.0
     deadline: float | None = None  # time.monotonic() by which the whole list must end
     head: Callable[[], str] | None = None  # worktree mode: the worktree's HEAD commit
+    codex_command: tuple[str, ...] = ("codex",)  # MAPWISE_CODEX, else "codex"
+    # the attempt's agent sessions and budget (setup and reduce: a fresh one per list)
+    sessions: AgentSessions = dataclasses.field(default_factory=AgentSessions)
 
 
 def label_of(step: Step) -> str:
@@ -65,9 +72,8 @@ def _command_for(step: Step, scope: Scope, senv: StepEnvironment) -> CommandSpec
         bound = bind_shell(step.shell, scope)
         argv: tuple[str, ...] = ("/bin/sh", "-c", bound.script)
         env = {**senv.env, **step_env, **bound.env}
-    else:
-        assert step.claude is not None
-        argv = (*senv.claude_command, "-p", render_plain(step.claude, scope))
+    else:  # an agent step: its argv is made by ``agent_steps`` for each run
+        argv = ()
         env = {**senv.env, **step_env}
     return CommandSpec(
         argv=argv,
@@ -127,6 +133,8 @@ def _failure_summary(index: int, record: StepRecord) -> str:
         what = f"step {index + 1} timed out"
     elif kind is ErrorKind.INTERRUPTED:
         what = f"step {index + 1} interrupted"
+    elif kind is ErrorKind.AGENT_ERROR:
+        what = f"step {index + 1} agent error"
     else:
         what = f"step {index + 1} failed ({kind.value if kind else 'unknown'})"
     lines = [line for line in record.stderr_tail.splitlines() if line.strip()]
@@ -166,25 +174,100 @@ def run_one_step(
             ), None
         spec = _command_for(step, scope, senv)
     except InterpolationError as exc:
-        return StepRecord(
-            step_index=index,
-            label=label,
-            started_at=started,
-            ended_at=time.time(),
-            duration=time.monotonic() - clock,
-            error_kind=ErrorKind.INTERPOLATION,
-            stderr_tail=str(exc),
-            on_failure=on_failure,
-        ), None
+        return _unresolved(step, index, exc, started, clock, on_failure), None
+    if step.agent is not None:
+        try:
+            return _run_agent_step(
+                step, index, spec, scope, senv, log, cancel, on_start, on_failure
+            )
+        except InterpolationError as exc:
+            return _unresolved(step, index, exc, started, clock, on_failure), None
     log_before = _log_state(log)
     result = run_command(
         spec, log=log, cancel=cancel, kill_grace=senv.kill_grace, on_start=on_start
     )
+    return _record(step, index, result, log, log_before, on_failure), result.stdout
+
+
+def _unresolved(
+    step: Step,
+    index: int,
+    error: InterpolationError,
+    started: float,
+    clock: float,
+    on_failure: bool,
+) -> StepRecord:
+    """A step that cannot run: a variable could not be resolved for this item."""
+    return StepRecord(
+        step_index=index,
+        label=label_of(step),
+        started_at=started,
+        ended_at=time.time(),
+        duration=time.monotonic() - clock,
+        error_kind=ErrorKind.INTERPOLATION,
+        stderr_tail=str(error),
+        on_failure=on_failure,
+    )
+
+
+def _run_agent_step(
+    step: Step,
+    index: int,
+    spec: CommandSpec,
+    scope: Scope,
+    senv: StepEnvironment,
+    log: LogSink | None,
+    cancel: threading.Event | None,
+    on_start: Callable[[int], None] | None,
+    on_failure: bool,
+) -> tuple[StepRecord, str | None]:
+    """An agent step: its record carries the agent's verdict and usage; its capture is
+    the agent's result text."""
+    cli = senv.claude_command if step.agent == "claude" else senv.codex_command
+    log_before = _log_state(log)
+    clock, started = time.monotonic(), time.time()
+    run = run_agent(
+        step,
+        index,
+        spec,
+        scope,
+        senv.sessions,
+        cli,
+        log=log,
+        cancel=cancel,
+        kill_grace=senv.kill_grace,
+        on_start=on_start,
+    )
+    if isinstance(run, str):  # it may not run: nothing started, nothing spent
+        return StepRecord(
+            step_index=index,
+            label=label_of(step),
+            started_at=started,
+            ended_at=time.time(),
+            duration=time.monotonic() - clock,
+            error_kind=ErrorKind.AGENT_ERROR,
+            stderr_tail=run,
+            on_failure=on_failure,
+        ), None
+    base = _record(step, index, run.result, log, log_before, on_failure)
+    return record_of(base, run), run.reading.text
+
+
+def _record(
+    step: Step,
+    index: int,
+    result: CommandResult,
+    log: LogSink | None,
+    log_before: tuple[str | None, int],
+    on_failure: bool,
+) -> StepRecord:
+    """A command's record: how it ended, its real duration, the end of its stderr."""
+    label = label_of(step)
     tail = result.stderr_tail
     if result.spawn_error:
         tail = (tail + "\n" + result.spawn_error).strip()
     tail = _with_note(tail, _log_note(log, log_before))
-    record = StepRecord(
+    return StepRecord(
         step_index=index,
         label=label,
         started_at=result.started_at,
@@ -198,7 +281,6 @@ def run_one_step(
         log_path=None,
         on_failure=on_failure,
     )
-    return record, result.stdout
 
 
 def run_steps(
@@ -209,16 +291,21 @@ def run_steps(
     log: LogSink | None,
     cancel: threading.Event | None = None,
     start_at: int = 0,
-    on_step_done: Callable[[int, StepRecord, list[StepRecord], dict[str, str]], None] | None = None,
+    carried: Mapping[str, str] | None = None,
+    on_step_done: StepDoneHook | None = None,
     on_start: Callable[[int], None] | None = None,
 ) -> StepsOutcome:
     """Run ``steps`` from ``start_at`` until one fails; captures flow into later steps.
 
-    ``on_step_done(index, record, records_with_on_failure, captures)`` lets setup and
-    reduce persist each step as it ends, so that a resume starts at the first unfinished one.
+    ``carried`` are the captures of the steps before ``start_at`` (a continued attempt).
+    ``on_step_done(index, record, records_with_on_failure, captures)`` lets each step be
+    persisted as it ends, so that a resume starts at the first unfinished one; when it
+    returns True the step is on its way to the store, and its record says ``reported``.
     """
     clock = time.monotonic()
-    run = _Run(scope=scope, records=[], captures={})
+    run = _Run(scope=scope, records=[], captures=dict(carried or {}))
+    if carried:
+        run.scope = dataclasses.replace(scope, captures={**scope.captures, **carried})
     for index in range(start_at, len(steps)):
         step = steps[index]
         before = senv.head() if step.commit_required and senv.head is not None else None
@@ -227,18 +314,21 @@ def run_steps(
         )
         if before is not None and record.ok and senv.head is not None and senv.head() == before:
             record = _no_commit(record)
-        step_records = [record]
         if record.ok and step.capture is not None:
             value = (stdout or "").rstrip("\n")
+            record = dataclasses.replace(record, captured=value)
             run.captures[step.capture] = value
             run.scope = dataclasses.replace(
                 run.scope, captures={**run.scope.captures, step.capture: value}
             )
+        step_records = [record]
         if not record.ok and step.on_failure and record.error_kind is not ErrorKind.INTERRUPTED:
             step_records += _run_on_failure(step, run.scope, senv, log=log, cancel=cancel)
+        if on_step_done is not None and on_step_done(
+            index, record, step_records, dict(run.captures)
+        ):
+            step_records[0] = dataclasses.replace(record, reported=True)
         run.records.extend(step_records)
-        if on_step_done is not None:
-            on_step_done(index, record, step_records, dict(run.captures))
         if not record.ok:
             return _failed(run, index, record, log, time.monotonic() - clock)
     return StepsOutcome(
@@ -274,7 +364,9 @@ def _run_on_failure(
     so these steps have only their own ``timeout``. A handler that fails runs its own
     ``on_failure`` steps in turn.
     """
-    own_time = dataclasses.replace(senv, deadline=None)
+    own_time = dataclasses.replace(
+        senv, deadline=None, sessions=AgentSessions(budget_usd=senv.sessions.budget_usd)
+    )
     records: list[StepRecord] = []
     for index, handler in enumerate(step.on_failure):
         record, _ = run_one_step(

@@ -12,9 +12,18 @@ import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from mapwise.domain.records import Finished, LostAttempt, Settled, StepRecord
+from mapwise.domain.records import (
+    Finished,
+    LostAttempt,
+    Progress,
+    SessionStarted,
+    Settled,
+    StepDone,
+    StepRecord,
+)
 from mapwise.domain.states import Phase
-from mapwise.store import db, worktrees
+from mapwise.store import db, ledger, worktrees
+from mapwise.store.continuation import ClaimPlan, plan_attempt, record_plan, record_session
 from mapwise.store.records import Claim, ItemRecord
 
 
@@ -27,6 +36,8 @@ class Batch:
     settled: Sequence[Settled] = ()  # worktree mode: what merges decided
     free_slots: Sequence[int] = ()
     claim: bool = True
+    progress: Sequence[Progress] = ()  # steps and sessions of attempts still running
+    counted: bool = True  # False: progress only, which the map state never asked for
 
 
 def commit_batch(
@@ -37,12 +48,16 @@ def commit_batch(
     host: str,
     now: float,
     pool: worktrees.Pool | None = None,
+    plan: ClaimPlan | None = None,
 ) -> list[Claim]:
     """Record a batch and claim items for its free slots, in one transaction.
 
-    With a worktree ``pool``, each claimed item is bound to its branch and a worktree.
+    With a worktree ``pool``, each claimed item is bound to its branch and a worktree;
+    with a ``plan``, each claim gets its continuation, sessions and budget.
     """
     with db.transaction(conn):
+        for note in batch.progress:
+            _record_progress(conn, note, run_no)
         for gone in batch.lost:
             _record_lost(conn, gone)
         for done in batch.finished:
@@ -51,10 +66,17 @@ def commit_batch(
             worktrees.record_settled(conn, settled, now)
         claims = []
         if batch.claim:
-            claims = _claim(conn, batch.free_slots, run_no, host, now, pool)
-        if batch.finished or batch.settled:
+            claims = _claim(conn, batch.free_slots, run_no, host, now, pool, plan)
+        if batch.finished or batch.settled or batch.progress:
             conn.execute("UPDATE job SET updated_at = ? WHERE id = 1", (now,))
     return claims
+
+
+def _record_progress(conn: sqlite3.Connection, note: Progress, run_no: int) -> None:
+    if isinstance(note, StepDone):
+        insert_steps(conn, note.attempt_id, Phase.MAP.value, run_no, [note.record], note.item_index)
+    elif isinstance(note, SessionStarted):
+        record_session(conn, note.attempt_id, note.step_index, note.session_id)
 
 
 def _record_lost(conn: sqlite3.Connection, gone: LostAttempt) -> None:
@@ -95,7 +117,8 @@ def _record_finished(conn: sqlite3.Connection, done: Finished, run_no: int) -> N
             r.attempt_id,
         ),
     )
-    insert_steps(conn, r.attempt_id, Phase.MAP.value, run_no, o.steps)
+    steps = [step for step in o.steps if not step.reported]  # the rest went ahead (StepDone)
+    insert_steps(conn, r.attempt_id, Phase.MAP.value, run_no, steps, r.item_index)
     if r.in_worktree:
         worktrees.record_attempt(conn, done)
     finished_at = r.ended_at if done.item_status.finished else None
@@ -125,6 +148,7 @@ def _claim(
     host: str,
     now: float,
     pool: worktrees.Pool | None,
+    plan: ClaimPlan | None,
 ) -> list[Claim]:
     if not slots:
         return []
@@ -147,10 +171,14 @@ def _claim(
             ).fetchone()[0]
             + 1
         )
+        planned = plan_attempt(conn, item.index, plan) if plan is not None else None
         continues = False
         if pool is not None:
             item = worktrees.bind(conn, item, pool)
-            continues = worktrees.last_interrupted(conn, item.index)
+            if planned is not None:
+                continues = planned.continues
+            else:
+                continues = worktrees.last_interrupted(conn, item.index)
         cursor = conn.execute(
             "INSERT INTO attempts (item_idx, attempt_no, run_no, slot, host, started_at,"
             " outcome) VALUES (?, ?, ?, ?, ?, ?, 'running')",
@@ -160,8 +188,24 @@ def _claim(
             "UPDATE items SET status = 'running', retry_at = NULL WHERE idx = ?",
             (item.index,),
         )
-        assert cursor.lastrowid is not None
-        claims.append(Claim(item, cursor.lastrowid, attempt_no, slot, continues))
+        attempt_id = cursor.lastrowid
+        assert attempt_id is not None
+        if planned is None:
+            claims.append(Claim(item, attempt_id, attempt_no, slot, continues))
+            continue
+        record_plan(conn, attempt_id, planned)
+        claims.append(
+            Claim(
+                item,
+                attempt_id,
+                attempt_no,
+                slot,
+                continues,
+                resume=planned.resume,
+                sessions=planned.sessions,
+                budget=planned.budget,
+            )
+        )
     return claims
 
 
@@ -171,11 +215,14 @@ def insert_steps(
     phase: str,
     run_no: int,
     records: Sequence[StepRecord],
+    item_index: int | None = None,
 ) -> None:
+    """Step records, and the ledger rows of the agent steps among them."""
     conn.executemany(
         "INSERT INTO steps (attempt_id, phase, run_no, step_index, on_failure, label,"
         " started_at, ended_at, duration, exit_code, signal, timed_out, error_kind,"
-        " stderr_tail, log_path) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " stderr_tail, log_path, part, captured)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             (
                 attempt_id,
@@ -193,7 +240,12 @@ def insert_steps(
                 r.error_kind.value if r.error_kind else None,
                 r.stderr_tail or None,
                 r.log_path,
+                r.part,
+                r.captured,
             )
             for r in records
         ],
     )
+    agents = [r for r in records if r.agent is not None]
+    if agents:
+        ledger.insert_runs(conn, attempt_id, item_index, phase, run_no, agents)

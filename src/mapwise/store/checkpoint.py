@@ -23,6 +23,9 @@ Version history:
   (branch, worktree, start and head commits, merge queue place, conflict files). A
   version 1 file restores as it is (those columns empty); a mapwise that reads only
   version 1 refuses a version 2 file instead of failing on unknown columns.
+- 3: schema version 3's records: ``{"t": "agent_run", ...}`` (the ledger of agent step
+  executions) and the attempts' and steps' continuation columns. Older files restore
+  as they are (no ledger, nothing to continue).
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ from mapwise.errors import StateDamagedError
 from mapwise.store import schema
 
 FORMAT = "mapwise-checkpoint"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 SUFFIX = ".ckpt"
 TMP_SUFFIX = ".tmp"
 TABLES = (
@@ -54,6 +57,7 @@ TABLES = (
     ("attempt", "attempts", "id"),
     ("step", "steps", "id"),
     ("phase_step", "phase_steps", "phase, step_index"),
+    ("agent_run", "agent_runs", "id"),
 )
 
 

@@ -18,8 +18,10 @@ from typing import Any, ParamSpec, TypeVar
 
 from mapwise.domain.records import MergeTask, StepRecord
 from mapwise.domain.states import ItemStatus, JobStatus, Phase, RunOutcome, StepStatus
+from mapwise.domain.usage import Cost
 from mapwise.errors import StateDamagedError
-from mapwise.store import batches, db, sweeps, worktrees
+from mapwise.store import batches, db, ledger, sweeps, worktrees
+from mapwise.store.continuation import ClaimPlan
 from mapwise.store.paths import JobPaths
 from mapwise.store.records import (
     AttemptRecord,
@@ -372,9 +374,24 @@ class JobStore:
         host: str,
         now: float,
         pool: worktrees.Pool | None = None,
+        plan: ClaimPlan | None = None,
     ) -> list[Claim]:
         """Record a batch and claim items for its free slots, in one transaction."""
-        return batches.commit_batch(self.conn, batch, run_no=run_no, host=host, now=now, pool=pool)
+        return batches.commit_batch(
+            self.conn, batch, run_no=run_no, host=host, now=now, pool=pool, plan=plan
+        )
+
+    def job_cost(self) -> Cost:
+        """What the job's agents spent so far, in every phase and run."""
+        return ledger.job_cost(self.conn)
+
+    def item_costs(self, indexes: Sequence[int] | None = None) -> dict[int, Cost]:
+        """Each item's agent spend (items with no agent run are absent)."""
+        return ledger.item_costs(self.conn, indexes)
+
+    def agent_runs_of(self, index: int) -> list[ledger.AgentRunRecord]:
+        """An item's agent step executions, oldest first."""
+        return ledger.runs_of_item(self.conn, index)
 
     def worktree_holders(self, statuses: tuple[ItemStatus, ...]) -> list[ItemRecord]:
         """Worktree mode: items of these statuses holding a worktree or a branch."""

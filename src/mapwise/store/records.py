@@ -7,6 +7,7 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
+from mapwise.domain.records import Continuation
 from mapwise.domain.states import ItemStatus, JobStatus, Phase
 
 
@@ -182,3 +183,6 @@ class Claim:
     attempt_no: int
     slot: int
     continues: bool = False  # its last attempt was interrupted: go on where it stopped
+    resume: Continuation | None = None  # the steps it skips, the session it resumes
+    sessions: dict[int, str] | None = None  # agent step -> the session chosen for it
+    budget: float | None = None  # what the item may still spend (map.max_cost_usd)

@@ -8,6 +8,10 @@ Version history:
   the merge queue and its place there (``merge_seq``), and the files of a merge conflict.
   An older database gains the columns, empty, when it is opened for writing; a read-only
   open leaves it as it is and readers take the missing columns as empty.
+- 3: agent steps: the ledger (``agent_runs``, one row per agent step execution: its
+  session, cost and tokens), and what continuing an attempt needs: the sessions an
+  attempt planned, the step it started at and the captures it carried in, and each
+  step's captured value and part (``workspace.setup``). Brought forward like version 2.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import sqlite3
 
 from mapwise.errors import StateDamagedError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # version -> the statements that bring a database of the version before up to it
 MIGRATIONS: dict[int, str] = {
@@ -29,6 +33,40 @@ ALTER TABLE items ADD COLUMN merge_seq INTEGER;
 ALTER TABLE items ADD COLUMN conflict_files TEXT;
 CREATE INDEX items_by_merge ON items (merge_seq) WHERE merge_seq IS NOT NULL;
 CREATE INDEX items_by_branch ON items (lower(branch)) WHERE branch IS NOT NULL;
+""",
+    3: """
+ALTER TABLE attempts ADD COLUMN resume_from INTEGER;
+ALTER TABLE attempts ADD COLUMN carried TEXT;
+ALTER TABLE attempts ADD COLUMN sessions TEXT;
+ALTER TABLE steps ADD COLUMN part TEXT;
+ALTER TABLE steps ADD COLUMN captured TEXT;
+CREATE TABLE agent_runs (
+    id                    INTEGER PRIMARY KEY,
+    attempt_id            INTEGER REFERENCES attempts (id),
+    item_idx              INTEGER,
+    phase                 TEXT NOT NULL,
+    run_no                INTEGER NOT NULL,
+    step_index            INTEGER NOT NULL,
+    on_failure            INTEGER NOT NULL DEFAULT 0,
+    agent                 TEXT NOT NULL,
+    session_id            TEXT,
+    continued             INTEGER NOT NULL DEFAULT 0,
+    result_read           INTEGER NOT NULL DEFAULT 0,
+    is_error              INTEGER NOT NULL DEFAULT 0,
+    subtype               TEXT,
+    cost_usd              REAL,
+    input_tokens          INTEGER NOT NULL DEFAULT 0,
+    output_tokens         INTEGER NOT NULL DEFAULT 0,
+    cache_read_tokens     INTEGER NOT NULL DEFAULT 0,
+    cache_creation_tokens INTEGER NOT NULL DEFAULT 0,
+    turns                 INTEGER NOT NULL DEFAULT 0,
+    model                 TEXT,
+    api_ms                REAL,
+    started_at            REAL NOT NULL,
+    ended_at              REAL NOT NULL
+);
+CREATE INDEX agent_runs_by_item ON agent_runs (item_idx);
+CREATE INDEX agent_runs_by_attempt ON agent_runs (attempt_id);
 """,
 }
 

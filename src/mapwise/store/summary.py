@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from mapwise.domain.states import ErrorKind, ItemStatus, JobStatus
+from mapwise.domain.usage import Cost
 from mapwise.reports import (
     DlqEntry,
     Durations,
@@ -72,6 +73,7 @@ def summarize(store: JobStore) -> JobListing:
         counts[ItemStatus.SUCCEEDED],
         counts[ItemStatus.DLQ],
         counts[ItemStatus.PURGED],
+        store.job_cost(),
     )
     status = effective_status(job.status, is_locked(store.paths.lock))
     return JobListing(
@@ -124,7 +126,8 @@ def status_report(store: JobStore, *, with_items: bool = False) -> JobStatusRepo
         runs[-1] = RunInfo(runs[-1].started_at, job.updated_at, JobStatus.INTERRUPTED.value)
     items = None
     if with_items:
-        items = tuple(_item_info(i) for i in store.items())
+        costs = store.item_costs() if listing.cost.any else None
+        items = tuple(_item_info(i, costs) for i in store.items())
     checkpoints = 0
     if store.paths.checkpoints.is_dir():
         checkpoints = sum(1 for _ in store.paths.checkpoints.glob("*.ckpt"))
@@ -152,7 +155,7 @@ def _merge_state(item: ItemRecord) -> str | None:
     return None
 
 
-def _item_info(item: ItemRecord) -> ItemInfo:
+def _item_info(item: ItemRecord, costs: dict[int, Cost] | None) -> ItemInfo:
     return ItemInfo(
         item.item_id,
         item.status.value,
@@ -160,6 +163,7 @@ def _item_info(item: ItemRecord) -> ItemInfo:
         round(item.duration, 6),
         branch=item.branch,
         merge=_merge_state(item) if item.branch else None,
+        cost=None if costs is None else costs.get(item.index, Cost()),
     )
 
 
@@ -171,6 +175,7 @@ def _workspace_info(options: dict[str, Any]) -> WorkspaceInfo | None:
 
 
 def dlq_entries(store: JobStore) -> list[DlqEntry]:
+    costs = store.item_costs() if store.job_cost().any else None
     return [
         DlqEntry(
             item_id=item.item_id,
@@ -181,6 +186,7 @@ def dlq_entries(store: JobStore) -> list[DlqEntry]:
             last_error=item.last_error,
             failed_at=item.finished_at,
             duration_seconds=round(item.duration, 6),
+            cost=None if costs is None else costs.get(item.index, Cost()),
         )
         for item in store.items(ItemStatus.DLQ)
     ]

@@ -14,10 +14,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 NAME_PATTERN = r"^[A-Za-z0-9._-]+$"
+STEP_KINDS = ("shell", "claude", "codex", "write_file")
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, strict=False, populate_by_name=True, protected_namespaces=()
+    )
 
 
 class WriteFile(_Model):
@@ -27,15 +30,38 @@ class WriteFile(_Model):
     content: str = ""
 
 
+AGENT_KINDS = ("claude", "codex")
+# the options of an agent step, and the agents whose CLIs have each one
+AGENT_OPTIONS: dict[str, tuple[str, ...]] = {
+    "model": ("claude", "codex"),
+    "max_turns": ("claude",),
+    "allowed_tools": ("claude",),
+    "permission_mode": ("claude",),
+    "append_system_prompt": ("claude",),
+    "args": ("claude", "codex"),
+    "continue_prompt": ("claude", "codex"),
+}
+
+
 class Step(_Model):
     """One command of setup, the agent template, reduce or an ``on_failure`` list.
 
-    Exactly one of ``shell``, ``claude`` and ``write_file`` is set.
+    Exactly one of ``shell``, ``claude``, ``codex`` and ``write_file`` is set. The agent
+    options (``model`` ... ``continue_prompt``) belong to ``claude:`` and ``codex:`` steps
+    and become flags of the agent CLI (``mapwise.agents``), never shell text.
     """
 
     shell: str | None = None
     claude: str | None = None
+    codex: str | None = None
     write_file: WriteFile | None = None
+    model: str | None = Field(default=None, min_length=1)
+    max_turns: int | None = Field(default=None, ge=1)
+    allowed_tools: tuple[str, ...] = ()
+    permission_mode: str | None = Field(default=None, min_length=1)
+    append_system_prompt: str | None = None
+    args: tuple[str, ...] = ()
+    continue_prompt: str | None = Field(default=None, min_length=1)
     timeout: float | None = Field(default=None, gt=0)
     capture: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     env: dict[str, str] = Field(default_factory=dict)
@@ -45,23 +71,48 @@ class Step(_Model):
     # when it made no commit; without one it is a load-time error (checks.py).
     commit_required: bool = False
 
+    @field_validator("allowed_tools", mode="before")
+    @classmethod
+    def _tools_list(cls, value: Any) -> Any:
+        """``allowed_tools: "Read,Edit"`` is the list ``[Read, Edit]``, as the CLI reads it."""
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
     @model_validator(mode="after")
     def _exactly_one_kind(self) -> Step:
-        kinds = [k for k in ("shell", "claude", "write_file") if getattr(self, k) is not None]
+        kinds = [k for k in STEP_KINDS if getattr(self, k) is not None]
         if len(kinds) != 1:
             found = ", ".join(kinds) if kinds else "none"
             raise ValueError(
-                f"a step needs exactly one of shell, claude, write_file (found: {found})"
+                f"a step needs exactly one of shell, claude, codex, write_file (found: {found})"
             )
+        for option, agents in AGENT_OPTIONS.items():
+            if option in self.model_fields_set and kinds[0] not in agents:
+                owners = " and ".join(f"{a}:" for a in agents)
+                raise ValueError(f"{option} is an option of {owners} steps, not of {kinds[0]}:")
         return self
 
     @property
-    def kind(self) -> Literal["shell", "claude", "write_file"]:
+    def kind(self) -> Literal["shell", "claude", "codex", "write_file"]:
         if self.shell is not None:
             return "shell"
         if self.claude is not None:
             return "claude"
+        if self.codex is not None:
+            return "codex"
         return "write_file"
+
+    @property
+    def agent(self) -> Literal["claude", "codex"] | None:
+        """The agent CLI this step runs, or None for a shell or write_file step."""
+        kind = self.kind
+        return kind if kind == "claude" or kind == "codex" else None
+
+    @property
+    def prompt(self) -> str | None:
+        """An agent step's prompt template."""
+        return self.claude if self.claude is not None else self.codex
 
     def template_fields(self) -> tuple[tuple[tuple[str, ...], str], ...]:
         """This step's interpolated texts, each with the keys that lead to it in the step.
@@ -75,6 +126,13 @@ class Step(_Model):
             fields.append((("shell",), self.shell))
         if self.claude is not None:
             fields.append((("claude",), self.claude))
+        if self.codex is not None:
+            fields.append((("codex",), self.codex))
+        for option in ("model", "append_system_prompt", "continue_prompt"):
+            text = getattr(self, option)
+            if text is not None:
+                fields.append(((option,), text))
+        fields += [(("args", str(n)), arg) for n, arg in enumerate(self.args)]
         if self.write_file is not None:
             fields.append((("write_file", "path"), self.write_file.path))
             fields.append((("write_file", "content"), self.write_file.content))
@@ -98,6 +156,8 @@ class Step(_Model):
             return f"shell: {self.shell}"
         if self.claude is not None:
             return f"claude: {self.claude}"
+        if self.codex is not None:
+            return f"codex: {self.codex}"
         assert self.write_file is not None
         return f"write_file: {self.write_file.path}"
 
@@ -117,6 +177,10 @@ class RetryPolicy(_Model):
     backoff: Backoff = Backoff.EXPONENTIAL
     initial_delay: float = Field(default=1.0, ge=0)
     max_delay: float = Field(default=60.0, ge=0)
+    # ``retry.continue``: a failed attempt's retry continues it like an interrupted one
+    # (its succeeded steps kept, the failed agent step's session resumed) instead of
+    # starting over; for instance after an agent ran out of turns
+    continue_: bool = Field(default=False, alias="continue")
 
 
 class SetupPhase(_Model):
@@ -140,6 +204,7 @@ class MapPhase(_Model):
     max_parallel: int | str = 1
     timeout: float | None = Field(default=None, gt=0)
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    max_cost_usd: float | None = Field(default=None, gt=0)  # one item's agent spend, at most
     agent_template: tuple[Step, ...] = Field(min_length=1)
 
     @field_validator("max_parallel")
@@ -165,6 +230,7 @@ class ErrorPolicy(_Model):
     on_item_failure: OnItemFailure = OnItemFailure.DLQ
     max_failures: int | None = Field(default=None, ge=0)
     failure_threshold: float | None = Field(default=None, ge=0, le=1)
+    max_cost_usd: float | None = Field(default=None, gt=0)  # the job's agent spend, at most
 
 
 class ExecutorSpec(_Model):

@@ -191,7 +191,8 @@ def _refuse_unsupported(value: dict[str, Any], src: Loc) -> None:
     for kind in UNSUPPORTED_KINDS:
         if kind in value:
             raise Problem(
-                f"step kind {kind!r} is not supported by mapwise (use shell, claude or write_file)",
+                f"step kind {kind!r} is not supported by mapwise"
+                " (use shell, claude, codex or write_file)",
                 (*src, kind),
                 dotted(src),
             )

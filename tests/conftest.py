@@ -1,7 +1,7 @@
 """The ``project`` fixture: a project folder (``helpers.project.Project``) to run in.
 
 Commands of the workflows run for real, with ``MAPWISE_KILL_GRACE=0.5`` so that kills are
-quick, and ``MAPWISE_CLAUDE`` pointing at the fake agent in ``tests/fixtures``.
+quick, and ``MAPWISE_CLAUDE`` pointing at the fake agent in ``examples/agent``.
 
 The option ``--long`` (or ``MAPWISE_RELIABILITY_LONG=1``) runs the long versions of the
 torture suites (tests/reliability, tests/workspace): it is defined here, in the conftest
@@ -48,3 +48,17 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Project
     for name in ("FAKE_CLAUDE_EXIT", "FAKE_CLAUDE_RECORD_DIR", "FAKE_CLAUDE_STDERR"):
         monkeypatch.delenv(name, raising=False)
     yield Project(tmp_path)
+
+
+@pytest.fixture(autouse=True)
+def _fake_agent_stores(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every test's fake agents keep their sessions in a folder of their own, never in
+    the home folder, and no FAKE_* knob leaks in from the environment."""
+    for name in list(os.environ):
+        if name.startswith(("FAKE_CLAUDE_", "FAKE_CODEX_")):
+            monkeypatch.delenv(name)
+    stores = tmp_path_factory.mktemp("fake-agents")
+    monkeypatch.setenv("FAKE_CLAUDE_HOME", str(stores / "claude"))
+    monkeypatch.setenv("FAKE_CODEX_HOME", str(stores / "codex"))

@@ -36,6 +36,7 @@ JOB_KEYS = {
     "resumable",
     "started_at",
     "updated_at",
+    "cost",  # SPEC section 9: what the job's agents spent (zeros without agent steps)
     "progress",
     "estimated_remaining_seconds",
 }

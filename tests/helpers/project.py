@@ -26,7 +26,7 @@ from mapwise.cli.main import main
 from mapwise.engine.runner import JobResult
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
-FAKE_CLAUDE = FIXTURES / "fake_claude.py"
+FAKE_CLAUDE = Path(__file__).resolve().parents[2] / "examples" / "agent" / "fake_claude.py"
 KILL_GRACE = "0.5"  # MAPWISE_KILL_GRACE of the tests' jobs: kills are quick
 CLI_TIMEOUT = 120.0
 

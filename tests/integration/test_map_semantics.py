@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -375,9 +376,12 @@ def test_a_claude_step_gets_the_prompt_as_one_argument(
     # When it runs
     result = project.run()
 
-    # Then the agent got `-p PROMPT`, the prompt as one argument with the data verbatim
-    assert json.loads((record / "q1.json").read_text()) == ["-p", f"/fix {text} --id q1"]
-    assert json.loads((record / "q2.json").read_text()) == ["-p", "/fix plain --id q2"]
+    # Then the agent got `-p PROMPT`, the prompt as one argument with the data verbatim,
+    # then the contract's output format and a session of its own (docs/agents.md)
+    for name, prompt in (("q1", f"/fix {text} --id q1"), ("q2", "/fix plain --id q2")):
+        argv = json.loads((record / f"{name}.json").read_text())
+        assert argv[:5] == ["-p", prompt, "--output-format", "json", "--session-id"]
+        assert uuid.UUID(argv[5]) and len(argv) == 6
     assert project.files("answers") == {"q1": f"/fix {text} --id q1"}
     _no_pwned(project.root)
     # And the agent's exit code decided the item's fate

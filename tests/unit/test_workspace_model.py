@@ -192,7 +192,7 @@ BAD = [
         "workspace:\n  kind: worktree\n  setup:\n    - timeout: 5\n",
         9,
         "workspace.setup[0]",
-        "exactly one of shell, claude, write_file",
+        "exactly one of shell, claude, codex, write_file",
     ),
 ]
 

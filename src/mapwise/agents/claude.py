@@ -4,8 +4,9 @@ From the Claude Code CLI reference and its headless-mode page (docs/agents.md ci
 them): ``--session-id`` starts a session with a given UUID, ``--resume`` continues one
 (in the directory it was made in), and the result object (``"type": "result"``) carries
 ``subtype``, ``is_error``, ``session_id``, ``total_cost_usd``, ``usage``, ``num_turns``,
-``duration_api_ms`` and ``result``. The CLI exits 0 on API errors (``is_error: true``)
-and 1 when it runs out of turns, printing the result object either way.
+``duration_api_ms`` and ``result`` (an error subtype carries ``errors`` instead). The
+exit status is not to be trusted for success: a result with ``is_error: true`` has been
+seen with exit 0 and with exit 1, and ``error_max_turns`` exits 1; the object decides.
 """
 
 from __future__ import annotations
@@ -79,7 +80,20 @@ def read(output: str, call: AgentCall) -> AgentReading:
     detail = ""
     if failed:
         detail = subtype if subtype and subtype != SUCCESS else "is_error"
+        said = _errors(found) or text
+        detail += f": {said.strip().splitlines()[0][:200]}" if said and said.strip() else ""
     return AgentReading(usage, failed=failed, detail=detail, text=text)
+
+
+def _errors(found: dict[str, Any]) -> str | None:
+    """The first of an error result's ``errors`` (its words for what went wrong)."""
+    errors = found.get("errors")
+    if not isinstance(errors, list) or not errors:
+        return None
+    first = errors[0]
+    if isinstance(first, dict):
+        return jsonout.text(first.get("message"))
+    return jsonout.text(first)
 
 
 def _model(found: dict[str, Any]) -> str | None:

@@ -56,7 +56,7 @@ def read(output: str, call: AgentCall) -> AgentReading:
             tokens[2] += jsonout.count(usage.get("output_tokens"))
         elif kind in (FAILED, "error"):
             ended, turns = True, turns + int(kind == FAILED)
-            failure = _message(obj) or kind
+            failure = failure or _message(obj) or kind  # ``error`` comes before ``turn.failed``
         elif kind == "item.completed":
             item = obj.get("item")
             if isinstance(item, dict) and item.get("type") == "agent_message":
@@ -89,4 +89,7 @@ def _message(obj: dict[str, object]) -> str | None:
 def no_session(stderr: str) -> bool:
     """Whether ``exec resume`` failed because the thread does not exist here."""
     lowered = stderr.lower()
-    return "not found" in lowered or "no saved session" in lowered or "no session" in lowered
+    return any(
+        words in lowered
+        for words in ("no rollout found", "not found", "no saved session", "no session")
+    )

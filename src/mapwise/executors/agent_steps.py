@@ -190,9 +190,7 @@ def _verdict(result: CommandResult, reading: AgentReading) -> tuple[ErrorKind | 
     if result.signal is not None:
         return ErrorKind.SIGNAL, ""
     if reading.failed:
-        text = (reading.text or "").strip().splitlines()
-        said = f": {text[0][:200]}" if text else ""
-        return ErrorKind.AGENT_ERROR, f"{reading.detail}{said}"
+        return ErrorKind.AGENT_ERROR, reading.detail
     if result.exit_code != 0:
         return ErrorKind.EXIT_CODE, "" if reading.failed is not None else "no result was read"
     if reading.failed is None:

@@ -257,6 +257,7 @@ class JobOutcome(StrEnum):
     COMPLETED = "completed"  # reduce ran; every item succeeded (or was purged)
     COMPLETED_WITH_DLQ = "completed_with_dlq"  # reduce ran; some items are in the DLQ
     FAILED = "failed"  # setup or reduce failed, or the error policy stopped the map phase
+    BUDGET_SPENT = "budget_spent"  # the agents spent the job's budget; resumable with more
     INTERRUPTED_BY_SIGINT = "interrupted_by_sigint"  # stopped cleanly after SIGINT; resumable
     INTERRUPTED_BY_SIGTERM = "interrupted_by_sigterm"  # stopped cleanly after SIGTERM; resumable
     EXECUTOR_LOST = "executor_lost"  # the executor could not start or lost its cluster

@@ -29,6 +29,7 @@ EXPECTED = {
     JobOutcome.COMPLETED: 0,
     JobOutcome.COMPLETED_WITH_DLQ: 1,
     JobOutcome.FAILED: 1,
+    JobOutcome.BUDGET_SPENT: 1,  # SPEC section 9: the job budget is spent
     JobOutcome.INTERRUPTED_BY_SIGINT: 130,
     JobOutcome.INTERRUPTED_BY_SIGTERM: 143,
     JobOutcome.EXECUTOR_LOST: 1,

@@ -33,8 +33,9 @@ from mapwise.domain.mapstate import (
     advance,
     decide,
 )
-from mapwise.domain.records import AttemptResult, LostAttempt, StepsOutcome
+from mapwise.domain.records import AttemptResult, LostAttempt, StepRecord, StepsOutcome
 from mapwise.domain.states import AttemptOutcome, ErrorKind, ItemStatus
+from mapwise.domain.usage import AgentUsage
 from mapwise.workflow.model import Backoff, ErrorPolicy, OnItemFailure, RetryPolicy
 
 NOW = 1_000.0
@@ -389,3 +390,66 @@ def test_the_fast_copy_of_a_state_equals_dataclasses_replace() -> None:
     fast = mapstate.replace(state, running=2, free=(1,), stop=Stop(StopKind.SIGNAL, "x"))
     assert fast == replace(state, running=2, free=(1,), stop=Stop(StopKind.SIGNAL, "x"))
     assert state.running == 0  # the original is untouched
+
+
+# -- the job's budget (SPEC section 9) --------------------------------------------------------
+
+
+def spending(slot: int, usd: float) -> Ended:
+    """An attempt whose one agent step cost ``usd``."""
+    step = StepRecord(
+        step_index=0,
+        label="claude: x",
+        started_at=NOW - 1,
+        ended_at=NOW,
+        duration=1.0,
+        exit_code=0,
+        agent=AgentUsage("claude", "s", result_read=True, cost_usd=usd),
+    )
+    done = result(slot=slot)
+    return Ended(
+        slot, f"item-{slot}", 0, replace(done, outcome=replace(done.outcome, steps=(step,)))
+    )
+
+
+def budget(usd: float) -> Policies:
+    return replace(policies(), max_cost_usd=usd)
+
+
+def test_spending_below_the_budget_goes_on() -> None:
+    state, actions = advance(running(2), AttemptsEnded((spending(0, 0.4),)), NOW, budget(1.0))
+    assert state.stop is None and state.cost == pytest.approx(0.4)
+    assert [type(a) for a in actions] == [Commit]
+    assert actions[0].claim and actions[0].offered == (0,)
+
+
+def test_reaching_the_budget_starts_nothing_new_and_lets_running_items_finish() -> None:
+    state = replace(running(2), cost=0.7)
+    state, actions = advance(state, AttemptsEnded((spending(0, 0.3),)), NOW, budget(1.0))
+    assert state.stop is not None and state.stop.kind is StopKind.BUDGET
+    assert state.stop.reason.startswith("budget:")
+    # announced, never interrupted: the other slot's agent finishes its paid-for work
+    assert [type(a) for a in actions] == [Announce, Commit]
+    assert not any(isinstance(a, Interrupt) for a in actions)
+    commit = actions[1]
+    assert isinstance(commit, Commit) and not commit.claim and commit.offered == ()
+    # the running attempt comes back and is recorded; then the phase ends with the stop
+    state, actions = advance(state, AttemptsEnded((spending(1, 0.3),)), NOW, budget(1.0))
+    assert [type(a) for a in actions] == [Commit] and not actions[0].claim
+    state, _ = advance(state, Committed((), (), 0, 2), NOW, budget(1.0))
+    state, actions = advance(state, Quiet(None), NOW, budget(1.0))
+    assert actions == [Finish(state.stop)]
+
+
+def test_a_budget_spent_before_the_run_began_claims_nothing() -> None:
+    start = MapState.start(2, succeeded=0, dlq=0, retry_waits=0, cost=5.0)
+    state, actions = advance(start, Begin(), NOW, budget(5.0))
+    assert state.stop is not None and state.stop.kind is StopKind.BUDGET
+    assert isinstance(actions[0], Announce)
+    commit = actions[1]
+    assert isinstance(commit, Commit) and not commit.claim and commit.offered == ()
+
+
+def test_no_budget_means_costs_are_not_even_added() -> None:
+    state, _ = advance(running(1), AttemptsEnded((spending(0, 9.0),)), NOW, policies())
+    assert state.stop is None and state.cost == 0.0

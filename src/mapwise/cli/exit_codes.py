@@ -19,6 +19,7 @@ EXIT_CODES: Mapping[JobOutcome, int] = MappingProxyType(
         JobOutcome.COMPLETED: 0,
         JobOutcome.COMPLETED_WITH_DLQ: 1,
         JobOutcome.FAILED: 1,
+        JobOutcome.BUDGET_SPENT: 1,
         JobOutcome.INTERRUPTED_BY_SIGINT: 130,
         JobOutcome.INTERRUPTED_BY_SIGTERM: 143,
         JobOutcome.EXECUTOR_LOST: 1,

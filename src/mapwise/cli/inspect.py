@@ -82,7 +82,7 @@ def _render_status(report: JobStatusReport) -> str:
             f"p95 {human_seconds(s.p95)}, max {human_seconds(s.max)}"
         )
     if job.cost.any:
-        lines.append(f"cost       {job.cost.describe()}, {job.cost.sessions} session(s)")
+        lines.append(f"cost       {job.cost.describe()}")
     if report.reason:
         lines.append(f"reason     {report.reason}")
     if report.workspace is not None:

@@ -47,7 +47,10 @@ def report_end(result: JobResult, state_dir: str | None, wall: float) -> None:
     echo_err(summary_line(result) + f" in {human_seconds(wall)}")
     if result.cost.any:
         echo_err(f"  agents: {result.cost.describe()}")
-    if result.status is not JobStatus.COMPLETED or result.dlq:
+    if result.outcome is JobOutcome.BUDGET_SPENT:
+        more = f"{resume_command(result.job_id, state_dir)} --max-cost USD"
+        echo_err(f"  resume with a higher budget: {more}")
+    elif result.status is not JobStatus.COMPLETED or result.dlq:
         echo_err(f"  resume with: {resume_command(result.job_id, state_dir)}")
     if result.dlq:
         listing = resume_command(result.job_id, state_dir).replace(" resume ", " dlq list ", 1)

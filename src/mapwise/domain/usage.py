@@ -44,6 +44,7 @@ class Cost:
     turns: int = 0
     runs: int = 0  # agent step executions
     sessions: int = 0  # distinct sessions
+    resumed: int = 0  # runs that continued a session after a stop (or with retry.continue)
 
     @property
     def any(self) -> bool:
@@ -61,6 +62,7 @@ class Cost:
             "turns": self.turns,
             "agent_runs": self.runs,
             "sessions": self.sessions,
+            "resumed_runs": self.resumed,
         }
 
     def describe(self) -> str:
@@ -70,6 +72,8 @@ class Cost:
             f"${self.usd:.2f}, {_count(tokens_in)} tokens in / {_count(self.output_tokens)} out"
             f" ({_count(self.cache_read_tokens)} from cache), {self.turns} turns,"
             f" {self.runs} agent run{'s' if self.runs != 1 else ''}"
+            f" in {self.sessions} session{'s' if self.sessions != 1 else ''}"
+            + (f" ({self.resumed} resumed)" if self.resumed else "")
         )
 
 
@@ -85,7 +89,7 @@ def total(usages: Iterable[AgentUsage]) -> Cost:
     """The sum of agent runs (an attempt's, when called with its steps' usages)."""
     usd = 0.0
     tokens = [0, 0, 0, 0]
-    turns = runs = 0
+    turns = runs = resumed = 0
     sessions: set[str] = set()
     for u in usages:
         usd += u.cost_usd or 0.0
@@ -95,6 +99,7 @@ def total(usages: Iterable[AgentUsage]) -> Cost:
         tokens[3] += u.cache_creation_tokens
         turns += u.turns
         runs += 1
+        resumed += int(u.continued)
         if u.session_id:
             sessions.add(u.session_id)
     return Cost(
@@ -106,4 +111,5 @@ def total(usages: Iterable[AgentUsage]) -> Cost:
         turns=turns,
         runs=runs,
         sessions=len(sessions),
+        resumed=resumed,
     )

@@ -177,8 +177,8 @@ class _Run:
         outcome = JobOutcome.interrupted_by(self.ctx.stop.signum)
         return self.end(RunOutcome.INTERRUPTED, JobStatus.INTERRUPTED, reason, outcome)
 
-    def failed(self, reason: str) -> JobResult:
-        return self.end(RunOutcome.FAILED, JobStatus.FAILED, reason, JobOutcome.FAILED)
+    def failed(self, reason: str, outcome: JobOutcome = JobOutcome.FAILED) -> JobResult:
+        return self.end(RunOutcome.FAILED, JobStatus.FAILED, reason, outcome)
 
     def run(self) -> JobResult:
         job = self.store.job()
@@ -222,7 +222,8 @@ class _Run:
         stop = outcome.stop
         if stop is not None and stop.kind in (StopKind.POLICY, StopKind.BUDGET):
             self.store.interrupt_running()
-            return self.failed(stop.reason)
+            spent = stop.kind is StopKind.BUDGET
+            return self.failed(stop.reason, JobOutcome.BUDGET_SPENT if spent else JobOutcome.FAILED)
         if stop is not None and stop.kind is StopKind.EXECUTOR:
             return self.executor_failed(stop.reason)
         if stop is not None:

@@ -20,7 +20,7 @@ _SUMS = (
     "COALESCE(SUM(cost_usd), 0), COALESCE(SUM(input_tokens), 0),"
     " COALESCE(SUM(output_tokens), 0), COALESCE(SUM(cache_read_tokens), 0),"
     " COALESCE(SUM(cache_creation_tokens), 0), COALESCE(SUM(turns), 0), COUNT(*),"
-    " COUNT(DISTINCT session_id)"
+    " COUNT(DISTINCT session_id), COALESCE(SUM(continued), 0)"
 )
 
 
@@ -80,7 +80,7 @@ def _has_ledger(conn: sqlite3.Connection) -> bool:
 
 
 def _cost(row: Sequence[Any]) -> Cost:
-    usd, tin, tout, cread, ccreate, turns, runs, sessions = row
+    usd, tin, tout, cread, ccreate, turns, runs, sessions, resumed = row
     return Cost(
         usd=float(usd or 0.0),
         input_tokens=int(tin or 0),
@@ -90,6 +90,7 @@ def _cost(row: Sequence[Any]) -> Cost:
         turns=int(turns or 0),
         runs=int(runs or 0),
         sessions=int(sessions or 0),
+        resumed=int(resumed or 0),
     )
 
 

@@ -59,6 +59,7 @@ def _run_phase(
         base_dir=ctx.base_dir,
         env=ctx.base_env,
         claude_command=ctx.claude_command,
+        codex_command=ctx.codex_command,
         kill_grace=ctx.kill_grace,
         deadline=deadline,
     )

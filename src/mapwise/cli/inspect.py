@@ -198,6 +198,11 @@ def dlq_show_command(job_id: str, item_id: str, state_dir: str | None) -> None:
             f"exit={attempt.exit_code} signal={attempt.signal} {duration} "
             f"started {_when(attempt.started_at)}"
         )
+        if attempt.resume_from:
+            click.echo(
+                f"    continued the attempt before at step {attempt.resume_from + 1} "
+                f"(steps 1-{attempt.resume_from} had succeeded)"
+            )
         for step in detail.steps.get(attempt.id, ()):
             handler = " (on_failure)" if step["on_failure"] else ""
             click.echo(
@@ -205,7 +210,11 @@ def dlq_show_command(job_id: str, item_id: str, state_dir: str | None) -> None:
                 f"{step['label']} -> exit={step['exit_code']} signal={step['signal']} "
                 f"timed_out={bool(step['timed_out'])} {step['duration']:.3f}s"
             )
-        for agent_run in runs_by_attempt.get(attempt.id, ()):
+        agent_runs = runs_by_attempt.get(attempt.id, ())
+        if agent_runs:
+            spent = sum(run.cost_usd or 0.0 for run in agent_runs)
+            click.echo(f"    agents: ${spent:.4f} in {len(agent_runs)} run(s)")
+        for agent_run in agent_runs:
             click.echo(f"    {_agent_line(agent_run)}")
         if attempt.stderr_tail:
             for line in attempt.stderr_tail.splitlines()[-10:]:

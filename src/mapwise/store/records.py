@@ -152,6 +152,7 @@ class AttemptRecord:
     signal: int | None
     stderr_tail: str | None
     log_path: str | None
+    resume_from: int | None = None  # schema 3: the step a continued attempt started at
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> AttemptRecord:
@@ -171,6 +172,7 @@ class AttemptRecord:
             signal=row["signal"],
             stderr_tail=row["stderr_tail"],
             log_path=row["log_path"],
+            resume_from=row["resume_from"] if "resume_from" in row.keys() else None,  # noqa: SIM118
         )
 
 

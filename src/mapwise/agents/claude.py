@@ -66,7 +66,7 @@ def read(output: str, call: AgentCall) -> AgentReading:
         result_read=True,
         is_error=is_error,
         subtype=subtype,
-        cost_usd=jsonout.number(found.get("total_cost_usd")),
+        cost_usd=jsonout.money(found.get("total_cost_usd")),
         input_tokens=jsonout.count(tokens.get("input_tokens")),
         output_tokens=jsonout.count(tokens.get("output_tokens")),
         cache_read_tokens=jsonout.count(tokens.get("cache_read_input_tokens")),

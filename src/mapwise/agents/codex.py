@@ -36,31 +36,40 @@ def thread_started(line: str) -> str | None:
 
 
 def read(output: str, call: AgentCall) -> AgentReading:
-    """Sum the turns of the run's events; a ``turn.failed`` or ``error`` fails it."""
+    """Sum the turns of the run's events; a ``turn.failed`` fails it.
+
+    An ``error`` event fails the run only when no turn completes after it: Codex also
+    reports a stream it retried as ``error`` ("Reconnecting... 1/5") and goes on.
+    """
     thread = call.session
     tokens = [0, 0, 0]
     turns = 0
     ended = False
     failure: str | None = None
+    said: str | None = None  # the last ``error`` event's words, until a turn completes
     text: str | None = None
     for obj in jsonout.objects(output):
         kind = obj.get("type")
         if kind == "thread.started":
             thread = jsonout.text(obj.get("thread_id")) or thread
         elif kind == "turn.completed":
-            ended, turns = True, turns + 1
+            ended, turns, said = True, turns + 1, None
             usage = obj.get("usage") if isinstance(obj.get("usage"), dict) else {}
             assert isinstance(usage, dict)
             tokens[0] += jsonout.count(usage.get("input_tokens"))
             tokens[1] += jsonout.count(usage.get("cached_input_tokens"))
             tokens[2] += jsonout.count(usage.get("output_tokens"))
-        elif kind in (FAILED, "error"):
-            ended, turns = True, turns + int(kind == FAILED)
-            failure = failure or _message(obj) or kind  # ``error`` comes before ``turn.failed``
+        elif kind == "error":
+            said = _message(obj) or kind
+        elif kind == FAILED:
+            ended, turns = True, turns + 1
+            failure = _message(obj) or said or kind
         elif kind == "item.completed":
             item = obj.get("item")
             if isinstance(item, dict) and item.get("type") == "agent_message":
                 text = jsonout.text(item.get("text")) or text
+    if said is not None and failure is None and not ended:
+        ended, failure = True, said  # an error that no turn got over
     usage = AgentUsage(
         agent="codex",
         session_id=thread,

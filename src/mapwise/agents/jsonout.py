@@ -79,6 +79,12 @@ def number(value: Any) -> float | None:
     return number if number == number and abs(number) != float("inf") else None
 
 
+def money(value: Any) -> float | None:
+    """A cost in USD: a non-negative number, else None (never lowers a total)."""
+    n = number(value)
+    return n if n is not None and n >= 0 else None
+
+
 def count(value: Any) -> int:
     """A token or turn count: a non-negative integer, else 0."""
     n = number(value)

@@ -231,6 +231,8 @@ def _agent_line(run: AgentRunRecord) -> str:
     cost = f"${run.cost_usd:.4f}" if run.cost_usd is not None else "no cost reported"
     how = " (resumed)" if run.continued else ""
     said = run.subtype or ("no result read" if not run.result_read else "?")
+    if run.is_error and said == "success":
+        said = "error (is_error)"
     return (
         f"step {run.step_index + 1} {run.agent} session {run.session_id or '?'}{how}: {said}, "
         f"{cost}, {run.turns} turns, {run.input_tokens} in/{run.output_tokens} out"

@@ -130,6 +130,7 @@ class AgentRunRecord:
     session_id: str | None
     continued: bool
     result_read: bool
+    is_error: bool
     subtype: str | None
     cost_usd: float | None
     input_tokens: int
@@ -143,8 +144,8 @@ def runs_of_item(conn: sqlite3.Connection, item_index: int) -> list[AgentRunReco
     if not _has_ledger(conn):
         return []
     rows = conn.execute(
-        "SELECT attempt_id, step_index, agent, session_id, continued, result_read, subtype,"
-        " cost_usd, input_tokens, output_tokens, turns, model FROM agent_runs"
+        "SELECT attempt_id, step_index, agent, session_id, continued, result_read, is_error,"
+        " subtype, cost_usd, input_tokens, output_tokens, turns, model FROM agent_runs"
         " WHERE item_idx = ? ORDER BY id",
         (item_index,),
     ).fetchall()
@@ -156,12 +157,13 @@ def runs_of_item(conn: sqlite3.Connection, item_index: int) -> list[AgentRunReco
             session_id=row[3],
             continued=bool(row[4]),
             result_read=bool(row[5]),
-            subtype=row[6],
-            cost_usd=row[7],
-            input_tokens=row[8],
-            output_tokens=row[9],
-            turns=row[10],
-            model=row[11],
+            is_error=bool(row[6]),
+            subtype=row[7],
+            cost_usd=row[8],
+            input_tokens=row[9],
+            output_tokens=row[10],
+            turns=row[11],
+            model=row[12],
         )
         for row in rows
     ]

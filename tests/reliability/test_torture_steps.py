@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers.jobs import Coordinator, Workspace
+from helpers.jobs import Coordinator, Workspace, wait_until
 from helpers.processes import job_processes
 from helpers.reliability import seed_from
 
@@ -75,8 +75,17 @@ def _done_steps(ws: Workspace, job: str) -> set[tuple[str, int]]:
     return {(r["item_id"], r["step_index"] + 1) for r in rows}
 
 
-def _kill_at_random(coordinator: Coordinator, rng: random.Random) -> bool:
-    """``kill -9`` the coordinator after a random moment; False if it ended first."""
+def _kill_at_random(ws: Workspace, coordinator: Coordinator, rng: random.Random) -> bool:
+    """``kill -9`` the coordinator after a random moment; False if it ended first.
+
+    A first run is killed only once a step has started, so that the job exists.
+    """
+    if ws.marker_offset() == 0:
+        wait_until(
+            lambda: ws.marker_offset() > 0,
+            what="a first step",
+            unless=lambda: not coordinator.running(),
+        )
     deadline = time.monotonic() + rng.uniform(0.25, 1.0)
     while time.monotonic() < deadline and coordinator.running():
         time.sleep(0.005)
@@ -96,7 +105,7 @@ def _torture_job(ws: Workspace, job: str, rng: random.Random, max_kills: int) ->
     while True:
         first = not kills
         coordinator = ws.start_run(job) if first else ws.start_resume(job)
-        if len(kills) >= max_kills or not _kill_at_random(coordinator, rng):
+        if len(kills) >= max_kills or not _kill_at_random(ws, coordinator, rng):
             assert coordinator.wait() == 0, coordinator.stderr
             break
         kills.append((_done_steps(ws, job), _step_runs(ws)))

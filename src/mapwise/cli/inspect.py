@@ -201,7 +201,7 @@ def dlq_show_command(job_id: str, item_id: str, state_dir: str | None) -> None:
         if attempt.resume_from:
             click.echo(
                 f"    continued the attempt before at step {attempt.resume_from + 1} "
-                f"(steps 1-{attempt.resume_from} had succeeded)"
+                f"({_steps_before(attempt.resume_from)} succeeded before)"
             )
         for step in detail.steps.get(attempt.id, ()):
             handler = " (on_failure)" if step["on_failure"] else ""
@@ -224,6 +224,10 @@ def dlq_show_command(job_id: str, item_id: str, state_dir: str | None) -> None:
         click.echo(f"log: {last.log_path}")
         for line in _tail(last.log_path, LOG_TAIL_LINES):
             click.echo(f"  {line}")
+
+
+def _steps_before(count: int) -> str:
+    return "step 1" if count == 1 else f"steps 1-{count}"
 
 
 def _agent_line(run: AgentRunRecord) -> str:

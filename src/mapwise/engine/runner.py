@@ -177,6 +177,12 @@ class _Run:
         outcome = JobOutcome.interrupted_by(self.ctx.stop.signum)
         return self.end(RunOutcome.INTERRUPTED, JobStatus.INTERRUPTED, reason, outcome)
 
+    def _items_left(self) -> bool:
+        """Whether any item is still to run or to merge (not succeeded, DLQ or purged)."""
+        counts = self.store.item_counts()
+        done = (ItemStatus.SUCCEEDED, ItemStatus.DLQ, ItemStatus.PURGED)
+        return any(n for status, n in counts.items() if status not in done)
+
     def failed(self, reason: str, outcome: JobOutcome = JobOutcome.FAILED) -> JobResult:
         return self.end(RunOutcome.FAILED, JobStatus.FAILED, reason, outcome)
 
@@ -220,6 +226,8 @@ class _Run:
             if config.slots_dir is not None:
                 close_slot_notes(config.slots_dir)
         stop = outcome.stop
+        if stop is not None and stop.kind is StopKind.BUDGET and not self._items_left():
+            stop = None  # the budget held nothing back: every item had finished
         if stop is not None and stop.kind in (StopKind.POLICY, StopKind.BUDGET):
             self.store.interrupt_running()
             spent = stop.kind is StopKind.BUDGET

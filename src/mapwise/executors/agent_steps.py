@@ -129,7 +129,8 @@ def run_agent(
     assert agent is not None
     budget = sessions.budget_usd
     if budget is not None and budget <= _BUDGET_EPSILON and agent == "claude":
-        return f"the item's budget (map.max_cost_usd) is spent: ${max(budget, 0.0):.4f} left"
+        over = f" (${-budget:.4f} over)" if budget < -_BUDGET_EPSILON else ""
+        return f"the item's budget (map.max_cost_usd) is spent{over}"
     session, resume = sessions.session_for(index)
     if agent == "claude" and session is None:
         session = str(uuid.uuid4())  # setup and reduce: nothing to continue
@@ -201,7 +202,9 @@ def _verdict(result: CommandResult, reading: AgentReading) -> tuple[ErrorKind | 
 def record_of(base: StepRecord, run: AgentRun) -> StepRecord:
     """The step's record with the agent's verdict, note and usage."""
     tail = base.stderr_tail
-    if run.note:
+    if run.note and tail and run.error_kind is not ErrorKind.AGENT_ERROR:
+        tail = f"{run.note}\n{tail}"  # the command's own last words stay the last line
+    elif run.note:
         tail = f"{tail}\n{run.note}".strip() if tail else run.note
     return dataclasses.replace(
         base, error_kind=run.error_kind, stderr_tail=tail, agent=run.reading.usage

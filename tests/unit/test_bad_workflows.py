@@ -88,7 +88,12 @@ CASES: list[tuple[str, str, str, int]] = [
         "map.agent_template: must have at least one step",
         4,
     ),
-    ("step-two-kinds", BASE + "      claude: hi\n", "exactly one of shell, claude, codex, write_file", 5),
+    (
+        "step-two-kinds",
+        BASE + "      claude: hi\n",
+        "exactly one of shell, claude, codex, write_file",
+        5,
+    ),
     ("step-no-kind", BASE + "    - timeout: 5\n", "(found: none)", 6),
     ("step-typo-kind", BASE + "    - shel: ls\n", "unknown key 'shel' (did you mean 'shell'?)", 6),
     ("step-as-string", BASE + "    - echo hi\n", "expected a step such as {shell: ...}", 6),

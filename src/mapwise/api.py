@@ -23,6 +23,7 @@ from mapwise.store.jobstore import JobStore
 from mapwise.store.ledger import AgentRunRecord
 from mapwise.store.paths import (
     JobPaths,
+    check_state_dir,
     existing_job_paths,
     list_job_ids,
     resolve_state_dir,
@@ -215,19 +216,29 @@ def load(path: str | Path) -> LoadedWorkflow:
     return load_workflow(path)
 
 
-def validate_workflow(path: str | Path, *, preview: int = PREVIEW_ITEMS) -> ValidationReport:
+def validate_workflow(
+    path: str | Path,
+    *,
+    preview: int = PREVIEW_ITEMS,
+    state_dir: str | Path | None = None,
+) -> ValidationReport:
     """Check a workflow and read its items as a run would, without making a job.
 
     The items go through the same pipeline as a run's freeze (input, json_path, filter,
     sort, distinct, ids, item fields), so an error a run would meet here is met now.
-    When setup must run first to make the input file, the items are not read: the report
-    says they are read after setup. Raises ``WorkflowError`` or ``UserError`` (exit 2).
+    When setup must run first (it makes the input file, or the input is a command that
+    may need what setup makes), the items are not read: the report says they are read
+    after setup. ``state_dir`` is checked as a run would check it (``--state-dir``,
+    else ``$MAPWISE_STATE_DIR``, else ``./.mapwise``); nothing is written there.
+    Raises ``WorkflowError`` or ``UserError`` (exit 2).
     """
     from mapwise.engine.context import base_environment
     from mapwise.engine.freeze import resolve_items
+    from mapwise.items.input import looks_like_file
     from mapwise.types import ItemPreview, ValidationReport
 
     loaded = load(path)
+    check_state_dir(resolve_state_dir(state_dir))
     wf = loaded.workflow
     if wf.workspace.enabled:  # the repository is checked too, as a run would check it
         from mapwise.workspace.preflight import check_repository
@@ -256,6 +267,7 @@ def validate_workflow(path: str | Path, *, preview: int = PREVIEW_ITEMS) -> Vali
         reduce_steps=len(wf.reduce),
         input=wf.map.input,
         items_after_setup=after_setup,
+        input_is_command=not looks_like_file(wf.map.input, loaded.base_dir),
         item_count=count,
         preview=first,
         workspace=wf.workspace if wf.workspace.enabled else None,

@@ -41,7 +41,11 @@ class UserError(MapwiseError):
 
 
 class WorkflowError(UserError):
-    """The workflow file is invalid; the message names the file, the line and the key."""
+    """The workflow file is invalid; the message names the file, the line and the key.
+
+    ``column`` is set where the parser knows it (a YAML syntax error): the message then
+    starts ``file:line:column:``, the form editors and terminals jump to.
+    """
 
     def __init__(
         self,
@@ -50,14 +54,18 @@ class WorkflowError(UserError):
         path: str | None = None,
         line: int | None = None,
         key: str | None = None,
+        column: int | None = None,
     ) -> None:
         self.path = path
         self.line = line
+        self.column = column
         self.key = key
         self.detail = message
         where = ""
         if path is not None:
             where = path if line is None else f"{path}:{line}"
+            if line is not None and column is not None:
+                where += f":{column}"
         prefix = f"{where}: " if where else ""
         keypart = f"{key}: " if key else ""
         super().__init__(f"{prefix}{keypart}{message}")

@@ -118,8 +118,10 @@ class ValidationReport:
     """What ``validate_workflow`` found: the workflow's shape and the items it would run.
 
     When setup must run before the input exists, the items cannot be known yet:
-    ``items_after_setup`` is true and ``item_count`` is None. ``workspace`` is the
-    workflow's workspace when it is a worktree, else None.
+    ``items_after_setup`` is true and ``item_count`` is None. ``input_is_command`` says
+    that ``map.input`` is a command to run (no file of that name, and not named like
+    one), not a file. ``workspace`` is the workflow's workspace when it is a worktree,
+    else None.
     """
 
     name: str
@@ -133,3 +135,4 @@ class ValidationReport:
     item_count: int | None
     preview: tuple[ItemPreview, ...]  # the first items, in frozen order
     workspace: WorkspaceSpec | None = None
+    input_is_command: bool = False

@@ -350,18 +350,18 @@ def test_a_policy_stop_interrupts_the_items_still_running(project: Project) -> N
         assert db.attempts(f"item-{n}") == []
 
 
-def test_max_failures_stops_once_the_dlq_exceeds_it(project: Project) -> None:
+def test_max_failures_stops_once_the_dlq_reaches_it(project: Project) -> None:
     # Given ten failing items and max_failures 2
     _policy_project(project, set(range(10)), 10, {"max_failures": 2})
 
     # When it runs
     result = project.run()
 
-    # Then the map phase stopped at the third DLQ item
+    # Then the map phase stopped at the second DLQ item (prodigy's failed >= max_failures)
     assert (result.status, exit_code_for(result.outcome)) == (JobStatus.FAILED, 1)
     assert result.reason is not None
     assert "max_failures" in result.reason
-    _assert_stopped(project, result.job_id, ran=3, dlq=3)
+    _assert_stopped(project, result.job_id, ran=2, dlq=2)
 
 
 def test_failure_threshold_applies_only_after_ten_finished_items(project: Project) -> None:

@@ -212,7 +212,8 @@ def test_bad_workflow_is_refused_at_its_line(text: str, fragment: str, line: int
     error = caught.value
     assert fragment in str(error)
     assert error.line == line
-    assert str(error).startswith(f"wf.yml:{line}: ")
+    column = f"{error.column}:" if error.column is not None else ""  # YAML syntax errors
+    assert str(error).startswith(f"wf.yml:{line}:{column} ")
     assert error.path == "wf.yml"
     assert error.exit_code == 2
 

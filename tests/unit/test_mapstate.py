@@ -210,8 +210,9 @@ def test_a_retry_wait_does_not_trip_on_item_failure_stop() -> None:
     assert [type(a) for a in actions] == [Commit]
 
 
-@pytest.mark.parametrize(("dlq_before", "stops"), [(1, False), (2, True)])
-def test_max_failures_stops_once_the_dlq_holds_more(dlq_before: int, stops: bool) -> None:
+@pytest.mark.parametrize(("dlq_before", "stops"), [(0, False), (1, True), (2, True)])
+def test_max_failures_stops_once_the_dlq_holds_that_many(dlq_before: int, stops: bool) -> None:
+    # prodigy stops at failed >= max_failures: the second failed item stops max_failures 2
     errors = ErrorPolicy(max_failures=2)
     state = running(1, dlq=dlq_before)
     state, _ = advance(state, AttemptsEnded((ended(0, ok=False),)), NOW, policies(errors=errors))

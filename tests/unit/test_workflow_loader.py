@@ -13,7 +13,8 @@ from mapwise.errors import WorkflowError
 from mapwise.workflow import LoadedWorkflow, load_workflow, parse_workflow
 from mapwise.workflow.locate import dotted
 from mapwise.workflow.model import Backoff, OnItemFailure
-from mapwise.workflow.prodigy import IGNORED_TOP_KEYS
+from mapwise.workflow.prodigy import IGNORED_TOP_KEYS, POLICY_SHORTCUTS
+from mapwise.workflow.prodigy_steps import GOES_ON_MAPPING, NO_STEP_RETRY
 
 # A complete workflow using every section, in mapwise's form.
 FULL_EXAMPLE = """\
@@ -229,13 +230,11 @@ def test_prodigy_drift_example_loads_with_warnings_naming_ignored_keys() -> None
     assert workflow.error_policy.max_failures == 2
     # And every ignored key is named with its line, in file order
     assert workflow.map.agent_template[0].commit_required
+    # (continue_on_failure: true is prodigy's default and mapwise's behaviour: no warning)
     assert loaded.warnings == (
-        "wf.yml:17: map.agent_template[1].on_failure.max_attempts: "
-        "prodigy key not supported by mapwise; ignored",
-        "wf.yml:18: map.agent_template[1].on_failure.fail_workflow: "
-        "prodigy key not supported by mapwise; ignored",
-        "wf.yml:30: error_policy.continue_on_failure: "
-        "prodigy key not supported by mapwise; ignored",
+        f"wf.yml:17: map.agent_template[1].on_failure.max_attempts: {NO_STEP_RETRY}",
+        f"wf.yml:18: map.agent_template[1].on_failure.fail_workflow: {GOES_ON_MAPPING}",
+        f"wf.yml:25: reduce[0].on_failure: {GOES_ON_MAPPING}",
         "wf.yml:32: error_policy.error_collection: prodigy key not supported by mapwise; ignored",
         "wf.yml:34: merge: prodigy key not supported by mapwise; ignored",
     )
@@ -318,6 +317,7 @@ def test_prodigy_handler_form_of_on_failure_and_secret_env_values() -> None:
     assert loaded.workflow.env == {"TOKEN": "abc"}
     assert loaded.warnings == (
         "wf.yml:4: env.TOKEN.secret: prodigy secret masking not supported; value used",
+        f"wf.yml:24: map.agent_template[1].on_failure: {GOES_ON_MAPPING}",
         "wf.yml:25: map.agent_template[1].on_failure.strategy: "
         "prodigy key not supported by mapwise; ignored",
     )
@@ -443,7 +443,7 @@ def test_each_ignored_prodigy_key_warns_at_its_own_line(keys: list[str]) -> None
 @given(key=st.from_regex(r"[a-z][a-z_]{2,12}", fullmatch=True))
 def test_any_other_unknown_top_level_key_is_an_error_at_its_line(key: str) -> None:
     known = {"name", "mode", "env", "setup", "map", "reduce", "error_policy"}
-    known |= IGNORED_TOP_KEYS | {"on_item_failure", "max_failures", "failure_threshold"}
+    known |= IGNORED_TOP_KEYS | set(POLICY_SHORTCUTS)
     if key in known:
         return
     text = FULL_EXAMPLE + f"{key}: 1\n"

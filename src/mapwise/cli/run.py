@@ -243,9 +243,10 @@ def resume_with_display(
 
 @click.command("validate")
 @click.argument("workflow", type=click.Path(dir_okay=False))
-def validate_command(workflow: str) -> None:
+@state_dir_option
+def validate_command(workflow: str, state_dir: str | None) -> None:
     """Check WORKFLOW without running it; show how many items it would run."""
-    report = api.validate_workflow(workflow)
+    report = api.validate_workflow(workflow, state_dir=state_dir)
     for warning in report.warnings:
         echo_err(f"warning: {warning}")
     click.echo(render_validation(report))
@@ -266,7 +267,7 @@ def render_validation(report: ValidationReport) -> str:
             f"on_conflict {space.on_conflict.value}"
         )
     if report.item_count is None:
-        lines.append(f"  items: read after setup runs (input {report.input!r} is not a file yet)")
+        lines.append(f"  items: {_after_setup(report)}")
         return "\n".join(lines)
     lines.append(f"  items: {report.item_count}")
     for item in report.preview:
@@ -274,6 +275,13 @@ def render_validation(report: ValidationReport) -> str:
     if report.item_count > len(report.preview):
         lines.append(f"    ... and {report.item_count - len(report.preview)} more")
     return "\n".join(lines)
+
+
+def _after_setup(report: ValidationReport) -> str:
+    """Why the items are not counted yet: the input command or file comes after setup."""
+    if report.input_is_command:
+        return f"the input command {report.input!r} runs after setup; its output gives the items"
+    return f"read after setup runs (input {report.input!r} is not a file yet)"
 
 
 def _preview(value: object, limit: int = 100) -> str:

@@ -22,13 +22,21 @@ class PolicyVerdict:
 def evaluate_error_policy(
     policy: ErrorPolicy, *, dlq_count: int, finished_count: int, new_dlq: int
 ) -> PolicyVerdict:
-    """Decide after a batch of results; ``new_dlq`` is how many items that batch parked."""
-    if policy.on_item_failure is OnItemFailure.STOP and new_dlq > 0:
+    """Decide after a batch of results; ``new_dlq`` is how many items that batch parked.
+
+    ``max_failures`` stops the phase once the DLQ holds that many items, as prodigy's
+    ``failed >= max_failures`` does (src/cook/workflow/error_policy.rs,
+    ``should_stop_on_threshold``): ``max_failures: 2`` tolerates one failed item, and
+    ``0`` stops at the first. Only a batch that parked an item can trip it.
+    """
+    if new_dlq <= 0:
+        return PolicyVerdict(False)
+    if policy.on_item_failure is OnItemFailure.STOP:
         return PolicyVerdict(True, "an item failed and error_policy.on_item_failure is 'stop'")
-    if policy.max_failures is not None and dlq_count > policy.max_failures:
+    if policy.max_failures is not None and dlq_count >= policy.max_failures:
         return PolicyVerdict(
             True,
-            f"{dlq_count} items in the DLQ exceed error_policy.max_failures "
+            f"{dlq_count} items in the DLQ reached error_policy.max_failures "
             f"({policy.max_failures})",
         )
     if (

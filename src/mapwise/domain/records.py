@@ -18,7 +18,7 @@ class StepRecord:
     """One command that ran (or failed to start), with its real duration."""
 
     step_index: int  # position in its list (agent_template, setup or reduce)
-    label: str  # "shell: ..." / "claude: ..." / "write_file: ...", shortened
+    label: str  # the step's name, else "shell: ..." / "claude: ..." / "write_file: ...", shortened
     started_at: float  # wall clock, for display
     ended_at: float
     duration: float  # monotonic seconds, recorded for every outcome

@@ -41,7 +41,14 @@ from mapwise.executors.orphans import kill_job_processes, kill_orphans
 from mapwise.reports import JobOutcome
 from mapwise.store.jobstore import JobStore
 from mapwise.store.lock import JobLock, refuse_if_held
-from mapwise.store.paths import JobPaths, check_job_id, job_paths, new_job_id, resolve_state_dir
+from mapwise.store.paths import (
+    JobPaths,
+    check_job_id,
+    check_state_dir,
+    job_paths,
+    new_job_id,
+    resolve_state_dir,
+)
 from mapwise.types import JobResult, StartOptions
 from mapwise.workflow.loader import LoadedWorkflow
 from mapwise.workflow.model import Workflow
@@ -99,7 +106,7 @@ def start_job(loaded: LoadedWorkflow, options: StartOptions) -> JobResult:
     if options.max_parallel is not None and options.max_parallel < 1:
         raise UserError("--max-parallel must be at least 1")
     ctxmod.check_max_cost(options.max_cost_usd)
-    state_dir = resolve_state_dir(options.state_dir)
+    state_dir = check_state_dir(resolve_state_dir(options.state_dir))
     job_id = check_job_id(options.job_id or new_job_id(loaded.workflow.name))
     paths = job_paths(state_dir, job_id)
     try:

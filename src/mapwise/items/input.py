@@ -114,6 +114,12 @@ def read_input_text(
     return InputText(_run_command(source, env=env, cwd=cwd, timeout=timeout), source, False)
 
 
+def looks_like_file(source: str, base_dir: Path) -> bool:
+    """Whether ``map.input`` names a file (one exists, or it is named like one: ``x.json``)
+    rather than a command: the same choice :func:`read_input_text` makes."""
+    return _is_file(base_dir / source) or _FILE_LIKE.match(source) is not None
+
+
 def parse_input(raw: InputText) -> list[Any] | Any:
     """Parse what :func:`read_input_text` read; InputError for a ``.json`` file's bad JSON."""
     if not raw.json_file:

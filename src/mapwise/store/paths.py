@@ -30,6 +30,21 @@ def resolve_state_dir(state_dir: str | Path | None) -> Path:
     return Path(DEFAULT_STATE_DIR).absolute()
 
 
+def check_state_dir(state_dir: Path) -> Path:
+    """``state_dir`` if a job's folder can be made in it; else a ``UserError`` naming why.
+
+    Only the first part of the path that exists is looked at (a file where a folder must
+    go); permissions are left to the moment of writing, which reports them itself.
+    """
+    existing = state_dir
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        where = "" if existing == state_dir else f" ({existing} is a file)"
+        raise UserError(f"the state directory {state_dir} is not a directory{where}")
+    return state_dir
+
+
 def new_job_id(workflow_name: str, now: float | None = None) -> str:
     """A readable id that two runs in the same second never share: name, UTC time, random."""
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(time.time() if now is None else now))

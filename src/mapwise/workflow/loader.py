@@ -21,6 +21,7 @@ from mapwise.workflow.checks import check_workflow
 from mapwise.workflow.locate import Locator, Problem, Problems, describe, parse_yaml
 from mapwise.workflow.model import Workflow
 from mapwise.workflow.prodigy import normalise
+from mapwise.workflow.prompt_checks import check_prompts
 from mapwise.workflow.validate import validate
 
 MAX_REPORTED: Final = 20  # errors listed in one message; the rest are counted
@@ -104,6 +105,9 @@ def _build(text: str) -> tuple[Workflow, list[Problem]]:
         raise dataclasses.replace(problem, line=line) from None
     workflow = validate(normalised.data, locator)
     errors, doubts = check_workflow(workflow, locator)
+    prompt_errors, prompt_doubts = check_prompts(workflow, locator)
+    errors += prompt_errors
+    doubts += prompt_doubts
     if errors:
         raise Problems(errors)
     warnings = [Problem(w.message, key=w.key or None, line=w.line) for w in normalised.warnings]
@@ -117,7 +121,13 @@ def _error(problems: list[Problem], shown: str) -> WorkflowError:
     extra = [f"\n{text}" for text in _lines(rest[: MAX_REPORTED - 1], shown)]
     if len(rest) >= MAX_REPORTED:
         extra.append(f"\n... and {len(rest) - MAX_REPORTED + 1} more")
-    return WorkflowError(first.message + "".join(extra), path=shown, line=first.line, key=first.key)
+    return WorkflowError(
+        first.message + "".join(extra),
+        path=shown,
+        line=first.line,
+        key=first.key,
+        column=first.column,
+    )
 
 
 def _sort_key(problem: Problem) -> int:
@@ -129,6 +139,8 @@ def _lines(problems: list[Problem], shown: str) -> list[str]:
     texts = []
     for problem in sorted(problems, key=_sort_key):
         where = shown if problem.line is None else f"{shown}:{problem.line}"
+        if problem.line is not None and problem.column is not None:
+            where += f":{problem.column}"
         key = f"{problem.key}: " if problem.key else ""
         texts.append(f"{where}: {key}{problem.message}")
     return texts

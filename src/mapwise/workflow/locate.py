@@ -11,9 +11,10 @@ about ``map.agent_template[1].timeout`` can then point at
 from __future__ import annotations
 
 import datetime
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, TypeAlias
+from typing import Any, Final, TypeAlias
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
@@ -22,19 +23,27 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 Loc: TypeAlias = tuple[str | int, ...]
 
+# `key: value` or `- key: value` on one line: where a colon in the value is the mistake
+_KEY_VALUE_LINE: Final = re.compile(
+    r"^\s*(?P<dash>-\s+)?(?P<key>[^\s:#'\"][^:#]*?):\s+(?P<value>.*)$"
+)
+_COLON_IN_VALUE: Final = "mapping values are not allowed here"
+
 
 @dataclass(eq=False)
 class Problem(Exception):
     """A mistake found in a workflow: what is wrong, where in the file, and which key.
 
     Raised and collected inside the workflow package; the loader turns it into a
-    ``WorkflowError`` carrying the file name. ``line`` wins over ``loc`` when set.
+    ``WorkflowError`` carrying the file name. ``line`` wins over ``loc`` when set;
+    ``column`` (1-based) only comes from the YAML parser.
     """
 
     message: str
     loc: Loc = ()
     key: str | None = None
     line: int | None = None
+    column: int | None = None
 
     def __str__(self) -> str:
         return self.message
@@ -112,7 +121,7 @@ def parse_yaml(text: str) -> tuple[Any, SourceLines]:
     except DuplicateKeyError as exc:
         raise _duplicate_key_problem(exc) from None
     except MarkedYAMLError as exc:
-        raise _syntax_problem(exc) from None
+        raise _syntax_problem(exc, text) from None
     except YAMLError as exc:
         raise Problem(f"invalid YAML: {exc}", line=1) from None
     lines = SourceLines()
@@ -122,15 +131,45 @@ def parse_yaml(text: str) -> tuple[Any, SourceLines]:
     return _plain(tree, (), lines), lines
 
 
-def _syntax_problem(exc: MarkedYAMLError) -> Problem:
-    """A YAML syntax error, at the line of its problem mark, with a hint for tabs."""
+def _syntax_problem(exc: MarkedYAMLError, text: str) -> Problem:
+    """A YAML syntax error at the parser's line and column, with a hint for the two
+    common causes: a tab in the indentation, and an unquoted value holding ``: ``."""
     mark = exc.problem_mark or exc.context_mark
     line = mark.line + 1 if mark is not None else 1
+    column = mark.column + 1 if mark is not None else None
     problem = exc.problem or exc.context or "invalid YAML"
     context = f" ({exc.context})" if exc.context and exc.problem else ""
     if "'\\t'" in problem:
         problem, context = "a tab character; YAML allows only spaces for indentation", ""
-    return Problem(f"YAML syntax error: {problem}{context}", line=line)
+    elif problem == _COLON_IN_VALUE:
+        context = f"; {_quote_hint(text, line)}"
+    return Problem(f"YAML syntax error: {problem}{context}", line=line, column=column)
+
+
+def _quote_hint(text: str, line: int) -> str:
+    """How to quote the value on ``line`` whose ``: `` YAML read as a second key.
+
+    A plain (unquoted) value ends where ``: `` starts a mapping, so ``shell: echo a: b``
+    is two keys on one line. Quoting the whole value keeps it one string; the hint shows
+    the line rewritten, which is easier to follow than the rule.
+    """
+    lines = text.splitlines()
+    source = lines[line - 1] if 0 < line <= len(lines) else ""
+    match = _KEY_VALUE_LINE.match(source)
+    if match is None:
+        return "quote a value that holds ': ', in '...' or \"...\""
+    value = re.sub(r"\s+#.*$", "", match.group("value")).rstrip()
+    dash = "- " if match.group("dash") else ""
+    return f"quote a value that holds ': ', as in: {dash}{match.group('key')}: {_quoted(value)}"
+
+
+def _quoted(value: str) -> str:
+    """``value`` as one YAML string: single quotes (no escapes), unless it holds one."""
+    if "'" not in value:
+        return f"'{value}'"
+    if '"' not in value and "\\" not in value:
+        return f'"{value}"'
+    return "'" + value.replace("'", "''") + "'"
 
 
 def _duplicate_key_problem(exc: DuplicateKeyError) -> Problem:

@@ -55,6 +55,8 @@ class Step(_Model):
     claude: str | None = None
     codex: str | None = None
     write_file: WriteFile | None = None
+    # prodigy's step label: shown instead of the command in progress, logs and records
+    name: str | None = Field(default=None, min_length=1)
     model: str | None = Field(default=None, min_length=1)
     max_turns: int | None = Field(default=None, ge=1)
     allowed_tools: tuple[str, ...] = ()
@@ -151,7 +153,10 @@ class Step(_Model):
         return own + tuple(text for handler in self.on_failure for text in handler.templates())
 
     def describe(self) -> str:
-        """A short one-line label for progress output and records."""
+        """A short one-line label for progress output and records: the step's ``name``
+        when it has one (as prodigy shows it), else its kind and command."""
+        if self.name is not None:
+            return self.name
         if self.shell is not None:
             return f"shell: {self.shell}"
         if self.claude is not None:

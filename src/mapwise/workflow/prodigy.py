@@ -9,12 +9,17 @@ module rewrites plain data (from ``locate.parse_yaml``) before the model sees it
   ``map.timeout_per_agent`` -> ``map.timeout``;
 - ``map.retry_on_failure: N`` and ``retry_config`` (in ``map`` or ``error_policy``) ->
   ``map.retry``;
-- ``on_item_failure``/``max_failures``/``failure_threshold`` at the top level, or an
-  ``error_policy`` inside ``map`` -> ``error_policy``.
+- ``on_item_failure``/``max_failures``/``failure_threshold``/``continue_on_failure`` at
+  the top level, or an ``error_policy`` inside ``map`` -> ``error_policy``;
+  ``continue_on_failure: false`` -> ``on_item_failure: stop`` (prodigy stops at the
+  first failure then: ``should_stop_on_threshold`` in src/cook/workflow/error_policy.rs).
 
-prodigy keys mapwise does not implement are dropped with a warning naming the key and
-its line; every move is recorded in the ``Locator`` so that a later error points at
-the line the user wrote.
+The keys prodigy reads are those of ``MapReduceWorkflowConfig`` and ``MapPhaseYaml``
+(prodigy's src/config/mapreduce.rs); prodigy's serde ignores any other key. prodigy keys
+mapwise does not implement are dropped with a warning naming the key and its line. The
+same setting given twice (a shortcut and ``error_policy``, two retry spellings) is
+fine when both say the same. Every move is recorded in the ``Locator`` so that a later
+error points at the line the user wrote.
 """
 
 from __future__ import annotations
@@ -22,19 +27,30 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final
 
+from pydantic import ValidationError
+
 from mapwise.workflow.locate import Loc, Locator, Problem, dotted, unknown_key
+from mapwise.workflow.model import RetryPolicy
 from mapwise.workflow.prodigy_steps import Context, LoadWarning, normalise_steps
 
 IGNORED_TOP_KEYS: Final = frozenset(
     {"merge", "commit_required", "profiles", "secrets", "env_files", "validate", "analysis"}
     | {"cook", "goal_seek", "foreach", "outputs", "commit_config", "handler"}
-    | {"continue_on_failure"}
+    | {"error_collection"}
 )
-POLICY_SHORTCUTS: Final = ("on_item_failure", "max_failures", "failure_threshold")
-IGNORED_POLICY_KEYS: Final = frozenset(
-    {"continue_on_failure", "error_collection", "circuit_breaker"}
+POLICY_SHORTCUTS: Final = (
+    "on_item_failure",
+    "max_failures",
+    "failure_threshold",
+    "continue_on_failure",
 )
+IGNORED_POLICY_KEYS: Final = frozenset({"error_collection", "circuit_breaker"})
 IGNORED_MAP_KEYS: Final = frozenset({"agent_timeout"})
+# Keys prodigy's MapPhaseYaml has no field for (so prodigy ignores them), with the reason
+MAP_KEY_NOTES: Final = {
+    "on_item_failure": "prodigy reads on_item_failure only at the top level or in "
+    "error_policy, and ignores it here; ignored",
+}
 IGNORED_TIMEOUT_CONFIG_KEYS: Final = frozenset(
     {"timeout_policy", "cleanup_grace_period_secs", "timeout_action", "enable_monitoring"}
     | {"command_timeouts"}
@@ -44,6 +60,7 @@ IGNORED_RETRY_KEYS: Final = frozenset(
 )
 MAP_TIMEOUT_KEYS: Final = ("timeout", "agent_timeout_secs", "timeout_config", "timeout_per_agent")
 MAP_RETRY_KEYS: Final = ("retry", "retry_on_failure", "retry_config")
+PRODIGY_RETRY_ATTEMPTS: Final = 3  # a retry_config's max_attempts when it gives none
 
 
 @dataclass(frozen=True)
@@ -93,11 +110,13 @@ def _error_policy(ctx: Context, doc: dict[str, Any]) -> tuple[Any, tuple[Any, Lo
     src: Loc = ("error_policy",)
     inner = doc.get("map")
     if isinstance(inner, dict) and "error_policy" in inner:
-        if "error_policy" in doc:
+        if "error_policy" in doc and doc["error_policy"] != inner["error_policy"]:
             where = ("map", "error_policy")
-            raise Problem("error_policy is given twice (top level and map)", where, dotted(where))
-        value, src = inner["error_policy"], ("map", "error_policy")
-        ctx.locator.move(("error_policy",), src)
+            message = "error_policy is given twice, differently (top level and map)"
+            raise Problem(message, where, dotted(where))
+        if "error_policy" not in doc:
+            value, src = inner["error_policy"], ("map", "error_policy")
+            ctx.locator.move(("error_policy",), src)
     if value is None and not any(key in doc for key in POLICY_SHORTCUTS):
         return None, None
     if value is not None and not isinstance(value, dict):
@@ -112,18 +131,41 @@ def _error_policy(ctx: Context, doc: dict[str, Any]) -> tuple[Any, tuple[Any, Lo
         else:
             policy[key] = item
     _policy_shortcuts(ctx, doc, policy)
+    _continue_on_failure(ctx, policy)
     return policy, retry
 
 
 def _policy_shortcuts(ctx: Context, doc: dict[str, Any], policy: dict[str, Any]) -> None:
-    """prodigy's top-level ``on_item_failure``/``max_failures``/``failure_threshold``."""
+    """prodigy's top-level ``on_item_failure``/``max_failures``/``failure_threshold``/
+    ``continue_on_failure``; the same value in ``error_policy`` too is no conflict."""
     for key in POLICY_SHORTCUTS:
         if key not in doc:
             continue
         if key in policy:
-            raise Problem(f"{key} is given twice (top level and error_policy)", (key,), key)
+            if policy[key] == doc[key]:
+                continue
+            message = (
+                f"{key} is given twice, differently (top level: {doc[key]!r}, "
+                f"error_policy: {policy[key]!r})"
+            )
+            raise Problem(message, (key,), key)
         policy[key] = doc[key]
         ctx.locator.move(("error_policy", key), (key,))
+
+
+def _continue_on_failure(ctx: Context, policy: dict[str, Any]) -> None:
+    """prodigy's ``continue_on_failure``: ``true`` (its default) goes on after a failed
+    item, as mapwise does; ``false`` stops at the first failed item, which is mapwise's
+    ``on_item_failure: stop`` (prodigy checks it before its ``on_item_failure``)."""
+    if "continue_on_failure" not in policy:
+        return
+    value = policy.pop("continue_on_failure")
+    src = ctx.locator.to_source(("error_policy", "continue_on_failure"))
+    if not isinstance(value, bool):
+        raise Problem(f"expected true or false, got {value!r}", src, dotted(src))
+    if value is False:
+        policy["on_item_failure"] = "stop"
+        ctx.locator.move(("error_policy", "on_item_failure"), src)
 
 
 def _setup(ctx: Context, value: Any) -> Any:
@@ -170,15 +212,30 @@ def _capture_outputs(ctx: Context, value: Any, src: Loc, setup: dict[str, Any]) 
     for name, spec in value.items():
         here = (*src, name)
         index = spec.get("command_index") if isinstance(spec, dict) else spec
-        if isinstance(spec, dict) and spec.get("format", "string") != "string":
-            ctx.warn((*here, "format"), "prodigy capture formats not supported; captured as text")
+        if isinstance(spec, dict):
+            _capture_spec_keys(ctx, spec, here)
         if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(steps):
             raise Problem(f"{index!r} is not the index of a setup command", here, dotted(here))
         step = steps[index]
+        if isinstance(step, dict) and step.get("capture") == name:
+            continue  # the step's own capture says the same
         if not isinstance(step, dict) or "capture" in step:
             raise Problem(f"setup command {index} already captures its output", here, dotted(here))
         step["capture"] = name
         ctx.locator.move(("setup", "commands", index, "capture"), here)
+
+
+def _capture_spec_keys(ctx: Context, spec: dict[str, Any], src: Loc) -> None:
+    """The keys of prodigy's detailed ``capture_outputs`` entry (``CaptureConfig`` in its
+    src/cook/execution/variable_capture.rs) beyond ``command_index``: the command's whole
+    stdout is captured as text, so each one is a warning."""
+    for key, item in spec.items():
+        if key == "command_index" or (key, item) in (("format", "string"), ("source", "stdout")):
+            continue
+        if key == "format":
+            ctx.warn((*src, key), "prodigy capture formats not supported; captured as text")
+        else:
+            ctx.warn((*src, key))
 
 
 def _map(ctx: Context, value: dict[str, Any], policy_retry: tuple[Any, Loc] | None) -> Any:
@@ -189,6 +246,8 @@ def _map(ctx: Context, value: dict[str, Any], policy_retry: tuple[Any, Loc] | No
         here = (*src, key)
         if key in IGNORED_MAP_KEYS:
             ctx.warn(here)
+        elif key in MAP_KEY_NOTES:
+            ctx.warn(here, MAP_KEY_NOTES[key])
         elif key == "agent_template":
             result[key] = normalise_steps(ctx, item, here, here, wrapped=True)
         elif key == "max_parallel" and isinstance(item, str) and item.strip().isdigit():
@@ -247,7 +306,11 @@ def _map_retry(
     result: dict[str, Any],
     policy_retry: tuple[Any, Loc] | None,
 ) -> None:
-    """One ``map.retry`` from ``retry``, ``retry_on_failure`` or a ``retry_config``."""
+    """One ``map.retry`` from ``retry``, ``retry_on_failure`` or a ``retry_config``.
+
+    Several spellings are fine when they come to the same policy; the first one given is
+    the one later messages point at (so it is normalised last: its moves win).
+    """
     given: list[tuple[Any, Loc]] = [
         (value[key], ("map", key)) for key in MAP_RETRY_KEYS if key in value
     ]
@@ -255,17 +318,32 @@ def _map_retry(
         given.append(policy_retry)
     if not given:
         return
-    if len(given) > 1:
-        names = " and ".join(dotted(src) for _, src in given)
-        raise Problem(f"retry is given twice ({names})", given[1][1], dotted(given[1][1]))
-    item, src = given[0]
-    ctx.locator.move(("map", "retry"), src)
+    policies = [_one_retry(ctx, item, src) for item, src in reversed(given)][::-1]
+    for other, (_, where) in zip(policies[1:], given[1:], strict=True):
+        if not _same_retry(policies[0], other):
+            names = " and ".join(dotted(src) for _, src in given)
+            raise Problem(f"retry is given twice, differently ({names})", where, dotted(where))
+    ctx.locator.move(("map", "retry"), given[0][1])
+    result["retry"] = policies[0]
+
+
+def _one_retry(ctx: Context, item: Any, src: Loc) -> Any:
+    """One retry spelling in mapwise's shape."""
     if src[-1] == "retry":
-        result["retry"] = item
-    elif src[-1] == "retry_on_failure":
-        result["retry"] = _retry_on_failure(item, src)
-    else:
-        result["retry"] = _retry_config(ctx, item, src)
+        return item
+    if src[-1] == "retry_on_failure":
+        return _retry_on_failure(item, src)
+    return _retry_config(ctx, item, src)
+
+
+def _same_retry(one: Any, other: Any) -> bool:
+    """Whether two retry settings are the same policy (defaults filled in)."""
+    if one == other:
+        return True
+    try:
+        return RetryPolicy.model_validate(one) == RetryPolicy.model_validate(other)
+    except ValidationError:
+        return False
 
 
 def _retry_on_failure(value: Any, src: Loc) -> dict[str, Any]:
@@ -276,10 +354,14 @@ def _retry_on_failure(value: Any, src: Loc) -> dict[str, Any]:
 
 
 def _retry_config(ctx: Context, value: Any, src: Loc) -> Any:
-    """prodigy's ``retry_config`` -> mapwise's ``retry`` (attempts, backoff and delays)."""
+    """prodigy's ``retry_config`` -> mapwise's ``retry`` (attempts, backoff and delays).
+
+    Without ``max_attempts`` it is prodigy's default of 3 (``default_max_attempts`` in
+    its src/cook/workflow/error_policy.rs), not mapwise's 1.
+    """
     if not isinstance(value, dict):
         return value
-    result: dict[str, Any] = {}
+    result: dict[str, Any] = {"max_attempts": PRODIGY_RETRY_ATTEMPTS}
     for key, item in value.items():
         here = (*src, key)
         if key in ("max_attempts", "attempts"):

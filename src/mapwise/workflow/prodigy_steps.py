@@ -1,12 +1,15 @@
 """Normalising prodigy's spellings of steps (and the shared helpers of normalisation).
 
 A prodigy step may say ``capture_output: name`` (ours: ``capture``), give ``on_failure``
-as one step or as ``{commands: [...], max_attempts, fail_workflow}``, and carry keys that
-only make sense in prodigy (``id``, ``validate``, ``auto_commit``, ...). Those keys are
-dropped with a warning; ``commit_required`` is a key of mapwise's steps too. Step kinds
-mapwise does not run (``goal_seek``, ``foreach``, ``test``) and conditional steps
-(``when``) are errors: silently skipping or always running such a step would change
-what the workflow does.
+in any of prodigy's forms (``OnFailureConfig`` in prodigy's
+src/cook/workflow/on_failure.rs: ``true``, a command, a list of commands, one step, or
+``{commands: [...], max_attempts, fail_workflow}``), and carry keys that only make sense
+in prodigy (``id``, ``validate``, ``auto_commit``, ...). Those keys are dropped with a
+warning that names them, their line and, where it differs, what mapwise does instead;
+``name`` and ``commit_required`` are keys of mapwise's steps too. Step kinds mapwise does
+not run (``goal_seek``, ``foreach``, ``test``) and conditional steps (``when``) are
+errors: silently skipping or always running such a step would change what the workflow
+does.
 """
 
 from __future__ import annotations
@@ -19,7 +22,10 @@ from mapwise.workflow.locate import Loc, Locator, Problem, describe, dotted, unk
 
 IGNORED: Final = "prodigy key not supported by mapwise; ignored"
 
-UNSUPPORTED_KINDS: Final = ("goal_seek", "foreach", "test", "cook")
+# prodigy's MapReduce phases run only shell, claude and write_file steps (its
+# coordination/command_executor.rs refuses the rest); the legacy `command:` and the
+# modular `handler:` are kinds of its plain workflows
+UNSUPPORTED_KINDS: Final = ("goal_seek", "foreach", "test", "cook", "command", "handler")
 IGNORED_STEP_KEYS: Final = frozenset(
     {
         "id",
@@ -32,12 +38,40 @@ IGNORED_STEP_KEYS: Final = frozenset(
         "capture_streams",
         "commit_config",
         "auto_commit",
+        "step_validate",
+        "skip_validation",
+        "validation_timeout",
+        "ignore_validation_failure",
     }
 )
+# Step keys prodigy's MapReduce phases read nowhere (its coordination/executor.rs runs
+# a step's shell/claude/write_file and on_failure only), with what mapwise does.
+STEP_KEY_NOTES: Final = {
+    "retry": "prodigy's MapReduce phases never retry a single step; ignored "
+    "(map.retry runs the whole item again)",
+    "retry_config": "not a key of prodigy's steps (prodigy ignores it here); ignored "
+    "(retry_config belongs in map or error_policy)",
+    "on_exit_code": "prodigy's MapReduce phases never run it; ignored",
+}
 # Keys of prodigy's on_failure handler configuration (not of a step).
 HANDLER_CONFIG_KEYS: Final = frozenset(
     {"max_attempts", "max_retries", "fail_workflow", "retry_original", "strategy"}
     | {"handler_failure_fatal"}
+)
+HANDLER_RETRY_KEYS: Final = frozenset({"max_attempts", "max_retries", "retry_original"})
+GOES_ON: Final = (
+    "the step still fails after these steps run (mapwise's on_failure cleans up); prodigy "
+    "would go on after a handler that succeeds"
+)
+GOES_ON_MAPPING: Final = f"{GOES_ON}; fail_workflow: true says what mapwise does"
+GOES_ON_TEXT: Final = f"{GOES_ON}; a list of steps (- shell: ...) says what mapwise does"
+NO_STEP_RETRY: Final = (
+    "running the failed step again after its handler is not supported; ignored "
+    "(map.retry runs the whole item again)"
+)
+IGNORE_ERRORS: Final = (
+    "a step whose failure is ignored is not supported; its failure fails it "
+    "(end a shell command with '|| true' to ignore it)"
 )
 WRITE_FILE_IGNORED: Final = frozenset({"format", "mode", "create_dirs"})
 
@@ -171,6 +205,8 @@ def normalise_step(ctx: Context, value: Any, src: Loc, dst: Loc) -> Any:
         here, there = (*src, key), (*dst, key)
         if key in IGNORED_STEP_KEYS:
             ctx.warn(here)
+        elif key in STEP_KEY_NOTES:
+            ctx.warn(here, STEP_KEY_NOTES[key])
         elif key == "capture_output":
             _capture_output(ctx, value, item, here, dst, result)
         elif key == "capture_format":
@@ -208,48 +244,102 @@ def _refuse_unsupported(value: dict[str, Any], src: Loc) -> None:
 def _capture_output(
     ctx: Context, step: dict[str, Any], item: Any, here: Loc, dst: Loc, result: dict[str, Any]
 ) -> None:
-    """``capture_output: name`` -> ``capture: name``; ``true`` captures into ``output``."""
+    """``capture_output: name`` -> ``capture: name``; ``true`` captures into ``output``.
+
+    Both keys naming the same variable say one thing twice, which is no mistake.
+    """
+    name = _capture_name(item)
     if "capture" in step:
+        if name is None or name == step["capture"]:
+            return
         raise Problem("give capture or capture_output, not both", here, dotted(here))
-    if item is True:
-        result["capture"] = "output"
-    elif item is False or item is None:
+    if name is None:
         return
-    else:
-        result["capture"] = item
+    result["capture"] = name
     ctx.locator.move((*dst, "capture"), here)
 
 
+def _capture_name(value: Any) -> Any:
+    """The variable ``capture_output`` names: ``true`` is ``output``, false or null none."""
+    if value is True:
+        return "output"
+    return None if value is False or value is None else value
+
+
 def normalise_on_failure(ctx: Context, value: Any, src: Loc, dst: Loc) -> Any:
-    """``on_failure`` as a list of steps, from a list, one step, or a handler mapping."""
-    if value is None:
+    """``on_failure`` as a list of steps, from each of prodigy's forms.
+
+    A list of steps is mapwise's own form. prodigy's forms mean "go on after a handler
+    that succeeds" unless they say ``fail_workflow: true``; mapwise's handlers clean up
+    and the step still fails, so those forms load with a warning saying so.
+    """
+    if value is None or value is False:  # prodigy: no handler, the failure fails
         return []
+    if value is True:
+        ctx.warn(src, IGNORE_ERRORS)
+        return []
+    if isinstance(value, str):
+        ctx.warn(src, GOES_ON_TEXT)
+        ctx.locator.move((*dst, 0), src)
+        return [normalise_step(ctx, command_step(value), src, (*dst, 0))]
     if isinstance(value, list):
-        return normalise_steps(ctx, value, src, dst, wrapped=False)
+        if any(isinstance(item, str) for item in value):
+            ctx.warn(src, GOES_ON_TEXT)
+        steps = [command_step(item) if isinstance(item, str) else item for item in value]
+        return _handler_steps(ctx, steps, src, dst)
     if not isinstance(value, dict):
         return value
+    _handler_flags(ctx, value, src)
     if "commands" in value:
         return _handler_config(ctx, value, src, dst)
-    step: dict[str, Any] = {}
-    for key, item in value.items():
-        if key in HANDLER_CONFIG_KEYS:
-            ctx.warn((*src, key))
-        else:
-            step[key] = item
+    step = {key: item for key, item in value.items() if key not in HANDLER_CONFIG_KEYS}
     ctx.locator.move((*dst, 0), src)
     return [normalise_step(ctx, step, src, (*dst, 0))]
+
+
+def command_step(text: str) -> dict[str, Any]:
+    """A command given as text: a ``claude:`` step when it starts with ``/`` (a slash
+    command), else a ``shell:`` step, as prodigy's ``handler_commands`` reads it."""
+    return {"claude": text} if text.startswith("/") else {"shell": text}
+
+
+def _handler_flags(ctx: Context, value: dict[str, Any], src: Loc) -> None:
+    """Warn about the handler keys whose meaning mapwise does not share."""
+    if value.get("fail_workflow") is not True:
+        where = (*src, "fail_workflow") if "fail_workflow" in value else src
+        ctx.warn(where, GOES_ON_MAPPING)
+    for key in value:
+        if key in HANDLER_RETRY_KEYS:
+            ctx.warn((*src, key), NO_STEP_RETRY)
+        elif key in HANDLER_CONFIG_KEYS and key != "fail_workflow":
+            ctx.warn((*src, key))
 
 
 def _handler_config(ctx: Context, value: dict[str, Any], src: Loc, dst: Loc) -> Any:
     """prodigy's ``{commands: [...], strategy, timeout, fail_workflow, ...}`` handler."""
     for key in value:
-        if key in HANDLER_CONFIG_KEYS or key == "timeout":
+        if key in ("timeout", "capture"):
             ctx.warn((*src, key))
-        elif key != "commands":
-            allowed = HANDLER_CONFIG_KEYS | {"commands", "timeout"}
+        elif key != "commands" and key not in HANDLER_CONFIG_KEYS:
+            allowed = HANDLER_CONFIG_KEYS | {"commands", "timeout", "capture"}
             raise Problem(unknown_key(key, allowed), (*src, key), dotted(src))
     ctx.locator.move(dst, (*src, "commands"))
-    return normalise_steps(ctx, value["commands"], (*src, "commands"), dst, wrapped=False)
+    return _handler_steps(ctx, value["commands"], (*src, "commands"), dst)
+
+
+def _handler_steps(ctx: Context, value: Any, src: Loc, dst: Loc) -> Any:
+    """A handler's steps; prodigy's ``continue_on_error`` on one is dropped with a warning
+    (mapwise's on_failure steps stop at the first that fails)."""
+    if not isinstance(value, list):
+        return normalise_steps(ctx, value, src, dst, wrapped=False)
+    steps = []
+    for index, step in enumerate(value):
+        if isinstance(step, dict) and "continue_on_error" in step:
+            here = (*src, index, "continue_on_error")
+            ctx.warn(here, "ignored: on_failure steps stop at the first that fails")
+            step = {key: item for key, item in step.items() if key != "continue_on_error"}
+        steps.append(step)
+    return normalise_steps(ctx, steps, src, dst, wrapped=False)
 
 
 def _write_file(ctx: Context, value: Any, src: Loc) -> Any:

@@ -34,7 +34,9 @@ def summary_line(result: JobResult) -> str:
     return text
 
 
-def report_end(result: JobResult, state_dir: str | None, wall: float) -> None:
+def report_end(
+    result: JobResult, state_dir: str | None, wall: float, *, quiet: bool = False
+) -> None:
     echo_err(summary_line(result) + f" in {human_seconds(wall)}")
     if result.cost.any:
         echo_err(f"  agents: {result.cost.describe()}")
@@ -46,8 +48,9 @@ def report_end(result: JobResult, state_dir: str | None, wall: float) -> None:
     if result.dlq:
         listing = resume_command(result.job_id, state_dir).replace(" resume ", " dlq list ", 1)
         echo_err(f"  failed items: {listing}")
-    report = resume_command(result.job_id, state_dir).replace(" resume ", " report ", 1)
-    echo_err(f"  see it: {report}  (writes {result.job_id}.html, opens offline)")
+    if not quiet:
+        report = resume_command(result.job_id, state_dir).replace(" resume ", " report ", 1)
+        echo_err(f"  see it: {report}  (writes {result.job_id}.html, opens offline)")
     if result.result_branch and result.status is JobStatus.COMPLETED:
         echo_err(f"  the job's work is on {result.result_branch}: git merge {result.result_branch}")
 
@@ -144,7 +147,7 @@ def run_command(
         )
     finally:
         display.close()
-    report_end(result, state_dir, time.monotonic() - started)
+    report_end(result, state_dir, time.monotonic() - started, quiet=quiet)
     return exit_code_for(result.outcome)
 
 
@@ -230,7 +233,7 @@ def resume_with_display(
     if result.outcome is JobOutcome.NOTHING_TO_RESUME:
         echo_err(f"job {job_id} is completed and its DLQ is empty: nothing to resume")
     else:
-        report_end(result, state_dir, time.monotonic() - started)
+        report_end(result, state_dir, time.monotonic() - started, quiet=quiet)
     return exit_code_for(result.outcome)
 
 

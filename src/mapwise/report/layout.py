@@ -53,9 +53,11 @@ class Timeline:
     attempts: int  # attempts drawn (each bar stands for ``count`` of them)
 
 
-def clock(moment: float) -> str:
-    """``13:04:05`` (UTC): times on the timeline and in tooltips."""
-    return time.strftime("%H:%M:%S", time.gmtime(moment))
+def clock(moment: float, *, tenths: bool = False) -> str:
+    """``13:04:05`` (UTC), or ``13:04:05.3`` with ``tenths``: times on the timeline and in
+    tooltips."""
+    text = time.strftime("%H:%M:%S", time.gmtime(moment))
+    return f"{text}.{int(moment * 10) % 10}" if tenths else text
 
 
 def attempt_tip(span: AttemptSpan) -> str:

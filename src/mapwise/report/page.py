@@ -163,16 +163,27 @@ def _cost(data: ReportData) -> str:
 
 
 def _items(data: ReportData) -> str:
+    costs = data.status.job.cost.any  # no cost column for a job of shell steps
+    branches = any(item.branch for item in data.items)  # nor a branch one outside worktrees
+    head = ["<th>item</th><th>status</th>", '<th class="num">attempts</th>']
+    head += ['<th class="num">duration</th>', '<th class="num">cost</th>' if costs else ""]
+    head += ["<th>last error</th>", "<th>branch</th>" if branches else ""]
     rows = []
     for item in data.items:
-        status = f'<td class="status-{item.status}">{escape(item.status)}</td>'
-        cost = f"${item.cost:,.4f}" if item.cost is not None else ""
-        rows.append(
-            f'<tr><td>{escape(item.item_id)}</td>{status}<td class="num">{item.attempts}</td>'
-            f'<td class="num">{human_seconds(item.duration)}</td><td class="num">{cost}</td>'
-            f'<td class="error">{escape(item.last_error or "")}</td>'
-            f"<td>{escape(item.branch or '')}</td></tr>"
-        )
+        cells = [
+            f"<td>{escape(item.item_id)}</td>",
+            f'<td class="status-{item.status}">{escape(item.status)}</td>',
+            f'<td class="num">{item.attempts}</td>',
+            f'<td class="num">{human_seconds(item.duration)}</td>',
+        ]
+        if costs:
+            cells.append(
+                f'<td class="num">{"" if item.cost is None else f"${item.cost:,.4f}"}</td>'
+            )
+        cells.append(f'<td class="error">{escape(item.last_error or "")}</td>')
+        if branches:
+            cells.append(f"<td>{escape(item.branch or '')}</td>")
+        rows.append(f"<tr>{''.join(cells)}</tr>")
     more = ""
     if data.items_left_out:
         job = data.status.job.job_id
@@ -184,9 +195,7 @@ def _items(data: ReportData) -> str:
     return (
         '<section id="items"><h2>Items</h2><p class="muted">every item in the DLQ first, then '
         'the others in the order they were frozen.</p><div class="scroll"><table id="item-table">'
-        '<tr><th>item</th><th>status</th><th class="num">attempts</th><th class="num">'
-        'duration</th><th class="num">cost</th><th>last error</th><th>branch</th></tr>'
-        f"{''.join(rows)}</table></div>{more}</section>"
+        f"<tr>{''.join(head)}</tr>{''.join(rows)}</table></div>{more}</section>"
     )
 
 

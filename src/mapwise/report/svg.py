@@ -61,12 +61,13 @@ def legend(counts: dict[str, int]) -> str:
 
 def _ticks(start: float, seconds: float, width: float, y: float) -> str:
     parts = []
+    tenths = seconds < 30  # ticks closer than six seconds: show tenths
     for n in range(6):
         x = width * n / 5
         parts.append(
             f'<line class="grid" x1="{_fmt(x)}" x2="{_fmt(x)}" y1="{TOP}" y2="{_fmt(y)}"/>'
             f'<text class="axis" x="{_fmt(x)}" y="{_fmt(y + 16)}" text-anchor="middle">'
-            f"{clock(start + seconds * n / 5)}</text>"
+            f"{clock(start + seconds * n / 5, tenths=tenths)}</text>"
         )
     return "".join(parts)
 

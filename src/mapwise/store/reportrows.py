@@ -18,7 +18,10 @@ from mapwise.reports import resume_command
 from mapwise.store.jobstore import JobStore
 from mapwise.store.summary import status_report
 
-ITEMS_SHOWN = 500  # rows of the items table besides every DLQ item
+ITEMS_SHOWN = 500  # rows of the items table besides the DLQ's
+# DLQ rows at most: every DLQ item of any sane job, while a job whose 100,000 items all
+# failed still gives a report of a few MB (``mapwise dlq list`` has every one)
+DLQ_SHOWN = 20_000
 COSTLIEST = 10
 
 
@@ -172,7 +175,7 @@ def read_items(store: JobStore, costs: dict[int, float]) -> tuple[list[ItemRow],
     branch = "branch" if _has_column(store, "items", "branch") else "NULL"
     columns = f"idx, item_id, status, attempts, duration, last_error, {branch}"
     dlq = store.conn.execute(
-        f"SELECT {columns} FROM items WHERE status = 'dlq' ORDER BY idx"
+        f"SELECT {columns} FROM items WHERE status = 'dlq' ORDER BY idx LIMIT ?", (DLQ_SHOWN,)
     ).fetchall()
     others = store.conn.execute(
         f"SELECT {columns} FROM items WHERE status != 'dlq' ORDER BY idx LIMIT ?",

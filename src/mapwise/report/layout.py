@@ -4,8 +4,9 @@ the cost series. No drawing here, so every rule is a test of microseconds.
 The timeline has one row per place an attempt ran (a slot, or a host and slot under Dask)
 and one bar per attempt. A job of 100,000 items would give bars far thinner than a pixel,
 which a browser draws slowly and nobody can see: attempts thinner than a pixel are
-gathered into one bar of at most ``CLUSTER_PX`` pixels, coloured by the most serious
-outcome among them and labelled with their counts.
+gathered into one bar of at most ``CLUSTER_PX`` pixels, coloured by the outcome most of
+them had, marked with the most serious other outcome among them (a failure among a
+hundred successes must not vanish, nor paint them all red), and labelled with counts.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from mapwise.reports import human_seconds
 
 CLUSTER_PX = 3.0  # widest run of gathered sub-pixel attempts
 MIN_PX = 1.0  # an attempt at least this wide is a bar of its own
-# the outcome a gathered bar shows: the most serious one among its attempts
+# outcomes from the most serious: a gathered bar's mark, and the tie-break of its colour
 SEVERITY = ("failed", "timed_out", "merge_conflict", "interrupted", "running", "succeeded")
 
 
@@ -33,6 +34,7 @@ class Bar:
     outcome: str
     count: int  # attempts it stands for (1: one attempt)
     tip: str
+    mark: str | None = None  # a gathered bar: the most serious outcome besides its colour's
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,10 @@ class _Cluster:
 
     def bar(self, row: int) -> Bar:
         count = sum(self.outcomes.values())
-        outcome = next(o for o in SEVERITY if self.outcomes[o])
+        most = max(self.outcomes.values())
+        outcome = next(o for o in SEVERITY if self.outcomes[o] == most)
+        others = [o for o in SEVERITY[:-1] if self.outcomes[o] and o != outcome]
+        mark = others[0] if others else None
         if count == 1:
             tip = attempt_tip(self.first)
         else:
@@ -108,7 +113,7 @@ class _Cluster:
                 f"{count} attempts, {clock(self.first.start)}-{clock(self.last.end)}: {shown}"
                 f" ({self.first.item_id} ... {self.last.item_id})"
             )
-        return Bar(row, self.x0, max(self.x1 - self.x0, MIN_PX), outcome, count, tip)
+        return Bar(row, self.x0, max(self.x1 - self.x0, MIN_PX), outcome, count, tip, mark)
 
 
 def _row_bars(row: int, spans: list[AttemptSpan], start: float, scale: float) -> list[Bar]:

@@ -95,5 +95,5 @@ OUTCOMES: dict[str, tuple[str, str, str]] = {
     "timed_out": ("timed out", "#E69F00", "dots"),
     "interrupted": ("interrupted", "#56B4E9", "stripes"),
     "merge_conflict": ("merge conflict", "#CC79A7", "cross"),
-    "running": ("running", "#0072B2", "solid"),
+    "running": ("running", "#0072B2", "vstripes"),
 }

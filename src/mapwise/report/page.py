@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from html import escape
 
+from mapwise.domain.usage import compact
 from mapwise.report import layout, svg
 from mapwise.report.model import OUTCOMES, ReportData
 from mapwise.reports import human_seconds, iso
@@ -21,11 +22,11 @@ CHART_WIDTH = 640
 
 STYLE = """
 :root { --bg: #ffffff; --fg: #1b1f24; --muted: #5b6570; --panel: #f4f6f8; --grid: #d0d5db;
-  --run-a: rgba(0, 114, 178, 0.06); --run-b: rgba(230, 159, 0, 0.08); --hist: #0072B2;
+  --run-a: rgba(0, 114, 178, 0.11); --run-b: rgba(230, 159, 0, 0.14); --hist: #0072B2;
   --cost: #D55E00; color-scheme: light dark; }
 @media (prefers-color-scheme: dark) {
   :root { --bg: #15181c; --fg: #e6e8eb; --muted: #9aa4ae; --panel: #1f242a; --grid: #3a424b;
-    --run-a: rgba(86, 180, 233, 0.10); --run-b: rgba(230, 159, 0, 0.10); --hist: #56B4E9;
+    --run-a: rgba(86, 180, 233, 0.14); --run-b: rgba(230, 159, 0, 0.14); --hist: #56B4E9;
     --cost: #E69F00; } }
 body { background: var(--bg); color: var(--fg); margin: 0 auto; padding: 1.2rem 1.6rem;
   max-width: 1240px; font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; }
@@ -43,7 +44,8 @@ svg.chart text { fill: var(--fg); font-size: 11px; } svg.chart text.axis { fill:
 svg.chart .grid { stroke: var(--grid); stroke-width: 1; }
 svg.chart .run-a { fill: var(--run-a); } svg.chart .run-b { fill: var(--run-b); }
 svg.chart .run-start { stroke: var(--muted); stroke-dasharray: 3 3; }
-svg.chart rect.hist { fill: var(--hist); } svg.chart polyline.cost { fill: none;
+svg.chart rect.hist { fill: var(--hist); }
+svg.chart rect.bar { stroke: var(--bg); stroke-width: 0.6; } svg.chart polyline.cost { fill: none;
   stroke: var(--cost); stroke-width: 2; }
 ul.legend { list-style: none; display: flex; flex-wrap: wrap; gap: 0.4rem 1.2rem;
   padding: 0; margin: 0.3rem 0 0.6rem; } ul.legend li { display: flex; align-items: center;
@@ -82,7 +84,12 @@ def _header(data: ReportData) -> str:
         tokens = cost.input_tokens + cost.cache_read_tokens + cost.cache_creation_tokens
         facts += [
             _fact("cost", "cost", f"${cost.usd:,.2f}", round(cost.usd, 6)),
-            _fact("tokens", "tokens in / out", f"{tokens:,} / {cost.output_tokens:,}", tokens),
+            _fact(
+                "tokens",
+                "tokens in / out",
+                f"{compact(tokens)} / {compact(cost.output_tokens)}",
+                tokens,
+            ),
             _fact(
                 "sessions", "agent runs / sessions", f"{cost.runs:,} / {cost.sessions:,}", cost.runs
             ),
@@ -109,8 +116,9 @@ def _timeline(data: ReportData, shape: layout.Timeline) -> str:
     if gathered:
         note = (
             f'<p class="muted">{len(data.attempts):,} attempts in {len(shape.bars):,} bars: '
-            "attempts shorter than a pixel are gathered into one bar, coloured by the most "
-            "serious outcome among them (hover for the counts).</p>"
+            "attempts shorter than a pixel are gathered into one bar, coloured by the outcome "
+            "most of them had, with a mark along its top for the most serious other one among "
+            "them (hover for the counts).</p>"
         )
     if not data.attempts:
         return (

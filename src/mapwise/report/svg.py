@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from html import escape
 
-from mapwise.report.layout import Bin, Timeline, clock
+from mapwise.report.layout import Bar, Bin, Timeline, clock
 from mapwise.report.model import OUTCOMES
 from mapwise.reports import human_seconds
 
@@ -38,6 +38,7 @@ def patterns() -> str:
             "dots": '<circle cx="3" cy="3" r="1.3" fill="#000" fill-opacity=".45"/>',
             "stripes": '<path d="M0,3 H6" stroke="#000" stroke-opacity=".35" stroke-width="1.5"/>',
             "cross": '<path d="M0,0 L6,6 M6,0 L0,6" stroke="#000" stroke-opacity=".45"/>',
+            "vstripes": '<path d="M3,0 V6" stroke="#fff" stroke-opacity=".6" stroke-width="1.5"/>',
         }[pattern]
         defs.append(
             f'<pattern id="p-{key}" width="6" height="6" patternUnits="userSpaceOnUse">'
@@ -93,13 +94,7 @@ def timeline(layout: Timeline) -> str:
         f'text-anchor="end">{escape(label)}</text>'
         for n, label in enumerate(layout.rows)
     )
-    bars = "".join(
-        f'<rect class="bar" data-count="{bar.count}" data-outcome="{bar.outcome}" '
-        f'x="{_fmt(bar.x)}" y="{TOP + bar.row * ROW_HEIGHT + 2}" width="{_fmt(bar.width)}" '
-        f'height="{ROW_HEIGHT - 4}" fill="url(#p-{bar.outcome})"><title>{escape(bar.tip)}'
-        "</title></rect>"
-        for bar in layout.bars
-    )
+    bars = "".join(_bar(bar) for bar in layout.bars)
     axis = _ticks(layout.start, layout.seconds, width, TOP + rows * ROW_HEIGHT)
     return (
         f'<svg class="chart" role="img" aria-label="timeline of {layout.attempts} attempts" '
@@ -107,6 +102,23 @@ def timeline(layout: Timeline) -> str:
         f'width="{_fmt(LABEL_WIDTH + width + RIGHT)}" height="{height}">'
         f'{labels}<g transform="translate({LABEL_WIDTH},0)">{"".join(runs)}{axis}'
         f'<g id="bars">{bars}</g></g></svg>'
+    )
+
+
+def _bar(bar: Bar) -> str:
+    """One bar; a gathered one with a mark along its top for its most serious outcome."""
+    y = TOP + bar.row * ROW_HEIGHT + 2
+    shown = (
+        f'<rect class="bar" data-count="{bar.count}" data-outcome="{bar.outcome}" '
+        f'x="{_fmt(bar.x)}" y="{y}" width="{_fmt(bar.width)}" height="{ROW_HEIGHT - 4}" '
+        f'fill="url(#p-{bar.outcome})"><title>{escape(bar.tip)}</title></rect>'
+    )
+    if bar.mark is None:
+        return shown
+    return shown + (
+        f'<rect class="mark" data-outcome="{bar.mark}" x="{_fmt(bar.x)}" y="{y}" '
+        f'width="{_fmt(bar.width)}" height="4" fill="{OUTCOMES[bar.mark][1]}">'
+        f"<title>{escape(bar.tip)}</title></rect>"
     )
 
 
@@ -128,6 +140,9 @@ def histogram(bins: Sequence[Bin], log: bool, width: float) -> str:
         f'<text class="axis" x="{_fmt(n * slot)}" y="{PLOT_HEIGHT + 16}" text-anchor="middle">'
         f"{human_seconds(bins[n].low)}</text>"
         for n in range(0, len(bins), max(len(bins) // 6, 1))
+    ) + (
+        f'<text class="axis" x="{_fmt(width)}" y="{PLOT_HEIGHT + 16}" text-anchor="end">'
+        f"{human_seconds(bins[-1].high)}</text>"
     )
     scale = "log scale" if log else "linear scale"
     return (

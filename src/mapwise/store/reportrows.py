@@ -48,6 +48,9 @@ def _outcome(outcome: str, error_kind: str | None, live: bool) -> str:
     return "failed"
 
 
+_SHOWN_KINDS = ("timeout", "interrupted", "merge_conflict")
+
+
 def _last_line(text: str | None) -> str:
     lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
     return lines[-1][:200] if lines else ""
@@ -80,7 +83,9 @@ def read_attempts(
             end = now if shown == "running" else run_ends.get(run_no, updated)
         error = None
         if shown not in ("succeeded", "running"):
-            error = f"{kind or outcome}: {_last_line(tail)}".rstrip(": ")
+            # the outcome says timeout, interrupted or conflict itself; other kinds it does not
+            said = [kind] if kind and kind not in _SHOWN_KINDS else []
+            error = ": ".join([*said, _last_line(tail)] if _last_line(tail) else said) or None
         spans.append(
             AttemptSpan(
                 attempt_id=attempt_id,
@@ -169,7 +174,26 @@ def read_cost(store: JobStore) -> tuple[list[tuple[float, float]], list[tuple[st
     return points, [(item_id, usd) for item_id, usd in costliest]
 
 
-def read_items(store: JobStore, costs: dict[int, float]) -> tuple[list[ItemRow], int]:
+def _costs_of(store: JobStore, indexes: list[int]) -> dict[int, float]:
+    """What the agents of these items spent (items with no cost on record are absent):
+    only the items the table shows, not every item of a big job."""
+    if not indexes or not _has_table(store, "agent_runs"):
+        return {}
+    costs: dict[int, float] = {}
+    for n in range(0, len(indexes), 500):
+        chunk = indexes[n : n + 500]
+        marks = ", ".join("?" for _ in chunk)
+        costs.update(
+            store.conn.execute(
+                f"SELECT item_idx, SUM(cost_usd) FROM agent_runs WHERE item_idx IN ({marks})"
+                " GROUP BY item_idx HAVING SUM(cost_usd) IS NOT NULL",
+                chunk,
+            ).fetchall()
+        )
+    return costs
+
+
+def read_items(store: JobStore) -> tuple[list[ItemRow], int]:
     """Every DLQ item, then the others in frozen order up to ``ITEMS_SHOWN``; and how
     many were left out."""
     branch = "branch" if _has_column(store, "items", "branch") else "NULL"
@@ -182,6 +206,7 @@ def read_items(store: JobStore, costs: dict[int, float]) -> tuple[list[ItemRow],
         (ITEMS_SHOWN,),
     ).fetchall()
     total = store.conn.execute("SELECT COUNT(*) FROM items").fetchone()[0]
+    costs = _costs_of(store, [row[0] for row in [*dlq, *others]])
     rows = [
         ItemRow(item_id, _status(status), attempts, duration, costs.get(idx), error, br)
         for idx, item_id, status, attempts, duration, error, br in [*dlq, *others]
@@ -204,8 +229,7 @@ def read_report(store: JobStore, *, state_dir: str | None) -> ReportData:
     live = status.job.status == JobStatus.RUNNING.value
     runs = read_runs(store, live=live, now=now)
     attempts = read_attempts(store, runs, live=live, now=now)
-    item_costs = {index: cost.usd for index, cost in store.item_costs().items()}
-    items, left_out = read_items(store, item_costs)
+    items, left_out = read_items(store)
     points, costliest = read_cost(store)
     return ReportData(
         status=status,

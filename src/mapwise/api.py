@@ -290,7 +290,10 @@ def write_report(
     trace_path, events = None, 0
     if trace is not None:
         trace_path = Path(trace)
-        events = write_trace(trace_path, data.attempts, steps, data.runs, job_id=job_id)
+        try:
+            events = write_trace(trace_path, data.attempts, steps, data.runs, job_id=job_id)
+        except OSError as error:
+            raise UserError(f"cannot write {trace_path}: {error.strerror or error}") from error
     return ReportWritten(
         path=target,
         bytes=written,

@@ -55,11 +55,23 @@ class Timeline:
     attempts: int  # attempts drawn (each bar stands for ``count`` of them)
 
 
-def clock(moment: float, *, tenths: bool = False) -> str:
-    """``13:04:05`` (UTC), or ``13:04:05.3`` with ``tenths``: times on the timeline and in
-    tooltips."""
+def clock(moment: float, *, digits: int = 0) -> str:
+    """``13:04:05`` (UTC), or with ``digits`` decimals of the second (``13:04:05.25``):
+    times on the timeline and in tooltips."""
     text = time.strftime("%H:%M:%S", time.gmtime(moment))
-    return f"{text}.{int(moment * 10) % 10}" if tenths else text
+    if digits <= 0:
+        return text
+    fraction = f"{moment % 1:.{digits}f}"
+    if fraction.startswith("1"):  # rounded up to the next second
+        return clock(moment + 0.5 * 10**-digits, digits=digits)
+    return f"{text}{fraction[1:]}"
+
+
+def digits_for(step: float) -> int:
+    """Decimals of the second that tell apart times ``step`` seconds apart (0 to 3)."""
+    if step >= 1:
+        return 0
+    return min(max(math.ceil(-math.log10(step)) if step > 0 else 3, 1), 3)
 
 
 def attempt_tip(span: AttemptSpan) -> str:
@@ -116,11 +128,14 @@ class _Cluster:
         return Bar(row, self.x0, max(self.x1 - self.x0, MIN_PX), outcome, count, tip, mark)
 
 
-def _row_bars(row: int, spans: list[AttemptSpan], start: float, scale: float) -> list[Bar]:
+def _row_bars(
+    row: int, spans: list[AttemptSpan], start: float, scale: float, width: float
+) -> list[Bar]:
     bars: list[Bar] = []
     cluster: _Cluster | None = None
     for span in sorted(spans, key=lambda s: (s.start, s.attempt_id)):
         x0, x1 = (span.start - start) * scale, (span.end - start) * scale
+        x0 = min(x0, width - MIN_PX)  # an instant attempt at the very end stays on the plot
         if x1 - x0 >= MIN_PX:
             if cluster is not None:
                 bars.append(cluster.bar(row))
@@ -152,7 +167,9 @@ def timeline(attempts: Sequence[AttemptSpan], runs: Sequence[RunSpan], width: fl
     by_row: dict[int, list[AttemptSpan]] = {}
     for span in attempts:
         by_row.setdefault(index[_row_key(span)], []).append(span)
-    bars = [bar for row in sorted(by_row) for bar in _row_bars(row, by_row[row], start, scale)]
+    bars = [
+        bar for row in sorted(by_row) for bar in _row_bars(row, by_row[row], start, scale, width)
+    ]
     marks = tuple(
         RunMark(
             (run.start - start) * scale,
@@ -198,8 +215,5 @@ def thin(points: Sequence[tuple[float, float]], most: int = 600) -> list[tuple[f
     """At most ``most`` points of a cumulative series, its last one always kept."""
     if len(points) <= most:
         return list(points)
-    step = len(points) / most
-    kept = [points[int(n * step)] for n in range(most)]
-    if kept[-1] != points[-1]:
-        kept.append(points[-1])
-    return kept
+    step = (len(points) - 1) / (most - 1)
+    return [points[round(n * step)] for n in range(most)]  # the last: n = most - 1

@@ -45,7 +45,8 @@ svg.chart .grid { stroke: var(--grid); stroke-width: 1; }
 svg.chart .run-a { fill: var(--run-a); } svg.chart .run-b { fill: var(--run-b); }
 svg.chart .run-start { stroke: var(--muted); stroke-dasharray: 3 3; }
 svg.chart rect.hist { fill: var(--hist); }
-svg.chart rect.bar { stroke: var(--bg); stroke-width: 0.6; } svg.chart polyline.cost { fill: none;
+svg.chart rect.bar[data-count="1"] { stroke: var(--bg); stroke-width: 0.6; }
+svg.chart polyline.cost { fill: none;
   stroke: var(--cost); stroke-width: 2; }
 ul.legend { list-style: none; display: flex; flex-wrap: wrap; gap: 0.4rem 1.2rem;
   padding: 0; margin: 0.3rem 0 0.6rem; } ul.legend li { display: flex; align-items: center;

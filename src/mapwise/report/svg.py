@@ -9,10 +9,11 @@ Colours and text follow CSS variables of the page (light and dark schemes).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from html import escape
 
-from mapwise.report.layout import Bar, Bin, Timeline, clock
+from mapwise.report.layout import Bar, Bin, Timeline, clock, digits_for
 from mapwise.report.model import OUTCOMES
 from mapwise.reports import human_seconds
 
@@ -62,13 +63,13 @@ def legend(counts: dict[str, int]) -> str:
 
 def _ticks(start: float, seconds: float, width: float, y: float) -> str:
     parts = []
-    tenths = seconds < 30  # ticks closer than six seconds: show tenths
+    digits = digits_for(seconds / 5)  # enough to tell the ticks apart
     for n in range(6):
         x = width * n / 5
         parts.append(
             f'<line class="grid" x1="{_fmt(x)}" x2="{_fmt(x)}" y1="{TOP}" y2="{_fmt(y)}"/>'
             f'<text class="axis" x="{_fmt(x)}" y="{_fmt(y + 16)}" text-anchor="middle">'
-            f"{clock(start + seconds * n / 5, tenths=tenths)}</text>"
+            f"{clock(start + seconds * n / 5, digits=digits)}</text>"
         )
     return "".join(parts)
 
@@ -81,13 +82,17 @@ def timeline(layout: Timeline) -> str:
     runs = []
     for n, run in enumerate(layout.runs):
         shade = "run-a" if n % 2 == 0 else "run-b"
+        label = run.label.split(",")[0]
+        # a label that would run past the right edge ends at the run's start instead
+        fits = run.x + 3 + 6.5 * len(label) <= width + RIGHT
+        where = f'x="{_fmt(run.x + 3)}"' if fits else f'x="{_fmt(run.x - 3)}" text-anchor="end"'
         runs.append(
             f'<g class="run"><rect class="{shade}" x="{_fmt(run.x)}" y="{TOP}" '
             f'width="{_fmt(run.width)}" height="{rows * ROW_HEIGHT}"><title>'
             f"{escape(run.label)}</title></rect>"
             f'<line class="run-start" x1="{_fmt(run.x)}" x2="{_fmt(run.x)}" y1="4" '
-            f'y2="{TOP + rows * ROW_HEIGHT}"/><text class="axis" x="{_fmt(run.x + 3)}" '
-            f'y="14">{escape(run.label.split(",")[0])}</text></g>'
+            f'y2="{TOP + rows * ROW_HEIGHT}"/><text class="axis" {where} '
+            f'y="14">{escape(label)}</text></g>'
         )
     labels = "".join(
         f'<text class="label" x="{LABEL_WIDTH - 8}" y="{TOP + n * ROW_HEIGHT + 13}" '
@@ -122,6 +127,16 @@ def _bar(bar: Bar) -> str:
     )
 
 
+def _duration(seconds: float, bins: Sequence[Bin], every: int) -> str:
+    """An axis label of the histogram: ``human_seconds``, unless labels ``every`` bins
+    apart would read the same; then milliseconds with the decimals that tell them apart."""
+    step = min(b.high - b.low for b in bins) * every
+    if step >= 0.001 or seconds >= 60:
+        return human_seconds(seconds)
+    decimals = min(max(math.ceil(-math.log10(step * 1000)), 1), 3) if step > 0 else 3
+    return f"{seconds * 1000:.{decimals}f}ms"
+
+
 def histogram(bins: Sequence[Bin], log: bool, width: float) -> str:
     """Item durations: a bar per bin, counts on hover."""
     if not bins:
@@ -136,20 +151,21 @@ def histogram(bins: Sequence[Bin], log: bool, width: float) -> str:
             f'width="{_fmt(max(slot - 2, 1))}" height="{_fmt(h)}"><title>{b.count:,} items '
             f"took {human_seconds(b.low)} to {human_seconds(b.high)}</title></rect>"
         )
+    every = max(len(bins) // 6, 1)
     marks = "".join(
         f'<text class="axis" x="{_fmt(n * slot)}" y="{PLOT_HEIGHT + 16}" text-anchor="middle">'
-        f"{human_seconds(bins[n].low)}</text>"
+        f"{_duration(bins[n].low, bins, every)}</text>"
         for n in range(0, len(bins), max(len(bins) // 6, 1))
     ) + (
         f'<text class="axis" x="{_fmt(width)}" y="{PLOT_HEIGHT + 16}" text-anchor="end">'
-        f"{human_seconds(bins[-1].high)}</text>"
+        f"{_duration(bins[-1].high, bins, every)}</text>"
     )
     scale = "log scale" if log else "linear scale"
     return (
         f'<svg class="chart" role="img" aria-label="item durations, {scale}" '
         f'viewBox="-30 -14 {_fmt(width + 60)} {PLOT_HEIGHT + 36}" '
         f'width="{_fmt(width + 60)}" height="{PLOT_HEIGHT + 36}">'
-        f'<text class="axis" x="0" y="-2">{most:,} items</text>'
+        f'<text class="axis" x="0" y="-2">{most:,} item{"s" if most != 1 else ""}</text>'
         f'<line class="grid" x1="0" x2="{_fmt(width)}" y1="{PLOT_HEIGHT}" y2="{PLOT_HEIGHT}"/>'
         f"{''.join(bars)}{marks}</svg>"
     )
@@ -161,6 +177,7 @@ def cost_line(points: Sequence[tuple[float, float]], width: float) -> str:
         return ""
     start, end = points[0][0], points[-1][0]
     span = max(end - start, 1e-3)
+    digits = digits_for(span)
     top = max(points[-1][1], 1e-9)
     coords = " ".join(
         f"{_fmt((t - start) / span * width)},{_fmt(PLOT_HEIGHT - usd / top * PLOT_HEIGHT)}"
@@ -174,7 +191,7 @@ def cost_line(points: Sequence[tuple[float, float]], width: float) -> str:
         f'<line class="grid" x1="0" x2="{_fmt(width)}" y1="{PLOT_HEIGHT}" y2="{PLOT_HEIGHT}"/>'
         f'<polyline class="cost" points="{coords}"><title>${points[-1][1]:,.4f} by '
         f"{clock(end)}</title></polyline>"
-        f'<text class="axis" x="0" y="{PLOT_HEIGHT + 16}">{clock(start)}</text>'
+        f'<text class="axis" x="0" y="{PLOT_HEIGHT + 16}">{clock(start, digits=digits)}</text>'
         f'<text class="axis" x="{_fmt(width)}" y="{PLOT_HEIGHT + 16}" text-anchor="end">'
-        f"{clock(end)}</text></svg>"
+        f"{clock(end, digits=digits)}</text></svg>"
     )

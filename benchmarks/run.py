@@ -3,11 +3,11 @@
     python benchmarks/run.py [--quick] [--only B1,B3] [--runs N] [--output FILE]
 
 Measures B1 (throughput), B2 (cost of durability), B3 (resume and listing), B4 (scale),
-B5 (checkpoints), B6 (workspaces) as they are described in docs/benchmarks.md, taking the
-median of ``--runs`` runs of each figure, prints the table and a PASS/MISS line per target, and
-writes docs/benchmarks.md with the machine it ran on. It measures whatever the code in
-this checkout does; it changes nothing outside ``benchmarks/.work`` (and /dev/shm during
-B2) but the report.
+B5 (checkpoints), B6 (workspaces), B7 (the job report) as they are described in
+docs/benchmarks.md, taking the median of ``--runs`` runs of each figure, prints the table
+and a PASS/MISS line per target, and writes docs/benchmarks.md with the machine it ran on.
+It measures whatever the code in this checkout does; it changes nothing outside
+``benchmarks/.work`` (and /dev/shm during B2) but the report.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from machine import cpu_seconds, describe, load_average, others_share
 from report import kept_notes, render
 from results import Row, Section, table, verdict_lines
 
-NAMES = ("B1", "B2", "B3", "B4", "B5", "B6")
+NAMES = ("B1", "B2", "B3", "B4", "B5", "B6", "B7")
 DEFAULT_OUTPUT = ROOT / "docs" / "benchmarks.md"
 QUICK_OUTPUT = WORK / "benchmarks-quick.md"
 BUSY = 0.10  # other processes' share of the CPU above which the figures are flagged
@@ -63,6 +63,12 @@ def _b6(ctx: Context, chosen: set[str]) -> Section:
     return workspaces(ctx)
 
 
+def _b7(ctx: Context, chosen: set[str]) -> Section:
+    from job_report import job_report
+
+    return job_report(ctx)
+
+
 # (benchmarks a step covers, the step); B1 and B2 share their mapwise runs.
 # B1 also runs mapwise on a two-worker Dask LocalCluster (dask_throughput.py).
 STEPS: tuple[tuple[frozenset[str], Callable[[Context, set[str]], Section]], ...] = (
@@ -71,6 +77,7 @@ STEPS: tuple[tuple[frozenset[str], Callable[[Context, set[str]], Section]], ...]
     (frozenset({"B4"}), _b4),
     (frozenset({"B5"}), _b5),
     (frozenset({"B6"}), _b6),
+    (frozenset({"B7"}), _b7),
 )
 
 

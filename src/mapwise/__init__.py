@@ -25,6 +25,7 @@ _EXPORTS = {
     "ResumeOptions": "mapwise.types",
     "StartOptions": "mapwise.types",
     "ValidationReport": "mapwise.types",
+    "ReportWritten": "mapwise.types",
     "check_job_id": "mapwise.api",
     "dlq_list": "mapwise.api",
     "dlq_purge": "mapwise.api",
@@ -42,6 +43,7 @@ _EXPORTS = {
     "run_workflow": "mapwise.api",
     "validate_workflow": "mapwise.api",
     "verify_job": "mapwise.api",
+    "write_report": "mapwise.api",
 }
 
 __all__ = [
@@ -53,6 +55,7 @@ __all__ = [
     "JobResult",
     "JobStatusReport",
     "MapwiseError",
+    "ReportWritten",
     "Restored",
     "ResumableJob",
     "ResumeOptions",
@@ -76,6 +79,7 @@ __all__ = [
     "run_workflow",
     "validate_workflow",
     "verify_job",
+    "write_report",
 ]
 
 if TYPE_CHECKING:

@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 if TYPE_CHECKING:
     from mapwise.engine.events import Observer
     from mapwise.engine.workspaces import CleanReport
-    from mapwise.types import JobResult, Restored, ResumeOptions, ValidationReport
+    from mapwise.types import JobResult, ReportWritten, Restored, ResumeOptions, ValidationReport
 
     # run, resume and validate need the workflow model and the engine; reading commands
     # do not, so those imports wait until a function needs them (``mapwise jobs`` starts fast)
@@ -272,6 +272,60 @@ def validate_workflow(
         preview=first,
         workspace=wf.workspace if wf.workspace.enabled else None,
     )
+
+
+def write_report(
+    job_id: str,
+    output: str | Path | None = None,
+    *,
+    state_dir: str | Path | None = None,
+    trace: str | Path | None = None,
+) -> ReportWritten:
+    """Write the job's report: one self-contained HTML file (default ``<job_id>.html`` in
+    the current folder), and with ``trace`` its Chrome trace-event JSON (SPEC section 10).
+
+    Works on a job in any state, a running one included: the database is only read.
+    """
+    from mapwise import __version__
+    from mapwise.report import page
+    from mapwise.report.trace import write_trace
+    from mapwise.store.reportrows import read_report, read_steps
+    from mapwise.types import ReportWritten
+
+    target = Path(output) if output is not None else Path(f"{job_id}.html")
+    shown_dir = str(state_dir) if state_dir is not None else None
+    with open_job(job_id, state_dir) as store:
+        data = read_report(store, state_dir=shown_dir)
+        steps = read_steps(store) if trace is not None else []
+    html, bars = page.render(data, __version__)
+    written = _write_atomically(target, html.encode("utf-8"))
+    trace_path, events = None, 0
+    if trace is not None:
+        trace_path = Path(trace)
+        try:
+            events = write_trace(trace_path, data.attempts, steps, data.runs, job_id=job_id)
+        except OSError as error:
+            raise UserError(f"cannot write {trace_path}: {error.strerror or error}") from error
+    return ReportWritten(
+        path=target,
+        bytes=written,
+        attempts=len(data.attempts),
+        bars=bars,
+        items=data.status.job.progress.total_items,
+        trace_path=trace_path,
+        trace_events=events,
+    )
+
+
+def _write_atomically(target: Path, data: bytes) -> int:
+    """Write ``target`` whole or not at all (a temporary file renamed over it)."""
+    try:
+        tmp = target.with_name(f".{target.name}.tmp")
+        tmp.write_bytes(data)
+        tmp.replace(target)
+    except OSError as error:
+        raise UserError(f"cannot write {target}: {error.strerror or error}") from error
+    return len(data)
 
 
 def _paths(job_id: str, state_dir: str | Path | None) -> JobPaths:

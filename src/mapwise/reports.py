@@ -9,6 +9,7 @@ command line's exit-code table names each.
 from __future__ import annotations
 
 import datetime as dt
+import shlex
 import signal
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -38,6 +39,14 @@ def human_seconds(seconds: float | None) -> str:
         return f"{minutes}m{secs:02d}s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m"
+
+
+def resume_command(job_id: str, state_dir: str | None) -> str:
+    """The exact command that resumes a job, for the user to copy."""
+    parts = ["mapwise", "resume", job_id]
+    if state_dir is not None:
+        parts += ["--state-dir", state_dir]
+    return shlex.join(parts)
 
 
 @dataclass(frozen=True)

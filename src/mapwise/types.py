@@ -105,6 +105,19 @@ class Restored:
 
 
 @dataclass(frozen=True)
+class ReportWritten:
+    """What ``write_report`` wrote: the page, and the trace when one was asked for."""
+
+    path: Path
+    bytes: int
+    attempts: int  # attempts on the timeline
+    bars: int  # bars drawn for them (sub-pixel attempts are gathered)
+    items: int  # the job's items
+    trace_path: Path | None = None
+    trace_events: int = 0
+
+
+@dataclass(frozen=True)
 class ItemPreview:
     """One of the first items a workflow would run, as ``validate`` shows it."""
 

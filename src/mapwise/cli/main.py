@@ -7,7 +7,7 @@ import sys
 import click
 
 from mapwise import __version__
-from mapwise.cli import inspect, run, state
+from mapwise.cli import inspect, report, run, state
 from mapwise.cli.logs import configure_logging
 from mapwise.errors import MapwiseError
 
@@ -25,6 +25,7 @@ cli.add_command(inspect.status_command)
 cli.add_command(inspect.jobs_command)
 cli.add_command(inspect.dlq_group)
 cli.add_command(inspect.logs_command)
+cli.add_command(report.report_command)
 cli.add_command(state.checkpoints_command)
 cli.add_command(state.verify_command)
 cli.add_command(state.repair_command)

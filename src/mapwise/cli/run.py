@@ -7,7 +7,6 @@ returns its exit code (``cli.exit_codes`` for a run's outcome) and ``main`` exit
 from __future__ import annotations
 
 import json
-import shlex
 import sys
 import time
 from collections.abc import Sequence
@@ -21,18 +20,10 @@ from mapwise.cli.common import echo_err, executor_option, scheduler_option, stat
 from mapwise.cli.exit_codes import exit_code_for
 from mapwise.domain.states import JobStatus
 from mapwise.errors import UserError
-from mapwise.reports import JobOutcome, human_seconds
+from mapwise.reports import JobOutcome, human_seconds, resume_command
 
 if TYPE_CHECKING:
     from mapwise.types import JobResult, ResumeOptions, ValidationReport
-
-
-def resume_command(job_id: str, state_dir: str | None) -> str:
-    """The exact command that resumes a job, for the user to copy."""
-    parts = ["mapwise", "resume", job_id]
-    if state_dir is not None:
-        parts += ["--state-dir", state_dir]
-    return shlex.join(parts)
 
 
 def summary_line(result: JobResult) -> str:
@@ -43,7 +34,9 @@ def summary_line(result: JobResult) -> str:
     return text
 
 
-def report_end(result: JobResult, state_dir: str | None, wall: float) -> None:
+def report_end(
+    result: JobResult, state_dir: str | None, wall: float, *, quiet: bool = False
+) -> None:
     echo_err(summary_line(result) + f" in {human_seconds(wall)}")
     if result.cost.any:
         echo_err(f"  agents: {result.cost.describe()}")
@@ -55,6 +48,9 @@ def report_end(result: JobResult, state_dir: str | None, wall: float) -> None:
     if result.dlq:
         listing = resume_command(result.job_id, state_dir).replace(" resume ", " dlq list ", 1)
         echo_err(f"  failed items: {listing}")
+    if not quiet:
+        report = resume_command(result.job_id, state_dir).replace(" resume ", " report ", 1)
+        echo_err(f"  see it: {report}  (writes {result.job_id}.html, opens offline)")
     if result.result_branch and result.status is JobStatus.COMPLETED:
         echo_err(f"  the job's work is on {result.result_branch}: git merge {result.result_branch}")
 
@@ -151,7 +147,7 @@ def run_command(
         )
     finally:
         display.close()
-    report_end(result, state_dir, time.monotonic() - started)
+    report_end(result, state_dir, time.monotonic() - started, quiet=quiet)
     return exit_code_for(result.outcome)
 
 
@@ -237,7 +233,7 @@ def resume_with_display(
     if result.outcome is JobOutcome.NOTHING_TO_RESUME:
         echo_err(f"job {job_id} is completed and its DLQ is empty: nothing to resume")
     else:
-        report_end(result, state_dir, time.monotonic() - started)
+        report_end(result, state_dir, time.monotonic() - started, quiet=quiet)
     return exit_code_for(result.outcome)
 
 

@@ -77,6 +77,11 @@ class Cost:
         )
 
 
+def compact(n: int) -> str:
+    """``1234`` -> ``1234``, ``123456`` -> ``123k``, ``12345678`` -> ``12M``."""
+    return _count(n)
+
+
 def _count(n: int) -> str:
     if n >= 10_000_000:
         return f"{n / 1_000_000:.0f}M"

@@ -232,7 +232,7 @@ def validate_workflow(
     else ``$MAPWISE_STATE_DIR``, else ``./.mapwise``); nothing is written there.
     Raises ``WorkflowError`` or ``UserError`` (exit 2).
     """
-    from mapwise.engine.context import base_environment
+    from mapwise.engine.context import base_environment, expanded_workflow
     from mapwise.engine.freeze import resolve_items
     from mapwise.items.input import looks_like_file
     from mapwise.types import ItemPreview, ValidationReport
@@ -249,11 +249,14 @@ def validate_workflow(
     count: int | None = None
     first: tuple[ItemPreview, ...] = ()
     if not after_setup:
+        import os
+
+        expanded = expanded_workflow(wf, os.environ)  # as a run would see it
         items, _ = resolve_items(
-            wf,
+            expanded,
             job_id="validate",
             base_dir=loaded.base_dir,
-            base_env=base_environment(wf, "validate"),
+            base_env=base_environment(expanded, "validate"),
             captures={},
         )
         count = len(items)

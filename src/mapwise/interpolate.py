@@ -10,6 +10,8 @@ Placeholders (``find_placeholders``)::
     ${job_id}
     ${map.total} ${map.successful} ${map.failed} ${map.results} ${map.results_file}
                              the reduce phase only
+    ${env.NAME}              the workflow env (expanded), else the process environment; empty
+                             when set in neither (``mapwise.envexpand``)
     ${NAME} $NAME            a captured step output or a workflow ``env`` variable; when a
                              name is both, the capture wins (it is the more recent value)
     ${raw:...}               any braced placeholder, inserted with no protection (see below)

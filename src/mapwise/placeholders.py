@@ -106,11 +106,54 @@ def resolve_placeholder(placeholder: Placeholder, scope: Scope) -> str | None:
         return scope.job_id
     if name.startswith("map."):
         return _resolve_map(placeholder, scope)
+    if name.startswith("env.") and _ENV_NAME.fullmatch(name[len("env.") :]):
+        return _resolve_env(name[len("env.") :], scope)
     if name in scope.captures:
         return scope.captures[name]
+    field = _capture_field(placeholder, scope)
+    if field is not None:
+        return field
     if name in scope.env:
         return scope.env[name]
     return None
+
+
+def _capture_field(placeholder: Placeholder, scope: Scope) -> str | None:
+    """``${meta.a}``, ``${meta.items[0].x}``: a field of a capture that holds JSON
+    (``capture_format: json`` or ``lines``); None when no capture starts the name."""
+    name = placeholder.name
+    heads = [c for c in scope.captures if name.startswith((f"{c}.", f"{c}["))]
+    if not heads:
+        return None
+    head = max(heads, key=len)  # ``a.b`` before ``a`` when both are captures
+    try:
+        value = json.loads(scope.captures[head])
+    except ValueError:
+        raise InterpolationError(
+            f"{placeholder.text}: capture {head!r} is not JSON (give its step "
+            "capture_format: json to read its fields)"
+        ) from None
+    path = name[len(head) :].removeprefix(".")
+    try:
+        found = get_path(value, parse_path(path))
+    except ValueError as exc:
+        raise InterpolationError(f"{placeholder.text}: {exc}") from None
+    if found is MISSING:
+        raise InterpolationError(f"{placeholder.text}: capture {head!r} has no field {path!r}")
+    return format_value(found)
+
+
+_ENV_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _resolve_env(key: str, scope: Scope) -> str:
+    """``${env.NAME}``: the workflow env first, then the process environment; a name set
+    in neither is empty, as in a shell (validate warns about it)."""
+    import os
+
+    if key in scope.env:
+        return scope.env[key]
+    return os.environ.get(key, "")
 
 
 def _where(scope: Scope) -> str:

@@ -153,7 +153,7 @@ CASES: list[tuple[str, str, str, int]] = [
         "unknown map variable 'totl' (did you mean 'total'?)",
         7,
     ),
-    ("prodigy-shell-output", BASE + "    - shell: echo ${shell.output}\n", "unknown variable", 6),
+    ("prodigy-other-dotted", BASE + "    - shell: echo ${shell.outputs}\n", "unknown variable", 6),
     # --- error policy --------------------------------------------------------------------
     ("threshold-above-one", BASE + "error_policy:\n  failure_threshold: 1.5\n", "at most 1", 7),
     (

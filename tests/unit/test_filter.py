@@ -340,3 +340,29 @@ def test_unicode_field_names_and_empty_lists() -> None:
 def test_absurd_nesting_is_a_syntax_error_not_a_crash() -> None:
     with pytest.raises(FilterSyntaxError, match="nested too deeply"):
         compile_filter("(" * 5000 + "x" + ")" * 5000)
+
+
+# -- prodigy's regex operator ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("item", "expected"),
+    [
+        ({"path": "src/lib.rs", "has_issues": True}, True),
+        ({"path": "src/lib.py", "has_issues": True}, False),
+        ({"path": "src/lib.rs", "has_issues": False}, False),
+        ({"path": 5, "has_issues": True}, False),  # not a string: no match, no error
+        ({"has_issues": True}, False),  # missing: false
+    ],
+)
+def test_matches_finds_a_regular_expression_anywhere_in_a_string(
+    item: dict[str, object], expected: bool
+) -> None:
+    # prodigy's own workflows/fix-files-mapreduce.yml filter
+    predicate = compile_filter(r"path matches '\.rs$' && has_issues == true")
+    assert predicate(item) is expected
+
+
+def test_matches_with_a_pattern_that_is_no_regular_expression_is_refused() -> None:
+    with pytest.raises(FilterSyntaxError, match="not a regular expression"):
+        compile_filter("path MATCHES '(['")

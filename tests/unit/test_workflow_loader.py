@@ -236,8 +236,13 @@ def test_prodigy_drift_example_loads_with_warnings_naming_ignored_keys() -> None
         f"wf.yml:18: map.agent_template[1].on_failure.fail_workflow: {GOES_ON_MAPPING}",
         f"wf.yml:25: reduce[0].on_failure: {GOES_ON_MAPPING}",
         "wf.yml:32: error_policy.error_collection: prodigy key not supported by mapwise; ignored",
-        "wf.yml:34: merge: prodigy key not supported by mapwise; ignored",
     )
+    # And the merge block (worktree mode) runs after reduce, in mapwise's shape
+    assert workflow.merge is not None
+    assert [step.shell for step in workflow.merge.commands] == [
+        "rm -rf .prodigy/book-analysis",
+        "git fetch origin",
+    ]
 
 
 def test_prodigy_env_example_resolves_variables_timeouts_and_retry() -> None:
@@ -250,9 +255,10 @@ def test_prodigy_env_example_resolves_variables_timeouts_and_retry() -> None:
     # setup as {commands, timeout: $VAR}, capture_output -> capture
     assert workflow.setup.timeout == 120
     assert workflow.setup.commands[1].capture == "commit_hash"
-    # timeout_config.agent_timeout_secs -> map.timeout; capture_output: true -> "output"
+    # timeout_config.agent_timeout_secs -> map.timeout; capture_output: true -> prodigy's
+    # "shell.output" on a shell step
     assert workflow.map.timeout == 600
-    assert workflow.map.agent_template[0].capture == "output"
+    assert workflow.map.agent_template[0].capture == "shell.output"
     # error_policy.retry_config -> map.retry, durations in seconds
     retry = workflow.map.retry
     assert (retry.max_attempts, retry.backoff) == (3, Backoff.LINEAR)

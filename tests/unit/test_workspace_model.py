@@ -306,7 +306,8 @@ def test_other_prodigy_keys_are_still_warned_about() -> None:
     _, warnings = load(text)
     assert warnings == (
         "wf.yml:6: map.agent_template[0].id: prodigy key not supported by mapwise; ignored",
-        "wf.yml:7: merge: prodigy key not supported by mapwise; ignored",
+        "wf.yml:7: merge: prodigy's merge block runs only with workspace: worktree "
+        "(there is no job branch to merge otherwise); ignored",
     )
 
 

@@ -20,6 +20,7 @@ class Phase(StrEnum):
     SETUP = "setup"
     MAP = "map"
     REDUCE = "reduce"
+    MERGE = "merge"  # a worktree job's `merge:` block, after reduce
     DONE = "done"
 
 
@@ -73,6 +74,7 @@ class ErrorKind(StrEnum):
     NO_COMMIT = "no_commit"  # a step with commit_required made no commit
     MERGE_CONFLICT = "merge_conflict"  # the item's commit does not merge into the job branch
     WORKSPACE = "workspace"  # its worktree could not be made (a git command failed)
+    CAPTURE = "capture"  # the step's output did not fit its capture_format
     AGENT_ERROR = "agent_error"  # the agent said it failed (is_error, a subtype, a budget)
 
 

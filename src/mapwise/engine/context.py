@@ -50,6 +50,18 @@ def kill_grace(environ: Mapping[str, str]) -> float:
         return DEFAULT_KILL_GRACE
 
 
+def expanded_workflow(workflow: Workflow, environ: Mapping[str, str]) -> Workflow:
+    """``workflow`` with its ``env`` values expanded against ``environ`` (SPEC section 2,
+    ``mapwise.envexpand``). Done once where a run starts, on the workflow as loaded, so
+    that each run (a resume on another machine too) expands against its own environment.
+    """
+    from mapwise.envexpand import expand_env
+
+    if not workflow.env:
+        return workflow
+    return workflow.model_copy(update={"env": expand_env(workflow.env, environ).env})
+
+
 def base_environment(workflow: Workflow, job_id: str) -> dict[str, str]:
     """The environment every command of the job starts from."""
     return {**os.environ, **workflow.env, "MAPWISE_JOB_ID": job_id}

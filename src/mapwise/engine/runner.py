@@ -24,10 +24,12 @@ from mapwise.engine.context import JobContext
 from mapwise.engine.events import EventBus, ItemsFrozen, JobCreated, JobStarted, Notice, Observer
 from mapwise.engine.freeze import freeze
 from mapwise.engine.map_phase import MapScheduler
+from mapwise.engine.merge_phase import run_merge, wants_merge, with_target_branch
 from mapwise.engine.phases import run_reduce, run_setup
 from mapwise.engine.placement import Placement, build_executor, choose_placement
 from mapwise.engine.signals import StopController
 from mapwise.engine.workspaces import (
+    OPTIONS_KEY,
     JobWorkspace,
     create_job_worktree,
     plan_workspace,
@@ -77,6 +79,7 @@ def _new_store(loaded: LoadedWorkflow, paths: JobPaths, stored_options: dict[str
     workspace = plan_workspace(loaded.workflow, loaded.base_dir, paths)
     if workspace is not None:
         stored_options = {**stored_options, **workspace.to_options()}
+        stored_options = with_target_branch(stored_options, OPTIONS_KEY, workspace.repo)
     make_private_dirs(paths.root.parent)
     store = JobStore.create(
         paths,
@@ -206,14 +209,27 @@ class _Run:
             self.ctx.checkpointer.now()
         if self.store.job().phase is Phase.MAP and (result := self._map()) is not None:
             return result
-        outcome = run_reduce(self.ctx)
-        if self.ctx.stop.requested.is_set():
-            return self.interrupted()
-        if not outcome.ok:
-            return self.failed(f"reduce {outcome.last_error}")
+        if self.store.job().phase is not Phase.MERGE:
+            outcome = run_reduce(self.ctx)
+            if self.ctx.stop.requested.is_set():
+                return self.interrupted()
+            if not outcome.ok:
+                return self.failed(f"reduce {outcome.last_error}")
+        if wants_merge(self.ctx) and (result := self._merge()) is not None:
+            return result
         dlq = self.store.item_counts()[ItemStatus.DLQ]
         ending = JobOutcome.COMPLETED_WITH_DLQ if dlq else JobOutcome.COMPLETED
         return self.end(RunOutcome.COMPLETED, JobStatus.COMPLETED, None, ending)
+
+    def _merge(self) -> JobResult | None:
+        """The ``merge:`` block, after reduce; a JobResult when the run ends there."""
+        self.store.set_status(JobStatus.RUNNING, phase=Phase.MERGE)
+        outcome = run_merge(self.ctx)
+        if self.ctx.stop.requested.is_set():
+            return self.interrupted()
+        if not outcome.ok:
+            return self.failed(f"merge {outcome.last_error}")
+        return None
 
     def _map(self) -> JobResult | None:
         """Run the map phase; a JobResult when the run ends there, None to go on to reduce."""
@@ -336,6 +352,7 @@ def execute(
 ) -> JobResult:
     """Run the job held in ``store`` from where it stands; the caller holds its lock."""
     paths = store.paths
+    workflow = ctxmod.expanded_workflow(workflow, os.environ)  # env: against this machine's
     run_no = store.begin_run(pid=os.getpid(), host=socket.gethostname(), now=time.time())
     checkpointer = Checkpointer(paths, policy_from_environment())
     bus = EventBus(observers)

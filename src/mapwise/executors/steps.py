@@ -20,6 +20,7 @@ from mapwise.domain.records import StepRecord, StepsOutcome
 from mapwise.domain.states import ErrorKind
 from mapwise.errors import InterpolationError
 from mapwise.executors.agent_steps import AgentSessions, record_of, run_agent
+from mapwise.executors.captures import STEP_OUTPUT, STEP_STDERR, captured, mentions_step_output
 from mapwise.executors.logsink import LogSink
 from mapwise.executors.process import CommandResult, CommandSpec, run_command
 from mapwise.interpolate import Scope, bind_shell, render_plain
@@ -42,6 +43,7 @@ class StepEnvironment:
     deadline: float | None = None  # time.monotonic() by which the whole list must end
     head: Callable[[], str] | None = None  # worktree mode: the worktree's HEAD commit
     codex_command: tuple[str, ...] = ("codex",)  # MAPWISE_CODEX, else "codex"
+    keep_stdout: bool = False  # every step's stdout is kept: the list reads ${shell.output}
     # the attempt's agent sessions and budget (setup and reduce: a fresh one per list)
     sessions: AgentSessions = dataclasses.field(default_factory=AgentSessions)
 
@@ -64,7 +66,7 @@ def _timeout(step: Step, senv: StepEnvironment) -> float | None:
 
 def _command_for(step: Step, scope: Scope, senv: StepEnvironment) -> CommandSpec:
     """Build the argv and environment of a shell or claude step (raises InterpolationError)."""
-    step_env = {name: render_plain(value, scope) for name, value in step.env.items()}
+    step_env = _step_env(step, scope, senv)
     cwd = senv.base_dir
     if step.working_dir is not None:
         cwd = senv.base_dir / render_plain(step.working_dir, scope)
@@ -80,8 +82,19 @@ def _command_for(step: Step, scope: Scope, senv: StepEnvironment) -> CommandSpec
         env=env,
         cwd=cwd,
         timeout=_timeout(step, senv),
-        capture_stdout=step.capture is not None,
+        capture_stdout=step.capture is not None or senv.keep_stdout,
     )
+
+
+def _step_env(step: Step, scope: Scope, senv: StepEnvironment) -> dict[str, str]:
+    """A step's own ``env:``, each value read as the workflow's are (``envexpand``):
+    ``${NAME}`` from the step's earlier entries, the workflow env and the process
+    environment, besides the usual variables. Values are substituted as text, never run."""
+    step_env: dict[str, str] = {}
+    for name, value in step.env.items():
+        seen = dataclasses.replace(scope, env={**senv.env, **scope.env, **step_env})
+        step_env[name] = render_plain(value, seen)
+    return step_env
 
 
 def _error_kind(result: CommandResult) -> ErrorKind | None:
@@ -306,6 +319,11 @@ def run_steps(
     run = _Run(scope=scope, records=[], captures=dict(carried or {}))
     if carried:
         run.scope = dataclasses.replace(scope, captures={**scope.captures, **carried})
+    outputs = mentions_step_output(steps)
+    if outputs:
+        senv = dataclasses.replace(senv, keep_stdout=True)
+        empty = {STEP_OUTPUT: "", STEP_STDERR: ""}
+        run.scope = dataclasses.replace(run.scope, captures={**empty, **run.scope.captures})
     for index in range(start_at, len(steps)):
         step = steps[index]
         before = senv.head() if step.commit_required and senv.head is not None else None
@@ -315,12 +333,17 @@ def run_steps(
         if before is not None and record.ok and senv.head is not None and senv.head() == before:
             record = _no_commit(record)
         if record.ok and step.capture is not None:
-            value = (stdout or "").rstrip("\n")
-            record = dataclasses.replace(record, captured=value)
-            run.captures[step.capture] = value
-            run.scope = dataclasses.replace(
-                run.scope, captures={**run.scope.captures, step.capture: value}
-            )
+            value, why = captured(step.capture_format, stdout or "", record.ok)
+            if value is None:
+                record = _capture_failed(record, why or "")
+            else:
+                record = dataclasses.replace(record, captured=value)
+                run.captures[step.capture] = value
+                run.scope = dataclasses.replace(
+                    run.scope, captures={**run.scope.captures, step.capture: value}
+                )
+        if outputs:
+            run.scope = _with_step_output(run.scope, stdout, record)
         step_records = [record]
         if not record.ok and step.on_failure and record.error_kind is not ErrorKind.INTERRUPTED:
             step_records += _run_on_failure(step, run.scope, senv, log=log, cancel=cancel)
@@ -338,6 +361,18 @@ def run_steps(
         log_path=_log_path(log),
         duration=time.monotonic() - clock,
     )
+
+
+def _with_step_output(scope: Scope, stdout: str | None, record: StepRecord) -> Scope:
+    """``${shell.output}`` and ``${shell.stderr}`` of the step that just ran."""
+    outputs = {STEP_OUTPUT: (stdout or "").rstrip("\n"), STEP_STDERR: record.stderr_tail}
+    return dataclasses.replace(scope, captures={**scope.captures, **outputs})
+
+
+def _capture_failed(record: StepRecord, why: str) -> StepRecord:
+    """A step whose output does not fit its ``capture_format`` has failed (as in prodigy)."""
+    tail = f"{record.stderr_tail}\n{why}" if record.stderr_tail else why
+    return dataclasses.replace(record, error_kind=ErrorKind.CAPTURE, stderr_tail=tail)
 
 
 def _no_commit(record: StepRecord) -> StepRecord:

@@ -6,7 +6,7 @@ Grammar (lowest precedence first)::
     and_expr   := not_expr (("&&" | "and") not_expr)*
     not_expr   := ("!" | "not") not_expr | "(" or_expr ")" | comparison
     comparison := value [ op value | ["not"] "in" "[" literal ("," literal)* "]" ]
-    op         := "==" | "=" | "!=" | ">" | ">=" | "<" | "<="
+    op         := "==" | "=" | "!=" | ">" | ">=" | "<" | "<=" | "matches"
     value      := literal | field_path | name "(" value ("," value)* ")"
     literal    := number | 'string' | "string" | true | false | null
 
@@ -20,6 +20,9 @@ Semantics, chosen so that a filter never raises on any item:
 - ``==``/``!=`` compare JSON values (``1 == 1.0``, but ``true != 1``); for present values
   ``!=`` is the negation of ``==``, so ``"a" != 5`` is true;
 - ``< <= > >=`` hold only between two numbers or two strings; anything else is false;
+- ``matches`` (prodigy's regex operator: ``path matches '\\.rs$'``) holds when the
+  pattern is found anywhere in a string value; a pattern that is no regular expression
+  is refused when the filter is compiled;
 - a leading ``item.`` is allowed (``item.score``, as prodigy's docs write it) when the
   item has no key ``item``; a bare ``item`` is the item itself (useful for string items).
 """
@@ -181,6 +184,9 @@ _COMPARATORS: Final[dict[str, Callable[[Any, Any], bool]]] = {
     ">=": _ordered(operator.ge),
     "<": _ordered(operator.lt),
     "<=": _ordered(operator.le),
+    "matches": lambda left, right: (
+        isinstance(left, str) and isinstance(right, str) and re.search(right, left) is not None
+    ),
 }
 
 
@@ -259,6 +265,12 @@ class _Parser:
         if token.kind == "op" and token.text in _COMPARATORS:
             self.advance()
             return _compare(left, _COMPARATORS[token.text], self.value())
+        if token.kind == "path" and token.text.lower() == "matches":  # infix, not matches(...)
+            self.advance()
+            right = self.value()
+            if right.is_literal:
+                self.check_pattern(right.literal, token)
+            return _compare(left, _COMPARATORS["matches"], right)
         if self.at_op("in") or (self.at_op("!") and self.peek(1).text == "in"):
             negate = self.advance().text == "!"
             if negate:
@@ -266,6 +278,16 @@ class _Parser:
             return _membership(left, self.literal_list(), negate=negate)
         get = left.get
         return lambda item: truth(get(item))
+
+    def check_pattern(self, pattern: Any, token: _Token) -> None:
+        """A ``matches`` pattern must be a string and a regular expression."""
+        if not isinstance(pattern, str):
+            raise self.error("'matches' needs a string pattern", token)
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            why = f"'matches': {pattern!r} is not a regular expression ({exc})"
+            raise self.error(why, token) from None
 
     def literal_list(self) -> list[Any]:
         self.expect("[", "'[' after 'in'")

@@ -92,8 +92,8 @@ def purge_dlq(conn: sqlite3.Connection, item_ids: Sequence[str] | None = None) -
 
 def _back_to_map(conn: sqlite3.Connection) -> None:
     phase = Phase(conn.execute("SELECT phase FROM job WHERE id = 1").fetchone()[0])
-    if phase in (Phase.REDUCE, Phase.DONE):
-        conn.execute("DELETE FROM phase_steps WHERE phase = 'reduce'")
+    if phase in (Phase.REDUCE, Phase.MERGE, Phase.DONE):
+        conn.execute("DELETE FROM phase_steps WHERE phase IN ('reduce', 'merge')")
         conn.execute("UPDATE job SET phase = 'map', updated_at = ? WHERE id = 1", (time.time(),))
     conn.execute(
         "UPDATE job SET status = 'interrupted', status_reason = ? WHERE id = 1"

@@ -11,9 +11,13 @@ makes a job fail in the first second instead of after hours of map phase.
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Iterator
 from typing import Any, Final, Literal
 
+from mapwise.envexpand import expand_env, lookup
+from mapwise.workflow import commit_checks
 from mapwise.workflow.locate import Loc, Locator, Problem, unknown_key
 from mapwise.workflow.model import Step, Workflow
 from mapwise.workflow.prodigy_steps import env_reference
@@ -22,24 +26,38 @@ Phase = Literal["setup", "input", "map", "workspace", "reduce", "id"]
 
 RESERVED_NAMES: Final = frozenset({"item", "item_id", "item_index", "attempt", "job_id", "map"})
 _ITEM_SCOPED: Final = ("item_id", "item_index", "attempt")
+_ENV_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _PHASE_NAMES: Final = {"setup": "setup", "input": "map.input", "reduce": "reduce"}
 
 
-def check_workflow(workflow: Workflow, locator: Locator) -> tuple[list[Problem], list[Problem]]:
-    """Every problem (errors) and every doubtful but legal choice (warnings) found."""
+def check_workflow(
+    workflow: Workflow, locator: Locator, profile_vars: frozenset[str] = frozenset()
+) -> tuple[list[Problem], list[Problem]]:
+    """Every problem (errors) and every doubtful but legal choice (warnings) found.
+
+    ``profile_vars``: the names set under prodigy's ``profiles`` (which mapwise does not
+    apply), so that a ``${X}`` set only there is explained.
+    """
     errors: list[Problem] = []
-    errors.extend(_check_max_parallel(workflow, locator))
+    errors.extend(_check_max_parallel(workflow, locator, profile_vars))
     errors.extend(_check_item_pipeline(workflow, locator))
     errors.extend(_check_placeholders(workflow, locator))
     capture_errors, warnings = _check_captures(workflow, locator)
     errors.extend(capture_errors)
     warnings.extend(_check_commit_required(workflow, locator))
     warnings.extend(_check_workspace_unused(workflow, locator))
+    warnings.extend(check_env_references(workflow, locator, profile_vars))
+    warnings.extend(commit_checks.check_agent_commits(workflow, locator))
+    # the merge block's steps are judged as reduce's are, with this module's judge
+    errors.extend(commit_checks.check_merge_placeholders(workflow, locator, _judge_template))
     return errors, warnings
 
 
-def _check_max_parallel(workflow: Workflow, locator: Locator) -> list[Problem]:
-    """``max_parallel: "${VAR}"``: VAR in env, a whole number, at least 1."""
+def _check_max_parallel(
+    workflow: Workflow, locator: Locator, profile_vars: frozenset[str] = frozenset()
+) -> list[Problem]:
+    """``max_parallel: "${VAR}"``: VAR in env (expanded) or in the process environment,
+    a whole number, at least 1."""
     value = workflow.map.max_parallel
     if not isinstance(value, str):
         return []
@@ -47,9 +65,10 @@ def _check_max_parallel(workflow: Workflow, locator: Locator) -> list[Problem]:
     name = env_reference(value)
     if name is None:
         return [locator.problem(loc, f'must be a number or "${{VAR}}", got {value!r}')]
-    raw = workflow.env.get(name)
+    raw = lookup(name, expand_env(workflow.env, os.environ).env, os.environ)
     if raw is None:
-        return [locator.problem(loc, f"{value} names no variable of the workflow's env")]
+        why = f"{value} names no variable of the workflow's env nor of the environment"
+        return [locator.problem(loc, why + _profiles_note(name, profile_vars))]
     try:
         number = int(raw.strip())
     except ValueError:
@@ -110,9 +129,24 @@ def _check_placeholders(workflow: Workflow, locator: Locator) -> list[Problem]:
     for phase, base, steps in _phases(workflow):
         for loc, step in _walk_steps(steps, base):
             templates.extend((phase, field_loc, text) for field_loc, text in _step_texts(step, loc))
+    captured = _captured_names(workflow)
     for phase, loc, text in templates:
-        problems.extend(_judge_template(phase, loc, text, locator))
+        problems.extend(_judge_template(phase, loc, text, locator, captured))
     return problems
+
+
+# what every step's output is, as prodigy names it (the last step's stdout and stderr)
+STEP_OUTPUT_VARIABLES = ("shell.output", "shell.stderr")
+
+
+def _captured_names(workflow: Workflow) -> frozenset[str]:
+    """Every ``capture:`` name of the workflow: ``${name.field}`` reads a JSON capture."""
+    return frozenset(
+        step.capture
+        for _, base, steps in _phases(workflow)
+        for _, step in _walk_steps(steps, base)
+        if step.capture is not None
+    )
 
 
 def _phases(workflow: Workflow) -> list[tuple[Phase, Loc, tuple[Step, ...]]]:
@@ -138,15 +172,27 @@ def _step_texts(step: Step, loc: Loc) -> Iterator[tuple[Loc, str]]:
         yield (*loc, *keys), text
 
 
-def _judge_template(phase: Phase, loc: Loc, text: str, locator: Locator) -> list[Problem]:
+def _judge_template(
+    phase: Phase, loc: Loc, text: str, locator: Locator, captured: frozenset[str] = frozenset()
+) -> list[Problem]:
     from mapwise.interpolate import find_placeholders
 
     problems = []
     for placeholder in find_placeholders(text):
+        if _is_capture_or_output(placeholder.name, captured):
+            continue
         message = _judge(phase, placeholder.name, placeholder.text)
         if message is not None:
             problems.append(locator.problem(loc, message))
     return problems
+
+
+def _is_capture_or_output(name: str, captured: frozenset[str]) -> bool:
+    """``${shell.output}``, a dotted capture name, or a field of a capture
+    (``${meta.items[0].x}``: the capture's JSON, read at run time)."""
+    if name in STEP_OUTPUT_VARIABLES or name in captured:
+        return True
+    return any(name.startswith((f"{c}.", f"{c}[")) for c in captured)
 
 
 def _judge(phase: Phase, name: str, text: str) -> str | None:
@@ -165,6 +211,8 @@ def _judge(phase: Phase, name: str, text: str) -> str | None:
         return f"{text}: item variables exist only in the map phase, not in {where}"
     if name.startswith("map."):
         return _judge_map_variable(phase, name, text, MAP_VARIABLES)
+    if name.startswith("env.") and _ENV_NAME.fullmatch(name.removeprefix("env.")):
+        return None  # the workflow env, then the process environment
     if "." in name or "[" in name:
         return f"{text}: unknown variable (prodigy's {text} is not supported; use capture)"
     return None
@@ -229,3 +277,61 @@ def _check_captures(workflow: Workflow, locator: Locator) -> tuple[list[Problem]
                     )
                 )
     return errors, warnings
+
+
+def _profiles_note(name: str, profile_vars: frozenset[str]) -> str:
+    if name not in profile_vars:
+        return ""
+    return (
+        f" ({name} is set only under profiles, which mapwise does not apply: "
+        "set it in env or in the environment)"
+    )
+
+
+def check_env_references(
+    workflow: Workflow, locator: Locator, profile_vars: frozenset[str] = frozenset()
+) -> list[Problem]:
+    """Warnings for variables that will be empty or literal although a value was meant.
+
+    - an ``env:`` value naming a variable set neither earlier in ``env`` nor in the
+      process environment (it expands to the empty string, as in a shell);
+    - ``${env.NAME}`` in a template with ``NAME`` set nowhere (it is empty too);
+    - ``${NAME}``/``$NAME`` in a template that only prodigy's ``profiles`` sets.
+
+    Judged against the environment of the process that loads the workflow: a run on
+    another machine may see it differently (each run expands env again).
+    """
+    from mapwise.interpolate import find_placeholders
+
+    expanded = expand_env(workflow.env, os.environ)
+    warnings = [
+        locator.problem(
+            ("env", key),
+            f"${{{name}}} is set neither earlier in env nor in the environment; it is empty"
+            + _profiles_note(name, profile_vars),
+        )
+        for key, name in expanded.unset
+    ]
+    captured = _captured_names(workflow)
+    for _phase, base, steps in _phases(workflow):
+        for loc, step in _walk_steps(steps, base):
+            for field_loc, text in _step_texts(step, loc):
+                for placeholder in find_placeholders(text):
+                    name = placeholder.name
+                    env_name = name.removeprefix("env.")
+                    if not _ENV_NAME.fullmatch(env_name) or name in captured:
+                        continue
+                    if lookup(env_name, expanded.env, os.environ) is not None:
+                        continue
+                    if name.startswith("env."):
+                        message = f"{placeholder.text}: {env_name} is set nowhere; it is empty"
+                        message += _profiles_note(env_name, profile_vars)
+                    elif name in profile_vars:
+                        message = (
+                            f"{placeholder.text}: {name} is set only under profiles, which "
+                            "mapwise does not apply: set it in env or in the environment"
+                        )
+                    else:
+                        continue
+                    warnings.append(locator.problem(field_loc, message))
+    return warnings

@@ -104,7 +104,7 @@ def _build(text: str) -> tuple[Workflow, list[Problem]]:
         line = problem.line if problem.line is not None else lines.line_of(problem.loc)
         raise dataclasses.replace(problem, line=line) from None
     workflow = validate(normalised.data, locator)
-    errors, doubts = check_workflow(workflow, locator)
+    errors, doubts = check_workflow(workflow, locator, normalised.profile_vars)
     prompt_errors, prompt_doubts = check_prompts(workflow, locator)
     errors += prompt_errors
     doubts += prompt_doubts

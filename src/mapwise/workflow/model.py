@@ -8,6 +8,7 @@ read as its long form by the model itself. The model describes a job and never r
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -65,7 +66,13 @@ class Step(_Model):
     args: tuple[str, ...] = ()
     continue_prompt: str | None = Field(default=None, min_length=1)
     timeout: float | None = Field(default=None, gt=0)
-    capture: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    # a name, dotted as prodigy's ``shell.output`` may be
+    capture: str | None = Field(
+        default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
+    )
+    # prodigy's capture formats: string (the output's text), json (fields reachable as
+    # ``${name.field}``), lines (a JSON array of the lines), number, boolean
+    capture_format: Literal["string", "json", "lines", "number", "boolean"] = "string"
     env: dict[str, str] = Field(default_factory=dict)
     working_dir: str | None = None
     on_failure: tuple[Step, ...] = ()
@@ -195,6 +202,11 @@ class SetupPhase(_Model):
     timeout: float | None = Field(default=None, gt=0)
 
 
+class MergePhase(SetupPhase):
+    """prodigy's ``merge:`` block: steps run in the job worktree once a worktree job
+    has completed, with an optional timeout for the whole phase."""
+
+
 class MapPhase(_Model):
     """``map:``: where items come from, how they are chosen, and what runs per item."""
 
@@ -310,16 +322,26 @@ class Workflow(_Model):
     error_policy: ErrorPolicy = Field(default_factory=ErrorPolicy)
     executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
     workspace: WorkspaceSpec = Field(default_factory=WorkspaceSpec)
+    merge: MergePhase | None = None  # worktree mode only (see workflow.prodigy_merge)
 
-    def resolved_max_parallel(self) -> int:
-        """``map.max_parallel`` as a number, resolving ``${VAR}`` from the workflow env."""
+    def resolved_max_parallel(self, environ: Mapping[str, str] | None = None) -> int:
+        """``map.max_parallel`` as a number, resolving ``${VAR}`` from the workflow env
+        (its values expanded, see ``mapwise.envexpand``), else from the process
+        environment (``environ``, by default ``os.environ``), as prodigy does."""
+        import os
+
+        from mapwise.envexpand import expand_env, lookup
+
         value = self.map.max_parallel
         if isinstance(value, int):
             return value
+        environ = os.environ if environ is None else environ
         name = value.strip().removeprefix("$").strip("{}")
-        raw = self.env.get(name)
+        raw = lookup(name, expand_env(self.env, environ).env, environ)
         if raw is None:
-            raise ValueError(f"max_parallel refers to {value!r}, which env does not define")
+            raise ValueError(
+                f"max_parallel refers to {value!r}, which neither env nor the environment defines"
+            )
         number = int(raw)
         if number < 1:
             raise ValueError(f"max_parallel {value!r} is {number}; it must be at least 1")

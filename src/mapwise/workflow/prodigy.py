@@ -31,10 +31,11 @@ from pydantic import ValidationError
 
 from mapwise.workflow.locate import Loc, Locator, Problem, dotted, unknown_key
 from mapwise.workflow.model import RetryPolicy
+from mapwise.workflow.prodigy_merge import normalise_merge
 from mapwise.workflow.prodigy_steps import Context, LoadWarning, normalise_steps
 
 IGNORED_TOP_KEYS: Final = frozenset(
-    {"merge", "commit_required", "profiles", "secrets", "env_files", "validate", "analysis"}
+    {"commit_required", "profiles", "secrets", "env_files", "validate", "analysis"}
     | {"cook", "goal_seek", "foreach", "outputs", "commit_config", "handler"}
     | {"error_collection"}
 )
@@ -69,6 +70,7 @@ class Normalised:
 
     data: dict[str, Any]
     warnings: tuple[LoadWarning, ...]
+    profile_vars: frozenset[str] = frozenset()  # names set under prodigy's profiles
 
 
 def normalise(doc: dict[str, Any], locator: Locator) -> Normalised:
@@ -78,7 +80,7 @@ def normalise(doc: dict[str, Any], locator: Locator) -> Normalised:
     for key, value in doc.items():
         if key in IGNORED_TOP_KEYS:
             ctx.warn((key,))
-        elif key not in POLICY_SHORTCUTS and key not in ("error_policy", "env"):
+        elif key not in POLICY_SHORTCUTS and key not in ("error_policy", "env", "merge"):
             result[key] = value
     if "env" in doc:
         result["env"] = ctx.env_map(doc["env"], ("env",))
@@ -93,6 +95,8 @@ def normalise(doc: dict[str, Any], locator: Locator) -> Normalised:
         result["setup"] = _setup(ctx, doc["setup"])
     if "workspace" in doc:
         result["workspace"] = _workspace(ctx, doc["workspace"])
+    if (merge := normalise_merge(ctx, doc)) is not None:
+        result["merge"] = merge
     if "reduce" in doc:
         result["reduce"] = normalise_steps(
             ctx, doc["reduce"], ("reduce",), ("reduce",), wrapped=True
@@ -101,7 +105,23 @@ def normalise(doc: dict[str, Any], locator: Locator) -> Normalised:
         result["map"] = _map(ctx, doc["map"], policy_retry)
     elif policy_retry is not None:
         raise Problem("retry_config needs a map phase", policy_retry[1], dotted(policy_retry[1]))
-    return Normalised(result, tuple(ctx.warnings))
+    return Normalised(result, tuple(ctx.warnings), _profile_vars(doc.get("profiles")))
+
+
+def _profile_vars(profiles: Any) -> frozenset[str]:
+    """The variable names prodigy's ``profiles: {dev: {NAME: value, description: ...}}``
+    sets (mapwise does not apply profiles; these explain a ``${NAME}`` set nowhere else)."""
+    names: set[str] = set()
+    if not isinstance(profiles, dict):
+        return frozenset()
+    for profile in profiles.values():
+        if not isinstance(profile, dict):
+            continue
+        nested = profile.get("env")
+        names.update(k for k in profile if isinstance(k, str) and k not in ("description", "env"))
+        if isinstance(nested, dict):
+            names.update(k for k in nested if isinstance(k, str))
+    return frozenset(names)
 
 
 def _error_policy(ctx: Context, doc: dict[str, Any]) -> tuple[Any, tuple[Any, Loc] | None]:

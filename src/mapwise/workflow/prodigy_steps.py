@@ -210,8 +210,7 @@ def normalise_step(ctx: Context, value: Any, src: Loc, dst: Loc) -> Any:
         elif key == "capture_output":
             _capture_output(ctx, value, item, here, dst, result)
         elif key == "capture_format":
-            if item != "string":
-                ctx.warn(here, "prodigy capture formats not supported; captured as text")
+            result[key] = item
         elif key == "on_failure":
             result[key] = normalise_on_failure(ctx, item, here, there)
         elif key == "env":
@@ -248,7 +247,7 @@ def _capture_output(
 
     Both keys naming the same variable say one thing twice, which is no mistake.
     """
-    name = _capture_name(item)
+    name = _capture_name(item, step)
     if "capture" in step:
         if name is None or name == step["capture"]:
             return
@@ -259,10 +258,13 @@ def _capture_output(
     ctx.locator.move((*dst, "capture"), here)
 
 
-def _capture_name(value: Any) -> Any:
-    """The variable ``capture_output`` names: ``true`` is ``output``, false or null none."""
+def _capture_name(value: Any, step: dict[str, Any] | None = None) -> Any:
+    """The variable ``capture_output`` names: ``true`` is ``shell.output`` for a shell
+    step and ``claude.output`` for a claude step, as prodigy names them
+    (``CaptureOutput::Default``); false or null none."""
     if value is True:
-        return "output"
+        kind = "claude" if step is not None and "claude" in step else "shell"
+        return f"{kind}.output"
     return None if value is False or value is None else value
 
 

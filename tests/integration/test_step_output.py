@@ -89,3 +89,21 @@ def test_a_steps_own_env_reads_the_process_environment_and_its_earlier_entries(
     p, q = project.read("env-out").strip().split("|")
     assert p.startswith("/custom/bin:") and p.endswith(os.environ["PATH"])
     assert q == f"{p}-again-a"
+
+
+def test_a_failed_agent_steps_handler_sees_the_agents_error_as_shell_output(
+    project: Project,
+) -> None:
+    # Given an agent step that runs out of turns, whose handler reads ${shell.output}
+    step = {
+        "claude": "fix it [fake:result=error_max_turns]",
+        "on_failure": [{"shell": 'echo "debug: ${shell.output}" > debug-out'}],
+    }
+    project.workflow(mapreduce([step]), items=["a"])
+
+    # When it runs
+    result = project.run()
+
+    # Then the item failed, and its handler saw the agent's own words for why
+    assert result.dlq == 1
+    assert "error_max_turns" in project.read("debug-out")

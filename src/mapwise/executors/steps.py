@@ -263,7 +263,9 @@ def _run_agent_step(
             on_failure=on_failure,
         ), None
     base = _record(step, index, run.result, log, log_before, on_failure)
-    return record_of(base, run), run.reading.text
+    # a failed agent step's words (its error) are what ${shell.output} shows its handlers
+    said = run.reading.text if run.reading.text is not None else run.reading.detail or None
+    return record_of(base, run), said
 
 
 def _record(

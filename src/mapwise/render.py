@@ -11,6 +11,7 @@ import sys
 import time
 from typing import IO, TYPE_CHECKING, Any
 
+from mapwise.cli.common import printable
 from mapwise.domain.states import ItemStatus, Phase
 from mapwise.engine.events import (
     Event,
@@ -60,6 +61,8 @@ class ProgressDisplay:
         self._last_line = 0.0
 
     def print(self, text: str) -> None:
+        """Print a line, its control characters escaped (item data, stderr tails)."""
+        text = printable(text)
         if self.console is not None:
             self.console.print(text, markup=False)
         else:

@@ -59,15 +59,19 @@ class JobProgress:
     pending_items: int  # the rest: pending, running, waiting for a retry
     completion_percentage: float
     cost: Cost = field(default_factory=Cost)  # what the job's agents spent so far
+    purged_items: int = 0  # given up on with `dlq purge`: neither failed nor pending
 
     @classmethod
     def from_counts(
         cls, total: int, succeeded: int, dlq: int, purged: int = 0, cost: Cost | None = None
     ) -> JobProgress:
-        """Purged items (given up on with ``dlq purge``) are neither failed nor pending."""
+        """Purged items (given up on with ``dlq purge``) are neither failed nor pending.
+
+        They count in ``purged_items``: completed + failed + pending + purged = total.
+        """
         percentage = round(100.0 * succeeded / total, 2) if total else 0.0
         pending = max(total - succeeded - dlq - purged, 0)
-        return cls(total, succeeded, dlq, pending, percentage, cost or Cost())
+        return cls(total, succeeded, dlq, pending, percentage, cost or Cost(), purged)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -75,6 +79,7 @@ class JobProgress:
             "completed_items": self.completed_items,
             "failed_items": self.failed_items,
             "pending_items": self.pending_items,
+            "purged_items": self.purged_items,
             "completion_percentage": self.completion_percentage,
         }
 

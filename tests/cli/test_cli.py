@@ -27,6 +27,7 @@ PROGRESS_KEYS = {
     "completed_items",
     "failed_items",
     "pending_items",
+    "purged_items",
     "completion_percentage",
 }
 JOB_KEYS = {
@@ -266,6 +267,7 @@ def test_status_json_has_exactly_the_spec_keys(finished: Finished) -> None:
         "completed_items": 2,
         "failed_items": 1,
         "pending_items": 0,
+        "purged_items": 0,
         "completion_percentage": pytest.approx(66.67, abs=0.01),
     }
     assert data["runs"][0]["outcome"] == "completed"

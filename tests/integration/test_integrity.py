@@ -108,6 +108,7 @@ def test_version_1_checkpoint_still_imports_and_resumes(project: Project) -> Non
         "completed_items": 3,
         "failed_items": 1,
         "pending_items": 0,
+        "purged_items": 0,
         "completion_percentage": 75.0,
     }
     assert len(status["runs"]) == 2

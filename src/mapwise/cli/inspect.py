@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from mapwise import api
-from mapwise.cli.common import json_option, print_json, state_dir_option, table
+from mapwise.cli.common import echo, json_option, print_json, state_dir_option, table
 from mapwise.domain.usage import Cost
 from mapwise.errors import UserError
 from mapwise.reports import JobListing, JobStatusReport, human_seconds, iso
@@ -71,7 +71,9 @@ def _render_status(report: JobStatusReport) -> str:
         f"status     {job.status}{' (resumable)' if job.resumable else ''}",
         f"phase      {report.phase}",
         f"items      {p.completed_items} succeeded, {p.failed_items} in the DLQ, "
-        f"{p.pending_items} pending, {p.total_items} total ({p.completion_percentage}%)",
+        f"{p.pending_items} pending, "
+        + (f"{p.purged_items} purged, " if p.purged_items else "")
+        + f"{p.total_items} total ({p.completion_percentage}%)",
         f"started    {_when(job.started_at)}    updated {_when(job.updated_at)}",
         f"time       wall {human_seconds(d.wall_seconds)}, compute "
         f"{human_seconds(d.compute_seconds)} over {len(report.runs)} run(s)",
@@ -123,7 +125,7 @@ def status_command(job_id: str, state_dir: str | None, as_json: bool, with_items
     if as_json:
         print_json(report.to_json())
     else:
-        click.echo(_render_status(report))
+        echo(_render_status(report))
 
 
 @click.group("dlq")
@@ -172,40 +174,40 @@ def dlq_show_command(job_id: str, item_id: str, state_dir: str | None) -> None:
     """Show ITEM_ID's attempt history and the tail of its last log."""
     detail = api.item_detail(job_id, item_id, state_dir)
     item = detail.item
-    click.echo(
+    echo(
         f"item {item.item_id} (index {item.index}): {item.status.value}, "
         f"{item.attempts} counted attempt(s)"
     )
-    click.echo(f"  value: {json.dumps(item.value, ensure_ascii=False)}")
+    echo(f"  value: {json.dumps(item.value, ensure_ascii=False)}")
     if item.last_error:
-        click.echo(f"  last error: {item.last_error}")
+        echo(f"  last error: {item.last_error}")
     if item.branch:
-        click.echo(f"  branch: {item.branch}")
-        click.echo(f"  worktree: {item.worktree or '(none: its work is on its branch)'}")
+        echo(f"  branch: {item.branch}")
+        echo(f"  worktree: {item.worktree or '(none: its work is on its branch)'}")
     if item.conflict_files:
-        click.echo(f"  conflicting files: {', '.join(item.conflict_files)}")
+        echo(f"  conflicting files: {', '.join(item.conflict_files)}")
     if detail.agent_runs:
         spent = sum(run.cost_usd or 0.0 for run in detail.agent_runs)
-        click.echo(f"  cost: ${spent:.4f} over {len(detail.agent_runs)} agent run(s)")
+        echo(f"  cost: ${spent:.4f} over {len(detail.agent_runs)} agent run(s)")
     runs_by_attempt: dict[int | None, list[AgentRunRecord]] = {}
     for agent_run in detail.agent_runs:
         runs_by_attempt.setdefault(agent_run.attempt_id, []).append(agent_run)
     for attempt in detail.attempts:
         duration = f"{attempt.duration:.3f}s" if attempt.duration is not None else "-"
-        click.echo(
+        echo(
             f"attempt {attempt.attempt_no} (run {attempt.run_no}, slot {attempt.slot}, "
             f"{attempt.host or '?'}): {attempt.outcome} {attempt.error_kind or ''} "
             f"exit={attempt.exit_code} signal={attempt.signal} {duration} "
             f"started {_when(attempt.started_at)}"
         )
         if attempt.resume_from:
-            click.echo(
+            echo(
                 f"    continued the attempt before at step {attempt.resume_from + 1} "
                 f"({_steps_before(attempt.resume_from)} succeeded before)"
             )
         for step in detail.steps.get(attempt.id, ()):
             handler = " (on_failure)" if step["on_failure"] else ""
-            click.echo(
+            echo(
                 f"    step {step['step_index'] + 1}{handler}: "
                 f"{step['label']} -> exit={step['exit_code']} signal={step['signal']} "
                 f"timed_out={bool(step['timed_out'])} {step['duration']:.3f}s"
@@ -213,17 +215,17 @@ def dlq_show_command(job_id: str, item_id: str, state_dir: str | None) -> None:
         agent_runs = runs_by_attempt.get(attempt.id, ())
         if agent_runs:
             spent = sum(run.cost_usd or 0.0 for run in agent_runs)
-            click.echo(f"    agents: ${spent:.4f} in {len(agent_runs)} run(s)")
+            echo(f"    agents: ${spent:.4f} in {len(agent_runs)} run(s)")
         for agent_run in agent_runs:
-            click.echo(f"    {_agent_line(agent_run)}")
+            echo(f"    {_agent_line(agent_run)}")
         if attempt.stderr_tail:
             for line in attempt.stderr_tail.splitlines()[-10:]:
-                click.echo(f"    | {line}")
+                echo(f"    | {line}")
     last = detail.attempts[-1] if detail.attempts else None
     if last is not None and last.log_path:
-        click.echo(f"log: {last.log_path}")
+        echo(f"log: {last.log_path}")
         for line in _tail(last.log_path, LOG_TAIL_LINES):
-            click.echo(f"  {line}")
+            echo(f"  {line}")
 
 
 def _steps_before(count: int) -> str:
@@ -250,7 +252,11 @@ def _agent_line(run: AgentRunRecord) -> str:
 @click.option("--attempt", type=int, default=None, help="Which attempt (default: the last).")
 @state_dir_option
 def logs_command(job_id: str, item_id: str, attempt: int | None, state_dir: str | None) -> None:
-    """Print the full log of one attempt of ITEM_ID."""
+    """Print the full log of one attempt of ITEM_ID.
+
+    Raw, as the command wrote it (control characters included, as ``cat`` would): the
+    log is what the user asked to see; ``dlq show`` escapes its tail.
+    """
     detail = api.item_detail(job_id, item_id, state_dir)
     if not detail.attempts:
         raise UserError(f"item {item_id!r} of job {job_id} has not run yet")

@@ -8,6 +8,7 @@ import click
 
 from mapwise import __version__
 from mapwise.cli import inspect, report, run, state
+from mapwise.cli.common import printable
 from mapwise.cli.logs import configure_logging
 from mapwise.errors import MapwiseError
 
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> None:
         click.echo("mapwise: aborted", err=True)
         code = 130
     except MapwiseError as error:
-        click.echo(f"mapwise: error: {error}", err=True)
+        click.echo(printable(f"mapwise: error: {error}"), err=True)
         code = error.exit_code
     except KeyboardInterrupt:
         click.echo("mapwise: interrupted", err=True)

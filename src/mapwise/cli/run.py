@@ -16,11 +16,18 @@ from typing import TYPE_CHECKING
 import click
 
 from mapwise import api
-from mapwise.cli.common import echo_err, executor_option, scheduler_option, state_dir_option
+from mapwise.cli.common import (
+    echo,
+    echo_err,
+    executor_option,
+    scheduler_option,
+    state_dir_option,
+)
 from mapwise.cli.exit_codes import exit_code_for
 from mapwise.domain.states import JobStatus
 from mapwise.errors import UserError
 from mapwise.reports import JobOutcome, human_seconds, resume_command
+from mapwise.workflow.model import MAX_PARALLEL_LIMIT
 
 if TYPE_CHECKING:
     from mapwise.types import JobResult, ResumeOptions, ValidationReport
@@ -43,8 +50,11 @@ def report_end(
     if result.outcome is JobOutcome.BUDGET_SPENT:
         more = f"{resume_command(result.job_id, state_dir)} --max-cost USD"
         echo_err(f"  resume with a higher budget: {more}")
-    elif result.status is not JobStatus.COMPLETED or result.dlq:
+    elif result.status is not JobStatus.COMPLETED:
         echo_err(f"  resume with: {resume_command(result.job_id, state_dir)}")
+    elif result.dlq:  # a plain resume leaves DLQ items where they are
+        retry = resume_command(result.job_id, state_dir).replace(" resume ", " dlq retry ", 1)
+        echo_err(f"  retry the failed items: {retry}")
     if result.dlq:
         listing = resume_command(result.job_id, state_dir).replace(" resume ", " dlq list ", 1)
         echo_err(f"  failed items: {listing}")
@@ -112,7 +122,10 @@ max_cost_option = click.option(
     help="Choose the job's id (default: name-time-random).",
 )
 @click.option(
-    "--max-parallel", type=click.IntRange(min=1), default=None, help="Override map.max_parallel."
+    "--max-parallel",
+    type=click.IntRange(min=1, max=MAX_PARALLEL_LIMIT),
+    default=None,
+    help=f"Override map.max_parallel (1 to {MAX_PARALLEL_LIMIT:,}).",
 )
 @executor_option
 @scheduler_option
@@ -157,9 +170,9 @@ def run_command(
 @click.option("--retry-failed", is_flag=True, help="Also send the DLQ's items back to pending.")
 @click.option(
     "--max-parallel",
-    type=click.IntRange(min=1),
+    type=click.IntRange(min=1, max=MAX_PARALLEL_LIMIT),
     default=None,
-    help="Override the job's parallelism.",
+    help=f"Override the job's parallelism (1 to {MAX_PARALLEL_LIMIT:,}).",
 )
 @click.option(
     "--reload-workflow",
@@ -245,7 +258,7 @@ def validate_command(workflow: str, state_dir: str | None) -> None:
     report = api.validate_workflow(workflow, state_dir=state_dir)
     for warning in report.warnings:
         echo_err(f"warning: {warning}")
-    click.echo(render_validation(report))
+    echo(render_validation(report))
 
 
 def render_validation(report: ValidationReport) -> str:

@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING
 import click
 
 from mapwise import api
-from mapwise.cli.common import echo_err, json_option, print_json, state_dir_option, table
+from mapwise.cli.common import echo, echo_err, json_option, print_json, state_dir_option, table
 from mapwise.cli.inspect import dlq_group
 from mapwise.cli.run import resume_with_display
 from mapwise.errors import StateDamagedError
-from mapwise.reports import iso
+from mapwise.reports import iso, resume_command
 
 if TYPE_CHECKING:
     from mapwise.engine.workspaces import CleanReport
@@ -55,7 +55,7 @@ def verify_command(job_id: str, state_dir: str | None) -> int:
     findings = api.verify_job(job_id, state_dir)
     for finding in findings:
         label = "damage" if finding.damage else "note"
-        click.echo(f"{label}: {finding.where}: {finding.message}")
+        echo(f"{label}: {finding.where}: {finding.message}")
     if any(f.damage for f in findings):
         echo_err(f"job {job_id} is damaged; `mapwise repair {job_id}` rebuilds it")
         return StateDamagedError.exit_code
@@ -114,7 +114,7 @@ def import_command(
 ) -> None:
     """Make a job from a checkpoint file written by `mapwise export`."""
     imported = api.import_job(checkpoint_file, state_dir, job_id=job_id, workflow=workflow)
-    click.echo(f"imported job {imported}; continue it with: mapwise resume {imported}")
+    click.echo(f"imported job {imported}; continue it with: {resume_command(imported, state_dir)}")
 
 
 @dlq_group.command("retry")
@@ -157,7 +157,7 @@ def _echo_clean(report: CleanReport) -> None:
     if report.removed:
         click.echo(f"removed the worktrees and branches of {len(report.removed)} item(s)")
     for item_id, why in report.kept:
-        click.echo(f"kept {item_id}: {why} (use --force to remove it anyway)")
+        echo(f"kept {item_id}: {why} (use --force to remove it anyway)")
     if report.pool_removed:
         click.echo(f"removed {report.pool_removed} unused worktree(s) of the job's pool")
     if report.job_worktree_removed:

@@ -6,13 +6,16 @@ never block the writer) and writes the file. Checkpoints are taken every
 ``MAPWISE_CHECKPOINT_SECONDS`` (60) or ``MAPWISE_CHECKPOINT_ITEMS`` (10,000) finished
 items, whichever comes first, but never more often than ten times the last write took,
 so a huge job does not spend its time snapshotting; the last ``MAPWISE_CHECKPOINT_KEEP``
-(5) are kept.
+(5) are kept. ``inf`` turns a knob off (never by time, never by count, keep all); a
+value that is not a number, ``nan`` included, is ignored.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
+import sys
 import threading
 import time
 from collections.abc import Mapping
@@ -36,16 +39,27 @@ class CheckpointPolicy:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> CheckpointPolicy:
+        """The knobs from ``environ``. A value that is not a number (``nan`` included) is
+        ignored; ``inf`` (or a number too big for a float, ``1e400``) means never (seconds,
+        items) or all of them (keep); one below the minimum is the minimum."""
+
         def number(name: str, default: float) -> float:
             try:
-                return float(environ[name]) if environ.get(name) else default
+                value = float(environ[name]) if environ.get(name) else default
             except ValueError:
                 return default
+            return default if math.isnan(value) else value
+
+        def whole(name: str, default: int) -> int:
+            value = number(name, default)
+            if math.isinf(value):
+                return sys.maxsize if value > 0 else 1
+            return max(int(value), 1)
 
         return cls(
             every_seconds=max(number("MAPWISE_CHECKPOINT_SECONDS", 60.0), 0.05),
-            every_items=max(int(number("MAPWISE_CHECKPOINT_ITEMS", 10_000)), 1),
-            keep=max(int(number("MAPWISE_CHECKPOINT_KEEP", 5)), 1),
+            every_items=whole("MAPWISE_CHECKPOINT_ITEMS", 10_000),
+            keep=whole("MAPWISE_CHECKPOINT_KEEP", 5),
         )
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from typing import Any
 
 from mapwise.engine.context import JobContext
 from mapwise.errors import InterpolationError
+from mapwise.executors.orphans import clear_note, make_note, write_note
 from mapwise.interpolate import Scope, find_placeholders, missing_item_fields, render_plain
 from mapwise.items import (
     InputText,
@@ -105,13 +107,36 @@ def _plan(workflow: Workflow, job_id: str, captures: Mapping[str, str]) -> _Plan
     return _Plan(spec, scope, make_id, step_templates(steps))
 
 
-def _read(plan: _Plan, base_dir: Path, base_env: Mapping[str, str]) -> InputText:
-    return read_input_text(
-        render_plain(plan.spec.input, plan.scope),
-        base_dir=base_dir,
-        env={**base_env, **plan.scope.captures},
-        cwd=base_dir,
-    )
+INPUT_SLOT = "input"  # the slot note of the input command's process group
+
+
+def _read(
+    plan: _Plan,
+    base_dir: Path,
+    base_env: Mapping[str, str],
+    *,
+    cancel: threading.Event | None = None,
+    slots: Path | None = None,
+) -> InputText:
+    """Read the input; with ``slots``, the input command's group is noted there while it
+    runs (a second Ctrl-C kills the noted groups), and ``cancel`` stops it."""
+
+    def note(pgid: int) -> None:
+        if slots is not None:
+            write_note(slots, make_note(INPUT_SLOT, pgid))
+
+    try:
+        return read_input_text(
+            render_plain(plan.spec.input, plan.scope),
+            base_dir=base_dir,
+            env={**base_env, **plan.scope.captures},
+            cwd=base_dir,
+            cancel=cancel,
+            on_start=note,
+        )
+    finally:
+        if slots is not None:
+            clear_note(slots, INPUT_SLOT)
 
 
 def resolve_items(
@@ -221,7 +246,13 @@ def freeze(ctx: JobContext) -> int:
     input file that is only beside the workflow file (not committed) is read there.
     """
     return freeze_into(
-        ctx.store, ctx.workflow, job_id=ctx.job_id, base_dir=_input_dir(ctx), base_env=ctx.base_env
+        ctx.store,
+        ctx.workflow,
+        job_id=ctx.job_id,
+        base_dir=_input_dir(ctx),
+        base_env=ctx.base_env,
+        cancel=ctx.stop.requested,
+        slots=ctx.paths.slots,
     )
 
 
@@ -242,15 +273,18 @@ def freeze_into(
     job_id: str,
     base_dir: Path,
     base_env: Mapping[str, str],
+    cancel: threading.Event | None = None,
+    slots: Path | None = None,
 ) -> int:
-    """:func:`freeze`, given what it uses of the run."""
+    """:func:`freeze`, given what it uses of the run (an InputStopped if ``cancel`` stops
+    the input command: nothing is frozen then)."""
     plan = _plan(workflow, job_id, store.job().captures)
     candidate = base_dir / render_plain(workflow.map.input, plan.scope)
     if candidate.is_file():
         identity = input_file_identity(candidate)
         if identity is not None:
             store.set_options({"input_file": identity})
-    raw = _read(plan, base_dir, base_env)
+    raw = _read(plan, base_dir, base_env, cancel=cancel, slots=slots)
     try:
         return _freeze_streamed(store, plan, raw)
     except _Irregular as exc:

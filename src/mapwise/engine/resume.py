@@ -29,6 +29,7 @@ from mapwise.store.records import JobRecord
 from mapwise.store.summary import summarize
 from mapwise.types import JobResult, Restored, ResumeOptions
 from mapwise.workflow.loader import LoadedWorkflow, load_workflow, parse_workflow
+from mapwise.workflow.model import MAX_PARALLEL_LIMIT
 
 
 def _choose_workflow(
@@ -149,6 +150,8 @@ def resume_job(
     ctxmod.check_max_cost(options.max_cost_usd)
     if options.max_parallel is not None and options.max_parallel < 1:
         raise UserError("--max-parallel must be at least 1")
+    if options.max_parallel is not None and options.max_parallel > MAX_PARALLEL_LIMIT:
+        raise UserError(f"--max-parallel must be at most {MAX_PARALLEL_LIMIT:,}")
     paths = existing_job_paths(resolve_state_dir(state_dir), job_id)
     with JobLock(paths.lock).acquire(job_id):
         notices: list[str] = []

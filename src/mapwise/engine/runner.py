@@ -35,11 +35,12 @@ from mapwise.engine.workspaces import (
     plan_workspace,
     remove_free_worktrees,
 )
-from mapwise.errors import ExecutorError, MapwiseError, UserError
+from mapwise.errors import ExecutorError, MapwiseError, StateDamagedError, UserError
 from mapwise.executors.attempt import AttemptConfig, close_slot_notes
 from mapwise.executors.base import Executor
 from mapwise.executors.logsink import make_private_dirs
 from mapwise.executors.orphans import kill_job_processes, kill_orphans
+from mapwise.items.input import InputStopped
 from mapwise.reports import JobOutcome
 from mapwise.store.jobstore import JobStore
 from mapwise.store.lock import JobLock, refuse_if_held
@@ -50,10 +51,11 @@ from mapwise.store.paths import (
     job_paths,
     new_job_id,
     resolve_state_dir,
+    unwritable,
 )
 from mapwise.types import JobResult, StartOptions
 from mapwise.workflow.loader import LoadedWorkflow
-from mapwise.workflow.model import Workflow
+from mapwise.workflow.model import MAX_PARALLEL_LIMIT, Workflow
 
 
 def refuse_existing(paths: JobPaths) -> None:
@@ -80,15 +82,21 @@ def _new_store(loaded: LoadedWorkflow, paths: JobPaths, stored_options: dict[str
     if workspace is not None:
         stored_options = {**stored_options, **workspace.to_options()}
         stored_options = with_target_branch(stored_options, OPTIONS_KEY, workspace.repo)
-    make_private_dirs(paths.root.parent)
-    store = JobStore.create(
-        paths,
-        workflow_name=loaded.workflow.name,
-        workflow_path=str(loaded.path),
-        workflow_source=loaded.source,
-        workflow_sha256=loaded.sha256,
-        options=stored_options,
-    )
+    try:  # a read-only state directory is said so, not a traceback
+        make_private_dirs(paths.root.parent)
+        store = JobStore.create(
+            paths,
+            workflow_name=loaded.workflow.name,
+            workflow_path=str(loaded.path),
+            workflow_source=loaded.source,
+            workflow_sha256=loaded.sha256,
+            options=stored_options,
+        )
+    except OSError as exc:
+        error = unwritable(exc, paths.root)
+        if error is None:
+            raise
+        raise error from exc
     if workspace is not None:
         try:
             create_job_worktree(workspace)
@@ -108,6 +116,8 @@ def start_job(loaded: LoadedWorkflow, options: StartOptions) -> JobResult:
     """
     if options.max_parallel is not None and options.max_parallel < 1:
         raise UserError("--max-parallel must be at least 1")
+    if options.max_parallel is not None and options.max_parallel > MAX_PARALLEL_LIMIT:
+        raise UserError(f"--max-parallel must be at most {MAX_PARALLEL_LIMIT:,}")
     ctxmod.check_max_cost(options.max_cost_usd)
     state_dir = check_state_dir(resolve_state_dir(options.state_dir))
     job_id = check_job_id(options.job_id or new_job_id(loaded.workflow.name))
@@ -204,7 +214,10 @@ class _Run:
                 return self.interrupted()
             if not outcome.ok:
                 return self.failed(f"setup {outcome.last_error}")
-            total = freeze(self.ctx)
+            try:
+                total = freeze(self.ctx)
+            except InputStopped:
+                return self.interrupted()  # nothing frozen: a resume reads the input again
             self.ctx.bus.publish(ItemsFrozen(total))
             self.ctx.checkpointer.now()
         if self.store.job().phase is Phase.MAP and (result := self._map()) is not None:
@@ -391,9 +404,10 @@ def execute(
     if install_signal_handlers:
         stop.install()
     run = _Run(ctx, resumed=resumed)
+    database = _file_identity(paths.database)
     try:
         bus.publish(JobStarted(paths.job_id, run_no, resumed))
-        return run.run()
+        result = run.run()
     except MapwiseError as error:
         with contextlib.suppress(MapwiseError):
             run.failed(str(error).splitlines()[0])  # may fail too (a full disk)
@@ -402,3 +416,29 @@ def execute(
         stop.restore()
         checkpointer.close()
         paths.running_marker.unlink(missing_ok=True)
+    _refuse_if_lost(paths, database)
+    return result
+
+
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    with contextlib.suppress(OSError):
+        stat = path.stat()
+        return stat.st_dev, stat.st_ino
+    return None
+
+
+def _refuse_if_lost(paths: JobPaths, database: tuple[int, int] | None) -> None:
+    """The job's database must still be the file the run wrote: a job folder deleted (or
+    replaced) while its job ran has lost what the run recorded, whatever the run saw.
+
+    What the run made again in a deleted folder (checkpoints, work files) is removed, so
+    that no half of a deleted job is left for ``jobs`` to list.
+    """
+    if database is None or _file_identity(paths.database) == database:
+        return
+    if not paths.database.exists():
+        shutil.rmtree(paths.root, ignore_errors=True)
+    raise StateDamagedError(
+        f"job {paths.job_id}: its folder {paths.root} was deleted (or its database replaced) "
+        "while the job ran; what this run did is lost and the job is gone"
+    )

@@ -29,15 +29,32 @@ def truth(value: Any) -> bool:
 
 
 def json_equal(left: Any, right: Any) -> bool:
-    """Deep equality with JSON's types: ``1 == 1.0`` but ``true != 1``."""
+    """Deep equality with JSON's types: ``1 == 1.0`` but ``true != 1``.
+
+    Iterative, with an explicit stack: an item nested hundreds of levels deep compares
+    without a ``RecursionError``.
+    """
+    pending: list[tuple[Any, Any]] = [(left, right)]
+    while pending:
+        a, b = pending.pop()
+        if isinstance(a, list) and isinstance(b, list):
+            if len(a) != len(b):
+                return False
+            pending.extend(zip(a, b, strict=True))
+        elif isinstance(a, dict) and isinstance(b, dict):
+            if a.keys() != b.keys():
+                return False
+            pending.extend((a[k], b[k]) for k in a)
+        elif not _scalar_equal(a, b):
+            return False
+    return True
+
+
+def _scalar_equal(left: Any, right: Any) -> bool:
     if isinstance(left, bool) or isinstance(right, bool):
         return isinstance(left, bool) and isinstance(right, bool) and left == right
     if is_number(left) and is_number(right):
         return bool(left == right)
-    if isinstance(left, list) and isinstance(right, list):
-        return len(left) == len(right) and all(map(json_equal, left, right))
-    if isinstance(left, dict) and isinstance(right, dict):
-        return left.keys() == right.keys() and all(json_equal(left[k], right[k]) for k in left)
     if type(left) is not type(right):
         return False
     return bool(left == right)
@@ -48,18 +65,77 @@ _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), allow_nan=T
 
 
 def canonical_json(value: Any) -> str:
-    """A text equal for equal JSON values (sorted keys, ``1.0`` written as ``1``)."""
-    return _CANONICAL(_normalise(value))
+    """A text equal for equal JSON values (sorted keys, ``1.0`` written as ``1``).
+
+    Deeply nested values (past what the C encoder's recursion allows) are written by an
+    iterative encoder that gives the same text, so no item depth raises ``RecursionError``.
+    """
+    try:
+        return _CANONICAL(_normalise(value))
+    except RecursionError:
+        return _canonical_iterative(value)
+
+
+def _normalise_scalar(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
+        return int(value)
+    return value
 
 
 def _normalise(value: Any) -> Any:
-    if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
-        return int(value)
-    if isinstance(value, list):
-        return [_normalise(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _normalise(v) for k, v in value.items()}
-    return value
+    """``value`` with integral floats as ints; iterative (an explicit stack)."""
+    if not isinstance(value, list | dict):
+        return _normalise_scalar(value)
+    root: list[Any] = [None]
+    pending: list[tuple[Any, Any, Any]] = [(value, root, 0)]  # (source, parent, slot)
+    while pending:
+        source, parent, slot = pending.pop()
+        if isinstance(source, list):
+            copy: Any = [None] * len(source)
+            pending.extend((v, copy, i) for i, v in enumerate(source))
+        elif isinstance(source, dict):
+            copy = dict.fromkeys(source)
+            pending.extend((v, copy, k) for k, v in source.items())
+        else:
+            copy = _normalise_scalar(source)
+        parent[slot] = copy
+    return root[0]
+
+
+class _Text:
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+def _canonical_iterative(value: Any) -> str:
+    """The text of :func:`canonical_json`, written without recursion."""
+    parts: list[str] = []
+    # each entry is either a value to write or a piece of text already written (_Text)
+    pending: list[Any] = [value]
+    while pending:
+        top = pending.pop()
+        if isinstance(top, _Text):
+            parts.append(top.text)
+        elif isinstance(top, list):
+            todo: list[Any] = [_Text("[")]
+            for index, element in enumerate(top):
+                if index:
+                    todo.append(_Text(","))
+                todo.append(element)
+            todo.append(_Text("]"))
+            pending.extend(reversed(todo))
+        elif isinstance(top, dict):
+            todo = [_Text("{")]
+            for index, key in enumerate(sorted(top)):
+                todo.append(_Text(("," if index else "") + _CANONICAL(key) + ":"))
+                todo.append(top[key])
+            todo.append(_Text("}"))
+            pending.extend(reversed(todo))
+        else:
+            parts.append(_CANONICAL(_normalise_scalar(top)))
+    return "".join(parts)
 
 
 def order_key(value: Any) -> tuple[Any, ...]:

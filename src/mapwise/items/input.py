@@ -15,6 +15,8 @@ import os
 import re
 import signal
 import subprocess
+import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +27,7 @@ from mapwise.errors import InputError
 _FILE_LIKE: Final = re.compile(r"^\S+\.(json|jsonl|txt|csv)$", re.IGNORECASE)
 _STDERR_LINES: Final = 20
 _KILL_GRACE_SECONDS: Final = 2.0
+_CANCEL_POLL_SECONDS: Final = 0.1  # how often a running input command checks for a stop
 
 # json.loads's scanner: (value, index after it) for the JSON value at an index, or
 # StopIteration if none starts there (an attribute JSONDecoder sets, not in the stubs)
@@ -104,14 +107,22 @@ def read_input_text(
     env: Mapping[str, str],
     cwd: Path,
     timeout: float | None = None,
+    cancel: threading.Event | None = None,
+    on_start: Callable[[int], None] | None = None,
 ) -> InputText:
-    """:func:`read_input` without the parsing: every error but invalid JSON."""
+    """:func:`read_input` without the parsing: every error but invalid JSON.
+
+    A command input is stopped (its process group TERMed, then KILLed) as soon as
+    ``cancel`` is set, with an :class:`InputStopped`; ``on_start(pgid)`` is called once it
+    runs, to note its group for a second Ctrl-C.
+    """
     path = base_dir / source
     if _is_file(path):
         return InputText(_read_file(path), str(path), path.suffix.lower() == ".json")
     if _FILE_LIKE.match(source):
         raise InputError(f"input file not found: {path}")
-    return InputText(_run_command(source, env=env, cwd=cwd, timeout=timeout), source, False)
+    text = _run_command(source, env=env, cwd=cwd, timeout=timeout, cancel=cancel, on_start=on_start)
+    return InputText(text, source, False)
 
 
 def looks_like_file(source: str, base_dir: Path) -> bool:
@@ -150,7 +161,19 @@ def _read_file(path: Path) -> str:
         raise InputError(f"input file {path} is not UTF-8 (byte {exc.start})") from exc
 
 
-def _run_command(command: str, *, env: Mapping[str, str], cwd: Path, timeout: float | None) -> str:
+class InputStopped(InputError):
+    """The input command was stopped because the run was asked to stop (Ctrl-C)."""
+
+
+def _run_command(
+    command: str,
+    *,
+    env: Mapping[str, str],
+    cwd: Path,
+    timeout: float | None,
+    cancel: threading.Event | None = None,
+    on_start: Callable[[int], None] | None = None,
+) -> str:
     """Run ``command`` with ``/bin/sh -c`` in its own process group; return its stdout."""
     try:
         process = subprocess.Popen(
@@ -164,7 +187,12 @@ def _run_command(command: str, *, env: Mapping[str, str], cwd: Path, timeout: fl
         )
     except OSError as exc:
         raise InputError(f"cannot run input command {command!r}: {exc}") from exc
-    stdout, stderr, timed_out = _communicate(process, timeout)
+    try:
+        if on_start is not None:
+            on_start(process.pid)
+        stdout, stderr, timed_out = _communicate(process, timeout, cancel)
+    except _Cancelled:
+        raise InputStopped(f"input command stopped: {command}") from None
     tail = _tail(stderr)
     if timed_out:
         raise InputError(f"input command timed out after {timeout:g}s: {command}{tail}")
@@ -183,13 +211,32 @@ def _run_command(command: str, *, env: Mapping[str, str], cwd: Path, timeout: fl
     return text
 
 
+class _Cancelled(Exception):
+    """``cancel`` was set while the command ran; its group is killed by then."""
+
+
 def _communicate(
-    process: subprocess.Popen[bytes], timeout: float | None
+    process: subprocess.Popen[bytes], timeout: float | None, cancel: threading.Event | None = None
 ) -> tuple[bytes, bytes, bool]:
-    """Wait for the command; on timeout or interrupt kill its whole process group."""
+    """Wait for the command; on timeout, cancel or interrupt kill its whole process group.
+
+    With ``cancel``, the wait is cut into short ones (``communicate`` may be called again
+    after a timeout, keeping what was read) so that a stop is seen while the command runs.
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
     try:
-        stdout, stderr = process.communicate(timeout=timeout)
-        return stdout, stderr, False
+        while True:
+            wait = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+            if cancel is not None:
+                wait = _CANCEL_POLL_SECONDS if wait is None else min(wait, _CANCEL_POLL_SECONDS)
+            try:
+                stdout, stderr = process.communicate(timeout=wait)
+                return stdout, stderr, False
+            except subprocess.TimeoutExpired:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise
+                if cancel is not None and cancel.is_set():
+                    raise _Cancelled from None
     except subprocess.TimeoutExpired:
         _kill_group(process)
         return *_drain(process), True

@@ -97,9 +97,13 @@ def _header(data: ReportData) -> str:
         ]
     resume = ""
     if data.resume_command:
+        what = (
+            "Retry its failed items with"
+            if " dlq retry " in data.resume_command
+            else ("Resume it with")
+        )
         resume = (
-            f'<p class="resume" id="resume">Resume it with <code>'
-            f"{escape(data.resume_command)}</code></p>"
+            f'<p class="resume" id="resume">{what} <code>{escape(data.resume_command)}</code></p>'
         )
     reason = f'<p class="muted">reason: {escape(report.reason)}</p>' if report.reason else ""
     return (

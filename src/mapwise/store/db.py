@@ -31,6 +31,29 @@ def _private_file(path: Path) -> None:
     os.close(fd)
 
 
+def on_read_only_file_system(path: Path) -> bool:
+    """Whether ``path``'s folder is on a file system mounted read-only."""
+    with contextlib.suppress(OSError):
+        return bool(os.statvfs(path.parent).f_flag & os.ST_RDONLY)
+    return False
+
+
+def _read_only_uri(path: Path) -> str:
+    """The URI a reading connection opens ``path`` with.
+
+    A WAL database on a read-only file system cannot be opened ``mode=ro`` when its
+    ``-shm`` file is absent (SQLite must create it even to read), so there it is opened
+    ``immutable=1``: no locks, no ``-shm``. That is only right when nothing is waiting in
+    the WAL (absent or empty, as a job that ended cleanly leaves it) and nothing can
+    write the file (the file system is read-only); otherwise ``mode=ro`` as usual.
+    """
+    wal = path.with_name(path.name + "-wal")
+    with contextlib.suppress(OSError):
+        if on_read_only_file_system(path) and (not wal.exists() or wal.stat().st_size == 0):
+            return f"file:{path}?mode=ro&immutable=1"
+    return f"file:{path}?mode=ro"
+
+
 def connect(path: Path, *, create: bool = False, readonly: bool = False) -> sqlite3.Connection:
     """Open a job database; ``create`` makes a new one with the current schema.
 
@@ -45,7 +68,7 @@ def connect(path: Path, *, create: bool = False, readonly: bool = False) -> sqli
     with translated(path):
         if readonly:
             conn = sqlite3.connect(
-                f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+                _read_only_uri(path), uri=True, isolation_level=None, check_same_thread=False
             )
         else:
             conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)

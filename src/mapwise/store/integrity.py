@@ -51,7 +51,10 @@ def _database_findings(
         return [Finding("database", f"{paths.database} is missing")], None
     pragma = "quick_check" if quick else "integrity_check"
     try:
-        conn = db.connect(paths.database)
+        # on a read-only mount only a reading connection opens (a read-only state is
+        # not damage); elsewhere the usual one, which replays the WAL
+        readonly = db.on_read_only_file_system(paths.database)
+        conn = db.connect(paths.database, readonly=readonly)
         result = conn.execute(f"PRAGMA {pragma}").fetchall()
     except (StateDamagedError, sqlite3.DatabaseError, UnicodeDecodeError) as exc:
         return [Finding("database", f"cannot be read: {exc}")], None

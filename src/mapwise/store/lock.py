@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mapwise.errors import JobLockedError
+from mapwise.store.paths import unwritable
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,13 @@ class JobLock:
 
     def acquire(self, job_id: str) -> JobLock:
         """Take the lock or raise ``JobLockedError`` (exit 3) naming the holder."""
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            error = unwritable(exc, self.path)
+            if error is None:
+                raise
+            raise error from exc
         if not _take_exclusive(fd):
             os.close(fd)
             raise _held_error(job_id, self.path)

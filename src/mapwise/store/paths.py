@@ -6,14 +6,16 @@ command output, which are the user's alone.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import secrets
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from mapwise.errors import UnknownJobError, UserError
+from mapwise.errors import StateReadOnlyError, UnknownJobError, UserError
 
 DEFAULT_STATE_DIR = ".mapwise"
 JOB_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -23,26 +25,63 @@ def resolve_state_dir(state_dir: str | Path | None) -> Path:
     """``--state-dir``, else ``MAPWISE_STATE_DIR``, else ``./.mapwise`` (of the working
     directory), as an absolute path."""
     if state_dir is not None:
-        return Path(state_dir).expanduser().absolute()
-    env = os.environ.get("MAPWISE_STATE_DIR")
-    if env:
-        return Path(env).expanduser().absolute()
-    return Path(DEFAULT_STATE_DIR).absolute()
+        chosen, source = Path(state_dir).expanduser().absolute(), "--state-dir"
+    elif env := os.environ.get("MAPWISE_STATE_DIR"):
+        chosen, source = Path(env).expanduser().absolute(), "MAPWISE_STATE_DIR"
+    else:
+        chosen, source = Path(DEFAULT_STATE_DIR).absolute(), "the default"
+    return check_state_dir(chosen, source)
 
 
-def check_state_dir(state_dir: Path) -> Path:
-    """``state_dir`` if a job's folder can be made in it; else a ``UserError`` naming why.
+def _unusable(path: Path) -> str | None:
+    """Why ``path`` (which must be a folder or not exist yet) cannot be one, if it cannot:
+    a file, a dangling symlink, a symlink loop, a name the system refuses."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        if path.is_symlink():
+            return f"a symlink to nothing ({os.readlink(path)} does not exist)"
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "a symlink loop"
+        return f"unusable ({exc.strerror or exc})"
+    return None if stat.S_ISDIR(mode) else "a file"
 
-    Only the first part of the path that exists is looked at (a file where a folder must
-    go); permissions are left to the moment of writing, which reports them itself.
+
+def check_state_dir(state_dir: Path, source: str | None = None) -> Path:
+    """``state_dir`` if a job's folder can be made in it; else a ``UserError`` (exit 2)
+    naming why: it, or the first part of its path that exists, is a file, a dangling
+    symlink or a symlink loop. Every command resolves its state directory through here,
+    so ``--state-dir`` and ``MAPWISE_STATE_DIR`` are refused alike, before anything is
+    read or made. Permissions are left to the moment of writing, which reports them.
     """
     existing = state_dir
-    while not existing.exists() and existing != existing.parent:
+    while not os.path.lexists(existing) and existing != existing.parent:
         existing = existing.parent
-    if existing.exists() and not existing.is_dir():
-        where = "" if existing == state_dir else f" ({existing} is a file)"
-        raise UserError(f"the state directory {state_dir} is not a directory{where}")
+    why = _unusable(existing)
+    if why is not None:
+        where = "" if existing == state_dir else f": {existing} is {why}"
+        what = f"is {why}" if existing == state_dir else "cannot be made"
+        named = f" ({source})" if source else ""
+        raise UserError(f"the state directory {state_dir}{named} {what}{where}")
     return state_dir
+
+
+UNWRITABLE_ERRNOS = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
+
+
+def unwritable(exc: OSError, target: Path) -> StateReadOnlyError | None:
+    """The ``StateReadOnlyError`` (exit 1) that ``exc``, raised writing ``target`` in the
+    state directory, means; None if it is not about a read-only or forbidden place."""
+    if exc.errno not in UNWRITABLE_ERRNOS:
+        return None
+    why = "the file system is read-only" if exc.errno == errno.EROFS else "permission denied"
+    return StateReadOnlyError(
+        f"cannot write {target}: {why}. This is not damage: commands that only read "
+        "(status, jobs, dlq list, logs, verify) still work; to run, resume, repair or "
+        "purge, make the state directory writable (or copy it elsewhere), then try again"
+    )
 
 
 def new_job_id(workflow_name: str, now: float | None = None) -> str:

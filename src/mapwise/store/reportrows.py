@@ -222,6 +222,15 @@ def _status(stored: str) -> str:
         return stored
 
 
+def _next_command(job_id: str, status: str, state_dir: str | None) -> str:
+    """What takes a resumable job further: ``resume``, or for a completed job whose
+    items are in the DLQ, ``dlq retry`` (a plain resume has nothing to run)."""
+    command = resume_command(job_id, state_dir)
+    if status == JobStatus.COMPLETED.value:
+        return command.replace(" resume ", " dlq retry ", 1)
+    return command
+
+
 def read_report(store: JobStore, *, state_dir: str | None) -> ReportData:
     """Everything the report shows, read from ``store`` now."""
     now = time.time()
@@ -243,7 +252,7 @@ def read_report(store: JobStore, *, state_dir: str | None) -> ReportData:
         costliest=tuple(costliest),
         items=tuple(items),
         items_left_out=left_out,
-        resume_command=(
-            resume_command(status.job.job_id, state_dir) if status.job.resumable else None
-        ),
+        resume_command=_next_command(status.job.job_id, status.job.status, state_dir)
+        if status.job.resumable
+        else None,
     )

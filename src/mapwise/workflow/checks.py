@@ -19,7 +19,7 @@ from typing import Any, Final, Literal
 from mapwise.envexpand import expand_env, lookup
 from mapwise.workflow import commit_checks
 from mapwise.workflow.locate import Loc, Locator, Problem, unknown_key
-from mapwise.workflow.model import Step, Workflow
+from mapwise.workflow.model import MAX_PARALLEL_LIMIT, Step, Workflow
 from mapwise.workflow.prodigy_steps import env_reference
 
 Phase = Literal["setup", "input", "map", "workspace", "reduce", "id"]
@@ -75,6 +75,9 @@ def _check_max_parallel(
         return [locator.problem(loc, f"{value} is {raw!r}, not a whole number")]
     if number < 1:
         return [locator.problem(loc, f"{value} is {number}; it must be at least 1")]
+    if number > MAX_PARALLEL_LIMIT:
+        why = f"{value} is {number}; it must be at most {MAX_PARALLEL_LIMIT:,}"
+        return [locator.problem(loc, why)]
     return []
 
 

@@ -18,8 +18,9 @@ from typing import Any, Final, TypeAlias
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
-from ruamel.yaml.constructor import DuplicateKeyError
+from ruamel.yaml.constructor import DuplicateKeyError, RoundTripConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.nodes import MappingNode, Node, SequenceNode
 
 Loc: TypeAlias = tuple[str | int, ...]
 
@@ -28,6 +29,9 @@ _KEY_VALUE_LINE: Final = re.compile(
     r"^\s*(?P<dash>-\s+)?(?P<key>[^\s:#'\"][^:#]*?):\s+(?P<value>.*)$"
 )
 _COLON_IN_VALUE: Final = "mapping values are not allowed here"
+# The most values a workflow may hold once its YAML aliases are expanded: far above any
+# real workflow, far below an "alias bomb" (9 levels of 9 aliases expand to 387 million).
+MAX_EXPANDED_VALUES: Final = 100_000
 
 
 @dataclass(eq=False)
@@ -116,6 +120,7 @@ def parse_yaml(text: str) -> tuple[Any, SourceLines]:
     key, or a YAML tag mapwise does not understand.
     """
     yaml = YAML(typ="rt")
+    yaml.Constructor = _AliasCheckingConstructor
     try:
         tree = yaml.load(text)
     except DuplicateKeyError as exc:
@@ -129,6 +134,62 @@ def parse_yaml(text: str) -> tuple[Any, SourceLines]:
     if start is not None:
         lines.lines[()] = start
     return _plain(tree, (), lines), lines
+
+
+class _AliasCheckingConstructor(RoundTripConstructor):
+    """Refuses a recursive alias and an alias expansion past ``MAX_EXPANDED_VALUES``
+    before anything is built: ruamel would silently turn a recursive alias into null,
+    and ``_plain`` would expand an alias bomb into gigabytes."""
+
+    def construct_document(self, node: Any) -> Any:
+        _check_aliases(node)
+        return super().construct_document(node)
+
+
+def _children(node: Node) -> list[Node]:
+    if isinstance(node, MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _node_problem(node: Node, message: str) -> Problem:
+    mark = node.start_mark
+    return Problem(message, line=mark.line + 1 if mark is not None else 1)
+
+
+def _check_aliases(root: Node) -> None:
+    """Count the values of the document as ``_plain`` would expand them, without
+    expanding: each node's size is computed once (an iterative post-order walk)."""
+    sizes: dict[int, int] = {}
+    ancestors: set[int] = set()
+    pending: list[tuple[Node, bool]] = [(root, False)]
+    while pending:
+        node, finished = pending.pop()
+        key = id(node)
+        if finished:
+            ancestors.discard(key)
+            size = 1 + sum(sizes[id(child)] for child in _children(node))
+            if size > MAX_EXPANDED_VALUES:
+                raise _node_problem(
+                    node,
+                    f"YAML aliases expand to more than {MAX_EXPANDED_VALUES:,} values "
+                    "(an alias bomb?); mapwise refuses to expand them: use fewer or "
+                    "less nested aliases",
+                )
+            sizes[key] = size
+        elif key in ancestors:
+            name = f"*{node.anchor}" if getattr(node, "anchor", None) else "an alias"
+            raise _node_problem(
+                node,
+                f"YAML alias {name} is used inside the value it names (a recursive alias): "
+                "a value cannot contain itself",
+            )
+        elif key not in sizes:
+            ancestors.add(key)
+            pending.append((node, True))
+            pending.extend((child, False) for child in _children(node))
 
 
 def _syntax_problem(exc: MarkedYAMLError, text: str) -> Problem:

@@ -16,6 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 NAME_PATTERN = r"^[A-Za-z0-9._-]+$"
 STEP_KINDS = ("shell", "claude", "codex", "write_file")
+# the most items one job runs at once (``map.max_parallel``, ``--max-parallel``): each is a
+# thread and a process group, so a bigger number is a typo, never a plan
+MAX_PARALLEL_LIMIT = 10_000
 
 
 class _Model(BaseModel):
@@ -229,6 +232,8 @@ class MapPhase(_Model):
     def _parallel_positive(cls, value: int | str) -> int | str:
         if isinstance(value, int) and value < 1:
             raise ValueError("max_parallel must be at least 1")
+        if isinstance(value, int) and value > MAX_PARALLEL_LIMIT:
+            raise ValueError(f"max_parallel must be at most {MAX_PARALLEL_LIMIT:,}")
         if isinstance(value, str) and not value.strip().startswith("$"):
             raise ValueError('max_parallel must be a number or "${VAR}" naming an env variable')
         return value
@@ -345,6 +350,10 @@ class Workflow(_Model):
         number = int(raw)
         if number < 1:
             raise ValueError(f"max_parallel {value!r} is {number}; it must be at least 1")
+        if number > MAX_PARALLEL_LIMIT:
+            raise ValueError(
+                f"max_parallel {value!r} is {number}; it must be at most {MAX_PARALLEL_LIMIT:,}"
+            )
         return number
 
 

@@ -276,7 +276,7 @@ def test_a_job_with_dlq_items_and_a_resume(chromium: Any, ws: Workspace, tmp_pat
     )
     assert {"failed", "interrupted", "succeeded"} <= set(outcomes)
     assert browser.execute_script("return document.querySelectorAll('g.run').length") == 2
-    assert "mapwise resume dlq-resume" in browser.execute_script(
+    assert "mapwise dlq retry dlq-resume" in browser.execute_script(
         "return document.querySelector('p#resume code').textContent"
     )
 

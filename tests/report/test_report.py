@@ -352,8 +352,9 @@ def test_the_report_of_a_job_with_dlq_items_and_a_resume(ws: Workspace) -> None:
     status = job_status(ws.inspect, job)
     assert_header_matches_status(page, status)
     assert (page.header()["dlq"], page.header()["runs"]) == ("1", "2")
-    # And it gives the exact command that resumes the job
-    assert page.resume() == f"mapwise resume {job} --state-dir {ws.state_dir}"
+    # And, the job being completed with an item in the DLQ, the exact command that
+    # retries it (a plain resume would have nothing to run)
+    assert page.resume() == f"mapwise dlq retry {job} --state-dir {ws.state_dir}"
     # And the timeline draws every attempt with its outcome: the failed and the
     # interrupted ones too
     attempts = ws.db(job).attempts()

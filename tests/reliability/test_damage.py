@@ -86,9 +86,11 @@ OPERATIONS: dict[str, Callable[[Path, random.Random], str]] = {
 
 # Bugs the random cases can hit (strict reproductions in test_damage_cases.py)
 BUG_A = "BUG: a deleted state.db makes verify and repair answer `no job` (exit 2)"
-BUG_B = "BUG: damaged live WAL frames lose commits silently (verify clean, successes re-run)"
+BUG_B = (
+    "BUG: a WAL cut at a frame boundary, or damaged in its last committed frame, looks like a "
+    "torn write and loses commits silently (damage that later frames follow is found)"
+)
 BUG_C = "BUG: a garbled checkpoint stream raises zlib.error (a traceback)"
-BUG_D = "BUG: after a lost WAL, repair announces too few items to re-run"
 BUG_N = (
     "BUG: some byte flips in state.db pass the full verify but make resume's quick check "
     "refuse the job (or the reverse): the two checks disagree"
@@ -100,9 +102,6 @@ KNOWN: dict[tuple[str, str], pytest.MarkDecorator] = {
         strict=False, raises=AssertionError, reason=BUG_B
     ),
     ("state.db-wal", "flip"): pytest.mark.xfail(strict=False, raises=AssertionError, reason=BUG_B),
-    ("state.db-wal", "delete"): pytest.mark.xfail(
-        strict=False, raises=AssertionError, reason=BUG_D
-    ),
 }
 
 

@@ -107,10 +107,6 @@ def _first_wal_frame_data(wal: Path) -> int:
     return WAL_HEADER + FRAME_HEADER
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: damaged live WAL frames lose commits silently (verify clean, successes re-run)",
-)
 def test_damaged_wal_frames_are_found_before_anything_is_lost(
     wal_template: Template, tmp_path: Path
 ) -> None:
@@ -128,10 +124,6 @@ def test_damaged_wal_frames_are_found_before_anything_is_lost(
     check_final(case, flow)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: after a lost WAL, repair announces too few items to re-run",
-)
 def test_repair_after_a_deleted_wal_announces_what_runs_again(
     wal_template: Template, tmp_path: Path
 ) -> None:

@@ -30,6 +30,7 @@ from mapwise.store.itemrows import items_digest
 from mapwise.store.jobstore import JobStore
 from mapwise.store.lock import is_locked
 from mapwise.store.paths import JobPaths
+from mapwise.store.walcheck import wal_damage
 
 DAMAGE_MARKER = "damaged"  # written when a loss is found that reopening would hide
 VALID_ITEM_STATUSES = {status.value for status in ItemStatus}
@@ -162,9 +163,25 @@ def _wal_path(paths: JobPaths) -> Path:
     return paths.database.with_name(paths.database.name + "-wal")
 
 
+def _mark_wal_damage(paths: JobPaths) -> None:
+    """Before anything opens the database: a damaged WAL frame that later frames follow
+    would be dropped on opening with every commit after it (``walcheck``). The finding is
+    written to the ``damaged`` marker, which outlives the opening (``_wal_findings``
+    reports it) until ``repair``. A job a live process runs is left alone: its WAL is
+    being written while it would be read."""
+    wal = _wal_path(paths)
+    if not wal.exists() or is_locked(paths.lock):
+        return
+    damage = wal_damage(wal)
+    if damage is not None:
+        with contextlib.suppress(OSError):
+            (paths.root / DAMAGE_MARKER).write_text(damage + "\n")
+
+
 def verify(paths: JobPaths) -> list[Finding]:
     """Every finding about a job's state; an empty list means it is sound."""
     wal_existed = _wal_path(paths).exists()  # before opening, which creates one
+    _mark_wal_damage(paths)
     findings, conn = _database_findings(paths)
     checkpoint_findings, infos = _checkpoint_findings(paths)
     findings += checkpoint_findings
@@ -185,6 +202,7 @@ def quick_verify(paths: JobPaths) -> list[Finding]:
     invariants are left to ``verify`` so that a resume of a big job starts at once.
     """
     wal_existed = _wal_path(paths).exists()
+    _mark_wal_damage(paths)
     findings, conn = _database_findings(paths, quick=True)
     if conn is None:
         return findings
@@ -291,7 +309,12 @@ def repair(paths: JobPaths) -> RepairReport:
                 "to rebuild it from"
             )
         newest = valid[-1]
+        # commits lost with a WAL (deleted, or damaged frames dropped on opening) are not
+        # in the database either: how many items finished after the checkpoint is unknown
+        wal_lost = (paths.root / DAMAGE_MARKER).exists()
         rerun = rebuild_from_checkpoint(paths, newest.path, backup)
+        if wal_lost:
+            rerun = None
         restored_from = newest.sequence
         lost = "an unknown number of" if rerun is None else str(rerun)
         actions.append(

@@ -24,6 +24,7 @@ from mapwise.domain.records import Continuation, Progress, SessionStarted, StepR
 from mapwise.domain.states import ErrorKind
 from mapwise.executors.logsink import LogSink
 from mapwise.executors.process import CommandResult, CommandSpec, run_command
+from mapwise.executors.results import process_fate
 from mapwise.interpolate import Scope, render_plain
 from mapwise.workflow.model import Step
 
@@ -182,14 +183,9 @@ def _once(
 
 def _verdict(result: CommandResult, reading: AgentReading) -> tuple[ErrorKind | None, str]:
     """The step's error kind: the process's fate first, then what the agent said."""
-    if result.spawn_error is not None:
-        return ErrorKind.SPAWN_ERROR, ""
-    if result.interrupted:
-        return ErrorKind.INTERRUPTED, ""
-    if result.timed_out:
-        return ErrorKind.TIMEOUT, ""
-    if result.signal is not None:
-        return ErrorKind.SIGNAL, ""
+    fate = process_fate(result)
+    if fate is not None:
+        return fate, ""
     if reading.failed:
         return ErrorKind.AGENT_ERROR, reading.detail
     if result.exit_code != 0:

@@ -6,6 +6,29 @@ import time
 
 from mapwise.domain.records import AttemptResult, AttemptTask, StepsOutcome
 from mapwise.domain.states import ErrorKind
+from mapwise.executors.process import CommandResult
+
+
+def process_fate(result: CommandResult) -> ErrorKind | None:
+    """How the process itself ended badly (not started, stopped, timed out, killed by a
+    signal), before its exit status or anything it printed is looked at."""
+    if result.spawn_error is not None:
+        return ErrorKind.SPAWN_ERROR
+    if result.interrupted:
+        return ErrorKind.INTERRUPTED
+    if result.timed_out:
+        return ErrorKind.TIMEOUT
+    if result.signal is not None:
+        return ErrorKind.SIGNAL
+    return None
+
+
+def command_error_kind(result: CommandResult) -> ErrorKind | None:
+    """A plain command's error kind: its process's fate, else a non-zero exit status."""
+    fate = process_fate(result)
+    if fate is not None or result.exit_code == 0:
+        return fate
+    return ErrorKind.EXIT_CODE
 
 
 def attempt_failed(

@@ -23,6 +23,7 @@ from mapwise.executors.agent_steps import AgentSessions, record_of, run_agent
 from mapwise.executors.captures import STEP_OUTPUT, STEP_STDERR, captured, mentions_step_output
 from mapwise.executors.logsink import LogSink
 from mapwise.executors.process import CommandResult, CommandSpec, run_command
+from mapwise.executors.results import command_error_kind
 from mapwise.interpolate import Scope, bind_shell, render_plain
 from mapwise.workflow.model import Step
 
@@ -95,20 +96,6 @@ def _step_env(step: Step, scope: Scope, senv: StepEnvironment) -> dict[str, str]
         seen = dataclasses.replace(scope, env={**senv.env, **scope.env, **step_env})
         step_env[name] = render_plain(value, seen)
     return step_env
-
-
-def _error_kind(result: CommandResult) -> ErrorKind | None:
-    if result.spawn_error is not None:
-        return ErrorKind.SPAWN_ERROR
-    if result.interrupted:
-        return ErrorKind.INTERRUPTED
-    if result.timed_out:
-        return ErrorKind.TIMEOUT
-    if result.signal is not None:
-        return ErrorKind.SIGNAL
-    if result.exit_code != 0:
-        return ErrorKind.EXIT_CODE
-    return None
 
 
 def _write_file(step: Step, scope: Scope, senv: StepEnvironment) -> str | None:
@@ -291,7 +278,7 @@ def _record(
         exit_code=result.exit_code,
         signal=result.signal,
         timed_out=result.timed_out,
-        error_kind=_error_kind(result),
+        error_kind=command_error_kind(result),
         stderr_tail=tail,
         log_path=None,
         on_failure=on_failure,

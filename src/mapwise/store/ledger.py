@@ -72,7 +72,9 @@ def insert_runs(
     )
 
 
-def _has_ledger(conn: sqlite3.Connection) -> bool:
+def has_ledger(conn: sqlite3.Connection) -> bool:
+    """Whether the database has the ledger (schema 3; an older one opened read-only has
+    none)."""
     row = conn.execute(
         "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'agent_runs'"
     ).fetchone()
@@ -96,14 +98,14 @@ def _cost(row: Sequence[Any]) -> Cost:
 
 def job_cost(conn: sqlite3.Connection) -> Cost:
     """Everything the job's agents spent, in every phase and run."""
-    if not _has_ledger(conn):
+    if not has_ledger(conn):
         return Cost()
     return _cost(conn.execute(f"SELECT {_SUMS} FROM agent_runs").fetchone())
 
 
 def item_costs(conn: sqlite3.Connection, indexes: Sequence[int] | None = None) -> dict[int, Cost]:
     """Each item's spend (only items whose agents ran appear)."""
-    if not _has_ledger(conn):
+    if not has_ledger(conn):
         return {}
     where = ""
     params: tuple[int, ...] = ()
@@ -141,7 +143,7 @@ class AgentRunRecord:
 
 def runs_of_item(conn: sqlite3.Connection, item_index: int) -> list[AgentRunRecord]:
     """The item's agent step executions, oldest first."""
-    if not _has_ledger(conn):
+    if not has_ledger(conn):
         return []
     rows = conn.execute(
         "SELECT attempt_id, step_index, agent, session_id, continued, result_read, is_error,"

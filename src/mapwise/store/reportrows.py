@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from mapwise.domain.states import ItemStatus, JobStatus
 from mapwise.report.model import AttemptSpan, ItemRow, ReportData, RunSpan, StepSpan, StepStats
 from mapwise.reports import resume_command
+from mapwise.store import ledger
 from mapwise.store.jobstore import JobStore
 from mapwise.store.summary import status_report
 
@@ -23,13 +24,6 @@ ITEMS_SHOWN = 500  # rows of the items table besides the DLQ's
 # failed still gives a report of a few MB (``mapwise dlq list`` has every one)
 DLQ_SHOWN = 20_000
 COSTLIEST = 10
-
-
-def _has_table(store: JobStore, name: str) -> bool:
-    row = store.conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
-    ).fetchone()
-    return row is not None
 
 
 def _has_column(store: JobStore, table: str, column: str) -> bool:
@@ -63,7 +57,7 @@ def read_attempts(
     run ended."""
     run_ends = {run.run_no: run.end for run in runs}
     costs: dict[int, float] = {}
-    if _has_table(store, "agent_runs"):
+    if ledger.has_ledger(store.conn):
         costs = dict(
             store.conn.execute(
                 "SELECT attempt_id, SUM(cost_usd) FROM agent_runs"
@@ -156,7 +150,7 @@ def read_runs(store: JobStore, *, live: bool, now: float) -> list[RunSpan]:
 
 def read_cost(store: JobStore) -> tuple[list[tuple[float, float]], list[tuple[str, float]]]:
     """The job's spend over time (cumulative), and its costliest items."""
-    if not _has_table(store, "agent_runs"):
+    if not ledger.has_ledger(store.conn):
         return [], []
     points = []
     total = 0.0
@@ -177,7 +171,7 @@ def read_cost(store: JobStore) -> tuple[list[tuple[float, float]], list[tuple[st
 def _costs_of(store: JobStore, indexes: list[int]) -> dict[int, float]:
     """What the agents of these items spent (items with no cost on record are absent):
     only the items the table shows, not every item of a big job."""
-    if not indexes or not _has_table(store, "agent_runs"):
+    if not indexes or not ledger.has_ledger(store.conn):
         return {}
     costs: dict[int, float] = {}
     for n in range(0, len(indexes), 500):

@@ -22,7 +22,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from mapwise.store import db
-from mapwise.store.checkpoint import fold_wal, next_sequence, prune, write_checkpoint
+from mapwise.store.checkpoint import (
+    CheckpointCancelled,
+    fold_wal,
+    next_sequence,
+    prune,
+    write_checkpoint,
+)
 from mapwise.store.paths import JobPaths
 
 log = logging.getLogger(__name__)
@@ -76,6 +82,7 @@ class Checkpointer:
         self._written = 0  # boundary requests satisfied
         self._items = 0
         self._closing = False
+        self._cancel = threading.Event()  # gives up a write under way (a bounded close)
         self._last_write = time.monotonic()
         self._last_cost = 0.0
         self._thread = threading.Thread(target=self._loop, name="mapwise-checkpoint", daemon=True)
@@ -87,19 +94,29 @@ class Checkpointer:
         if self._items >= self.policy.every_items:
             self._wake.set()
 
-    def now(self, *, wait: bool = True) -> None:
-        """Ask for a checkpoint at a phase boundary; wait until it is written."""
+    def now(self, *, wait: bool = True, timeout: float | None = None) -> None:
+        """Ask for a checkpoint at a phase boundary; wait until it is written (or for
+        ``timeout`` seconds)."""
         with self._done:
             self._requested += 1
             target = self._requested
         self._wake.set()
         if wait:
             with self._done:
-                self._done.wait_for(lambda: self._written >= target or not self._thread.is_alive())
+                self._done.wait_for(
+                    lambda: self._written >= target or not self._thread.is_alive(), timeout
+                )
 
-    def close(self) -> None:
-        """Write a final checkpoint and stop the thread."""
-        self.now(wait=True)
+    def close(self, *, within: float | None = None) -> None:
+        """Write a final checkpoint and stop the thread.
+
+        ``within`` bounds the wait (a stop by signal must exit at once): a write still
+        under way after that many seconds is given up, its temporary file removed. The
+        database stays the truth, so a stop without its final checkpoint loses nothing;
+        a small job's checkpoint is written in time anyway.
+        """
+        self.now(timeout=within)
+        self._cancel.set()
         self._closing = True
         self._wake.set()
         self._thread.join()
@@ -132,9 +149,12 @@ class Checkpointer:
         self._items = 0
         try:
             folder = self.paths.checkpoints
-            write_checkpoint(self._conn, folder, self.paths.job_id, next_sequence(folder))
+            sequence = next_sequence(folder)
+            write_checkpoint(self._conn, folder, self.paths.job_id, sequence, cancel=self._cancel)
             prune(folder, self.policy.keep)
             fold_wal(self._conn)
+        except CheckpointCancelled:
+            log.info("checkpoint of job %s given up: the run is stopping", self.paths.job_id)
         except Exception as error:
             # a failed checkpoint never stops the work: the database stays the source of truth
             log.warning("writing a checkpoint of job %s failed: %s", self.paths.job_id, error)

@@ -57,6 +57,8 @@ from mapwise.types import JobResult, StartOptions
 from mapwise.workflow.loader import LoadedWorkflow
 from mapwise.workflow.model import MAX_PARALLEL_LIMIT, Workflow
 
+STOP_CHECKPOINT_SECONDS = 0.3  # how long a run stopped by a signal waits for its checkpoint
+
 
 def refuse_existing(paths: JobPaths) -> None:
     """A new run may not reuse a job's id: exit 3 if a live process holds it, else 2.
@@ -414,7 +416,9 @@ def execute(
         raise
     finally:
         stop.restore()
-        checkpointer.close()
+        # a stop by signal must exit at once: its final checkpoint gets a moment, not
+        # the minutes a snapshot of millions of rows takes (the database is the truth)
+        checkpointer.close(within=STOP_CHECKPOINT_SECONDS if stop.requested.is_set() else None)
         paths.running_marker.unlink(missing_ok=True)
     _refuse_if_lost(paths, database)
     return result

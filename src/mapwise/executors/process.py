@@ -36,6 +36,7 @@ from pathlib import Path
 
 from mapwise.executors.logsink import LogSink
 from mapwise.executors.procgroups import kill_process_group, process_group_alive, signal_group
+from mapwise.executors.spawn import Child, spawn
 
 __all__ = [
     "CommandResult",
@@ -192,7 +193,7 @@ def _devnull() -> int:
 
 @dataclass(frozen=True)
 class _Spawned:
-    proc: subprocess.Popen[bytes]
+    proc: Child
     stdout: int  # read ends of the command's pipes, owned by the caller
     stderr: int
 
@@ -204,14 +205,13 @@ def _spawn(spec: CommandSpec) -> _Spawned:
     out_read, out_write = os.pipe()
     err_read, err_write = os.pipe()
     try:
-        proc = subprocess.Popen(
-            list(spec.argv),
+        proc = spawn(
+            spec.argv,
             env=spec.env,
             cwd=spec.cwd,
             stdin=_devnull(),
             stdout=out_write,
             stderr=err_write,
-            start_new_session=True,
         )
     except BaseException:
         os.close(out_read)

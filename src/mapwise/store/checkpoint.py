@@ -36,6 +36,7 @@ import hashlib
 import json
 import os
 import sqlite3
+import threading
 import time
 import zlib
 from collections.abc import Iterator
@@ -163,6 +164,10 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+class CheckpointCancelled(Exception):
+    """A checkpoint write given up before it finished (a stop that cannot wait for it)."""
+
+
 def write_checkpoint(
     conn: sqlite3.Connection,
     folder: Path,
@@ -170,28 +175,40 @@ def write_checkpoint(
     sequence: int,
     *,
     target: Path | None = None,
+    cancel: threading.Event | None = None,
 ) -> Path:
-    """Snapshot the database (one read transaction) into a new checkpoint file, atomically."""
+    """Snapshot the database (one read transaction) into a new checkpoint file, atomically.
+
+    ``cancel``, once set, gives the write up between two chunks: its temporary file is
+    removed and ``CheckpointCancelled`` raised, so a stop of a huge job need not wait for
+    a snapshot of every row.
+    """
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     final = target or checkpoint_path(folder, sequence)
     tmp = final.with_name(final.name + TMP_SUFFIX)
     digest = hashlib.sha256()
     count = 0
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as raw:
-        with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=1, mtime=0) as packed:
-            conn.execute("BEGIN")
-            try:
-                for chunk in _lines(conn, job_id, sequence):
-                    digest.update(chunk)
-                    packed.write(chunk)
-                    count += chunk.count(b"\n")
-            finally:
-                conn.execute("COMMIT")
-            end = {"t": "end", "records": count, "sha256": digest.hexdigest()}
-            packed.write(json.dumps(end).encode() + b"\n")
-        raw.flush()
-        os.fsync(raw.fileno())
+    try:
+        with os.fdopen(fd, "wb") as raw:
+            with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=1, mtime=0) as packed:
+                conn.execute("BEGIN")
+                try:
+                    for chunk in _lines(conn, job_id, sequence):
+                        if cancel is not None and cancel.is_set():
+                            raise CheckpointCancelled(f"checkpoint {sequence} given up")
+                        digest.update(chunk)
+                        packed.write(chunk)
+                        count += chunk.count(b"\n")
+                finally:
+                    conn.execute("COMMIT")
+                end = {"t": "end", "records": count, "sha256": digest.hexdigest()}
+                packed.write(json.dumps(end).encode() + b"\n")
+            raw.flush()
+            os.fsync(raw.fileno())
+    except CheckpointCancelled:
+        tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, final)
     _fsync_dir(final.parent)
     return final

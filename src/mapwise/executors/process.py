@@ -36,7 +36,6 @@ from pathlib import Path
 
 from mapwise.executors.logsink import LogSink
 from mapwise.executors.procgroups import kill_process_group, process_group_alive, signal_group
-from mapwise.executors.spawn import Child, spawn
 
 __all__ = [
     "CommandResult",
@@ -193,7 +192,7 @@ def _devnull() -> int:
 
 @dataclass(frozen=True)
 class _Spawned:
-    proc: Child
+    proc: subprocess.Popen[bytes]
     stdout: int  # read ends of the command's pipes, owned by the caller
     stderr: int
 
@@ -205,13 +204,14 @@ def _spawn(spec: CommandSpec) -> _Spawned:
     out_read, out_write = os.pipe()
     err_read, err_write = os.pipe()
     try:
-        proc = spawn(
-            spec.argv,
+        proc = subprocess.Popen(
+            list(spec.argv),
             env=spec.env,
             cwd=spec.cwd,
             stdin=_devnull(),
             stdout=out_write,
             stderr=err_write,
+            start_new_session=True,
         )
     except BaseException:
         os.close(out_read)

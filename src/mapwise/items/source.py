@@ -31,10 +31,11 @@ _SPACE: Final = frozenset(" \t\n\r")
 
 def input_digest(data: Any) -> str:
     """A hash of the input as read (its canonical JSON), to tell whether it changed since."""
-    return hashlib.sha256(_canonical(data).encode()).hexdigest()
+    return hashlib.sha256(canonical_text(data).encode()).hexdigest()
 
 
-def _canonical(value: Any) -> str:
+def canonical_text(value: Any) -> str:
+    """``value`` as input_digest writes it: sorted keys, compact, unescaped."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
@@ -182,11 +183,11 @@ def _hash_level(hashed: Any, text: str, target: _Level | int) -> None:
         return
     hashed.update(b"{")
     for number, key in enumerate(sorted([*target.members, target.name])):
-        hashed.update(f"{',' if number else ''}{_canonical(key)}:".encode())
+        hashed.update(f"{',' if number else ''}{canonical_text(key)}:".encode())
         if key == target.name:
             _hash_level(hashed, text, target.inner)
         else:
-            hashed.update(_canonical(target.members[key]).encode())
+            hashed.update(canonical_text(target.members[key]).encode())
     hashed.update(b"}")
 
 
@@ -262,9 +263,9 @@ def _hash_list(hashed: Any, values: Iterator[Any]) -> bool:
             return False
         chunk.append(value)
         if len(chunk) == _DIGEST_CHUNK:
-            hashed.update(separator + _canonical(chunk)[1:-1].encode())
+            hashed.update(separator + canonical_text(chunk)[1:-1].encode())
             separator, chunk = b",", []
     if chunk:
-        hashed.update(separator + _canonical(chunk)[1:-1].encode())
+        hashed.update(separator + canonical_text(chunk)[1:-1].encode())
     hashed.update(b"]")
     return True

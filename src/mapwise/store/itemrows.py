@@ -4,15 +4,22 @@ A million items go through here at the freeze, so nothing holds them all: each (
 value) is serialised as it comes, hashed into the items digest, and inserted a few
 hundred rows per statement (one statement per row costs four times as much, mostly in
 the ``item_counts`` trigger's per-statement journal).
+
+:func:`insert_item_chunks` is the fast way for the usual list (ids are positions): a
+list of values at a time is serialised by one ``json.dumps``, SQLite's ``json_each``
+cuts it into rows, and one read of those rows, compared with the text, proves them the
+rows :func:`insert_items` writes (or says to use it instead), and gives the digest's
+text in one piece.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Final
 
 from mapwise.errors import InputError
@@ -70,6 +77,10 @@ class ItemsDigest:
     def add(self, item_id: str, data: str) -> None:
         self._hash.update(f"{item_id}\0{data}\n".encode())
 
+    def add_laid_out(self, pairs: str) -> None:
+        """Feed pairs already laid out as ``id NUL json LF`` each, one after the other."""
+        self._hash.update(pairs.encode())
+
     def hexdigest(self) -> str:
         return self._hash.hexdigest()
 
@@ -115,3 +126,114 @@ def insert_items(conn: sqlite3.Connection, items: Iterable[tuple[str, Any]]) -> 
 def _insert_sql(rows: int) -> str:
     values = ", ".join(["(?, ?, ?, 'pending')"] * rows)
     return f"INSERT INTO items (idx, item_id, data, status) VALUES {values}"
+
+
+# -- a list of values at a time, written by SQLite ------------------------------------------
+
+BULK_CACHE_KIB: Final = 8 * 1024  # SQLite's page cache while it writes: fewer spills to the WAL
+
+# each element's JSON as json.dumps writes it: json_each gives an object's or array's text
+# as it was (json.dumps's, compact), a string unquoted (json_quote puts its escapes
+# back), a number as a number (the text of most; the read back catches the others)
+_INSERT_ELEMENTS: Final = """
+INSERT INTO items (idx, item_id, data, status)
+SELECT ?1 + key, CAST(?1 + key AS TEXT),
+       CASE type WHEN 'object' THEN value WHEN 'array' THEN value
+                 WHEN 'text' THEN json_quote(value)
+                 WHEN 'integer' THEN CAST(value AS TEXT) WHEN 'real' THEN CAST(value AS TEXT)
+                 ELSE type END,
+       'pending'
+FROM json_each(?2)
+"""
+# the rows just written, in idx order (a range of the rowid): their JSON joined as
+# json.dumps joins a list's, and the digest's layout of them
+_READ_BACK: Final = """
+SELECT COUNT(*), group_concat(data, ','), group_concat(item_id || char(0) || data || char(10), '')
+FROM items WHERE idx >= ?1 AND idx < ?2
+"""
+
+
+class NotBulkError(Exception):
+    """SQLite could not write a list's rows exactly as :func:`insert_items` writes them;
+    the caller's transaction must be rolled back and the items inserted that way."""
+
+
+def insert_item_chunks(conn: sqlite3.Connection, chunks: Iterable[list[Any]]) -> tuple[int, str]:
+    """:func:`insert_items` of the values of ``chunks``, each list in turn, with ids
+    their positions (``"0"``, ``"1"``, ...); in the caller's transaction.
+
+    Each row is checked against what insert_items writes: its ``data`` is
+    ``compact_json`` of its value, for the joined ``data`` of a list's rows, in idx order,
+    must equal ``compact_json`` of the list without its brackets (every row's data is a
+    JSON text, so the join cuts only one way). Raises NotBulkError at the first
+    difference, or if SQLite cannot read the text (``NaN``, a lone surrogate).
+    """
+    digest = ItemsDigest()
+    count = 0
+    with _page_cache(conn, BULK_CACHE_KIB), _counted_at_the_end(conn) as counted:
+        for values in chunks:
+            size, text = len(values), compact_json(values)
+            try:
+                conn.execute(_INSERT_ELEMENTS, (count, text))
+            except (sqlite3.IntegrityError, UnicodeEncodeError) as exc:
+                raise NotBulkError(str(exc)) from exc
+            except sqlite3.OperationalError as exc:
+                if "JSON" not in str(exc):
+                    raise
+                raise NotBulkError(str(exc)) from exc
+            end = count + size
+            rows, joined, pairs = conn.execute(_READ_BACK, (count, end)).fetchone()
+            if rows != size or joined != text[1:-1]:
+                raise NotBulkError(f"the rows from index {count} differ from their values")
+            digest.add_laid_out(pairs)
+            count = end
+        counted(count)
+    return count, digest.hexdigest()
+
+
+_COUNT_TRIGGER: Final = "items_counted_insert"
+
+
+@contextlib.contextmanager
+def _counted_at_the_end(conn: sqlite3.Connection) -> Iterator[Callable[[int], None]]:
+    """The ``item_counts`` trigger of inserts, dropped while the block runs (a third of
+    the rows' cost) and made again from its own SQL after it, in the caller's
+    transaction; the block calls the function it is given with the rows it inserted,
+    all pending, to count them at once. If the block raises, the caller's rollback
+    brings the trigger back."""
+    found = conn.execute(
+        "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = ?", (_COUNT_TRIGGER,)
+    ).fetchone()
+    if found is None:  # nothing counts the rows: nothing to do
+        yield lambda count: None
+        return
+    conn.execute(f"DROP TRIGGER {_COUNT_TRIGGER}")
+    inserted = 0
+
+    def counted(count: int) -> None:
+        nonlocal inserted
+        inserted = count
+
+    yield counted
+    conn.execute(found[0])
+    if inserted:
+        conn.execute(
+            "INSERT INTO item_counts (status, n, seconds) VALUES ('pending', ?, 0)"
+            " ON CONFLICT (status) DO UPDATE SET n = n + excluded.n",
+            (inserted,),
+        )
+
+
+@contextlib.contextmanager
+def _page_cache(conn: sqlite3.Connection, kib: int) -> Iterator[None]:
+    """SQLite's page cache at ``kib`` KiB at least while the block runs."""
+    (before,) = conn.execute("PRAGMA cache_size").fetchone()
+    wanted = -kib
+    if before < 0 and before <= wanted:
+        yield
+        return
+    conn.execute(f"PRAGMA cache_size = {wanted}")
+    try:
+        yield
+    finally:
+        conn.execute(f"PRAGMA cache_size = {before}")

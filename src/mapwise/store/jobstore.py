@@ -303,6 +303,25 @@ class JobStore:
             )
         return digest
 
+    def freeze_item_chunks(
+        self, chunks: Iterable[list[Any]], *, input_sha256: Callable[[], str]
+    ) -> str:
+        """:meth:`freeze_items` of the values of ``chunks``, with ids their positions,
+        written by SQLite (``itemrows.insert_item_chunks``); ``input_sha256()`` is asked
+        once they are all written. Raises ``NotBulkError`` if SQLite cannot write them as
+        freeze_items would, and whatever ``chunks`` raises; either way nothing is stored.
+        """
+        from mapwise.store.itemrows import insert_item_chunks
+
+        with db.transaction(self.conn):
+            total, digest = insert_item_chunks(self.conn, chunks)
+            self.conn.execute(
+                "UPDATE job SET input_sha256 = ?, items_sha256 = ?, items_frozen_at = ?,"
+                " total_items = ?, phase = ?, updated_at = ? WHERE id = 1",
+                (input_sha256(), digest, time.time(), total, Phase.MAP.value, time.time()),
+            )
+        return digest
+
     def item_counts(self) -> dict[ItemStatus, int]:
         """Items per status, from the trigger-kept ``item_counts`` table (no item scan)."""
         rows = self.conn.execute("SELECT status, n FROM item_counts WHERE n > 0").fetchall()

@@ -8,6 +8,7 @@ is in the WAL's live frames), damages it, and runs the user's flow of ``helpers.
 
 from __future__ import annotations
 
+import gzip
 import json
 import sqlite3
 import struct
@@ -200,3 +201,130 @@ def test_a_damaged_database_without_a_valid_checkpoint_is_refused_cleanly(
     # And nothing ran, and the damaged files are still there to be rescued by hand
     assert case.reran() == set()
     assert (case.job_dir / "state.db").exists()
+
+
+def _fold_wal(case: Case) -> None:
+    """Fold the WAL into ``state.db``, so a byte written into the file is the one SQLite
+    reads, not a newer copy in the WAL; an empty WAL stays, as a crash would leave it
+    (a missing one is itself damage: commits lost)."""
+    conn = sqlite3.connect(case.job_dir / "state.db")
+    try:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        conn.close()
+    (case.job_dir / "state.db-wal").touch()
+
+
+def _page_of(case: Case, name: str) -> tuple[int, int]:
+    """The root page of a table or index, and the page size."""
+    conn = sqlite3.connect(case.job_dir / "state.db")
+    try:
+        (root,) = conn.execute(
+            "SELECT rootpage FROM sqlite_master WHERE name = ?", (name,)
+        ).fetchone()
+        (page_size,) = conn.execute("PRAGMA page_size").fetchone()
+    finally:
+        conn.close()
+    return int(root), int(page_size)
+
+
+def _flip_last_byte_of_first_index_entry(case: Case, index: str) -> None:
+    """Change the last byte of the first entry of a one-page index (its rowid, or the
+    key's text when the rowid is stored in the serial type alone, as 0 and 1 are)."""
+    root, page_size = _page_of(case, index)
+    db = case.job_dir / "state.db"
+    data = bytearray(db.read_bytes())
+    page = (root - 1) * page_size
+    header = page + (100 if root == 1 else 0)
+    assert data[header] == 0x0A, "not a leaf index page: the job grew past one page"
+    (cell,) = struct.unpack(">H", data[header + 8 : header + 10])
+    payload = data[page + cell]  # a small cell: one byte of payload length
+    assert payload < 0x80
+    data[page + cell + payload] ^= 0x01  # the record's last byte
+    db.write_bytes(bytes(data))
+    (case.job_dir / "state.db-wal").touch()  # closing the reading connection removed it
+
+
+def test_index_damage_makes_verify_and_resume_both_refuse(
+    damage_template: Template, tmp_path: Path
+) -> None:
+    # Bug N: quick_check skips whether an index matches its table, so resume ran on a
+    # database that verify's integrity_check called damaged
+    # Given an entry of the item-id index no longer matching its row (pages intact)
+    case = Case.copy(damage_template, tmp_path / "case")
+    _fold_wal(case)
+    _flip_last_byte_of_first_index_entry(case, "sqlite_autoindex_items_1")
+    case.description = "flipped a byte of an entry of the items' id index"
+
+    # Then verify exits 4 naming the index, and resume refuses before running anything
+    flow = user_flow(case)
+    assert flow.verify.returncode == 4, flow.verify.stdout
+    assert "sqlite_autoindex_items_1" in flow.verify.stdout
+    assert flow.resume.returncode == 4, flow.resume.stderr
+    assert flow.repair is not None
+    check_final(case, flow)
+
+
+def test_a_damaged_entry_of_the_status_index_is_refused_by_resume(
+    damage_template: Template, tmp_path: Path
+) -> None:
+    # Given a damaged entry of the index that resume claims pending items by
+    case = Case.copy(damage_template, tmp_path / "case")
+    _fold_wal(case)
+    _flip_last_byte_of_first_index_entry(case, "items_by_status")
+
+    flow = user_flow(case)
+
+    assert flow.verify.returncode == 4, flow.verify.stdout
+    assert flow.resume.returncode == 4, flow.resume.stderr
+    check_final(case, flow)
+
+
+def test_a_renamed_column_in_the_schema_is_damage_for_verify_and_resume(
+    damage_template: Template, tmp_path: Path
+) -> None:
+    # Bug N, the reverse: a flipped byte in a column's name in the schema text parses and
+    # passes integrity_check, so verify was clean, while the resume failed (exit 4) at
+    # its first write naming the column. Now both call it damage, and repair rebuilds it
+    case = Case.copy(damage_template, tmp_path / "case")
+    _fold_wal(case)
+    db = case.job_dir / "state.db"
+    data = db.read_bytes()
+    assert data.count(b"input_tokens ") == 1
+    db.write_bytes(data.replace(b"input_tokens ", b"inpup_tokens "))
+    case.description = "renamed agent_runs.input_tokens in the schema text"
+
+    flow = user_flow(case)
+
+    assert flow.verify.returncode == 4, flow.verify.stdout
+    assert "schema" in flow.verify.stdout
+    assert flow.resume.returncode == 4, flow.resume.stderr
+    check_final(case, flow)
+
+
+def test_a_checkpoint_damaged_past_its_header_does_not_make_resume_call_the_database_stale(
+    damage_template: Template, tmp_path: Path
+) -> None:
+    # Bug N, the reverse: resume compared the database with the newest checkpoint whose
+    # first line read, verify with the newest valid one; a checkpoint whose header
+    # claims more than the database holds but whose body fails its checksum made resume
+    # refuse a database that verify found sound
+    case = Case.copy(damage_template, tmp_path / "case")
+    newest = _checkpoints(case)[-1]
+    with gzip.open(newest, "rb") as packed:
+        lines = packed.read().splitlines(keepends=True)
+    header = json.loads(lines[0])
+    header["counts"]["succeeded"] = ITEMS
+    header["max_attempt_id"] = 10**6
+    with gzip.open(newest, "wb") as packed:
+        packed.write(json.dumps(header).encode() + b"\n" + b"".join(lines[1:]))
+    case.description = f"{newest.name} claiming every item succeeded, failing its checksum"
+
+    flow = user_flow(case)
+
+    # Then verify reports the checkpoint (not the database) and resume is not blocked
+    assert flow.verify.returncode == 4, flow.verify.stdout
+    assert newest.name.removesuffix(".ckpt").removeprefix("ckpt-") in flow.verify.stdout
+    assert "older than checkpoint" not in flow.verify.stdout
+    assert flow.resume.returncode == 0, flow.resume.stderr
+    check_final(case, flow)

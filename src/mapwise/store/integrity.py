@@ -11,8 +11,10 @@ import contextlib
 import shutil
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from mapwise.domain.states import ItemStatus
 from mapwise.errors import StateDamagedError
@@ -26,6 +28,7 @@ from mapwise.store.checkpoint import (
     restore_database,
     temporaries,
 )
+from mapwise.store.dbfile import schema_problems
 from mapwise.store.itemrows import items_digest
 from mapwise.store.jobstore import JobStore
 from mapwise.store.lock import is_locked
@@ -45,24 +48,44 @@ class Finding:
     damage: bool = True
 
 
-def _database_findings(
-    paths: JobPaths, *, quick: bool = False
-) -> tuple[list[Finding], sqlite3.Connection | None]:
+def _database_findings(paths: JobPaths) -> tuple[list[Finding], sqlite3.Connection | None]:
+    """Open the database and run the checks that ``verify`` and ``resume`` share.
+
+    ``PRAGMA integrity_check`` rather than ``quick_check``: the quick one skips whether
+    each index matches its table, so a byte flipped in an index entry passed a resume
+    that verify then called damaged (bug N). The schema's text is compared with the
+    one its version must have (``dbfile``), which neither pragma reads.
+    """
     if not paths.database.exists():
         return [Finding("database", f"{paths.database} is missing")], None
-    pragma = "quick_check" if quick else "integrity_check"
     try:
         # on a read-only mount only a reading connection opens (a read-only state is
         # not damage); elsewhere the usual one, which replays the WAL
         readonly = db.on_read_only_file_system(paths.database)
         conn = db.connect(paths.database, readonly=readonly)
-        result = conn.execute(f"PRAGMA {pragma}").fetchall()
     except (StateDamagedError, sqlite3.DatabaseError, UnicodeDecodeError) as exc:
         return [Finding("database", f"cannot be read: {exc}")], None
+    try:
+        result = conn.execute("PRAGMA integrity_check").fetchall()
+        problems = schema_problems(conn)
+    except (StateDamagedError, sqlite3.DatabaseError, UnicodeDecodeError) as exc:
+        return [Finding("database", f"cannot be read: {exc}")], conn
+    findings = [Finding("database", f"schema damaged: {p}") for p in problems[:5]]
     if result != [("ok",)]:
         text = "; ".join(str(r[0]) for r in result[:5])
-        return [Finding("database", f"integrity check failed: {text}")], conn
-    return [], conn
+        findings.insert(0, Finding("database", f"integrity check failed: {text}"))
+    return findings, conn
+
+
+def _count_findings(conn: sqlite3.Connection) -> list[Finding]:
+    """The kept item counts add up to the frozen total (the cheap half of the invariants)."""
+    total, kept = conn.execute(
+        "SELECT (SELECT total_items FROM job WHERE id = 1),"
+        " (SELECT COALESCE(SUM(n), 0) FROM item_counts)"
+    ).fetchone()
+    if total is not None and total != kept:
+        return [Finding("database", f"{kept} items counted, {total} frozen")]
+    return []
 
 
 def _invariant_findings(conn: sqlite3.Connection) -> list[Finding]:
@@ -133,29 +156,62 @@ def _wal_findings(paths: JobPaths, wal_existed: bool, conn: sqlite3.Connection) 
     return [Finding("database", message)]
 
 
+def _behind(conn: sqlite3.Connection, header: dict[str, Any]) -> int | None:
+    """How many succeeded items the database lacks against a checkpoint's header, or
+    None when it lacks nothing (neither items nor attempts)."""
+    succeeded = conn.execute("SELECT COUNT(*) FROM items WHERE status = 'succeeded'").fetchone()
+    max_attempt = conn.execute("SELECT COALESCE(MAX(id), 0) FROM attempts").fetchone()
+    behind_items = int(header.get("counts", {}).get("succeeded", 0)) - int(succeeded[0])
+    behind_attempts = int(header.get("max_attempt_id", 0)) - int(max_attempt[0])
+    if behind_items > 0 or behind_attempts > 0:
+        return max(behind_items, 0)
+    return None
+
+
+def _stale_finding(sequence: int, behind: int) -> Finding:
+    return Finding(
+        "database",
+        f"older than checkpoint {sequence} ({behind} succeeded items and some attempts "
+        "missing): committed changes were lost, e.g. a deleted WAL file",
+    )
+
+
 def _staleness_findings(conn: sqlite3.Connection, infos: list[CheckpointInfo]) -> list[Finding]:
-    """A database older than its newest checkpoint lost commits (a deleted WAL, say)."""
+    """A database older than its newest valid checkpoint lost commits (a deleted WAL, say)."""
     valid = [i for i in infos if i.valid]
     if not valid:
         return []
     newest = valid[-1]
     try:
         header = read_header(newest.path)
-        succeeded = conn.execute("SELECT COUNT(*) FROM items WHERE status = 'succeeded'").fetchone()
-        max_attempt = conn.execute("SELECT COALESCE(MAX(id), 0) FROM attempts").fetchone()
-    except (StateDamagedError, sqlite3.DatabaseError):
+    except StateDamagedError:
         return []
-    behind_items = int(header.get("counts", {}).get("succeeded", 0)) - int(succeeded[0])
-    behind_attempts = int(header.get("max_attempt_id", 0)) - int(max_attempt[0])
-    if behind_items > 0 or behind_attempts > 0:
-        return [
-            Finding(
-                "database",
-                f"older than checkpoint {newest.sequence} ({max(behind_items, 0)} succeeded "
-                "items and some attempts missing): committed changes were lost, e.g. a deleted "
-                "WAL file",
-            )
-        ]
+    behind = _behind(conn, header)  # a failing read is a finding, as in quick_verify
+    return [] if behind is None else [_stale_finding(newest.sequence, behind)]
+
+
+def _quick_staleness_findings(conn: sqlite3.Connection, paths: JobPaths) -> list[Finding]:
+    """``_staleness_findings`` without reading every checkpoint through.
+
+    The newest checkpoint is judged by its header alone while the database is not behind
+    it (the usual case: cheap). A header that says the database is behind is believed
+    only once the whole file passes its checksum; a damaged one is passed over for the
+    next older, exactly as ``verify`` picks the newest *valid* checkpoint. (Trusting a
+    header was bug N's other half: a checkpoint damaged past its first line made resume
+    call the database stale while verify, reading that checkpoint invalid, did not.)
+    """
+    for sequence, path in reversed(checkpoint_files(paths.checkpoints)):
+        try:
+            behind = _behind(conn, read_header(path))
+        except StateDamagedError:
+            continue
+        if behind is None:
+            return []
+        try:
+            read_checkpoint(path, records=False)
+        except StateDamagedError:
+            continue
+        return [_stale_finding(sequence, behind)]
     return []
 
 
@@ -179,7 +235,12 @@ def _mark_wal_damage(paths: JobPaths) -> None:
 
 
 def verify(paths: JobPaths) -> list[Finding]:
-    """Every finding about a job's state; an empty list means it is sound."""
+    """Every finding about a job's state; an empty list means it is sound.
+
+    Every check ``quick_verify`` makes is made here too, so a resume never refuses a job
+    that verify passes; verify adds what is too slow for a resume: checkpoints read
+    through and the item-by-item invariants.
+    """
     wal_existed = _wal_path(paths).exists()  # before opening, which creates one
     _mark_wal_damage(paths)
     findings, conn = _database_findings(paths)
@@ -188,33 +249,39 @@ def verify(paths: JobPaths) -> list[Finding]:
     if conn is not None:
         try:
             findings += _wal_findings(paths, wal_existed, conn)
+            findings += _guarded(_count_findings, conn)
             findings += _invariant_findings(conn)
-            findings += _staleness_findings(conn, infos)
+            findings += _guarded(lambda c: _staleness_findings(c, infos), conn)
         finally:
             conn.close()
     return findings
 
 
-def quick_verify(paths: JobPaths) -> list[Finding]:
-    """The checks a resume makes before it runs: pages, counts, and a lost WAL.
+def _guarded(
+    check: Callable[[sqlite3.Connection], list[Finding]], conn: sqlite3.Connection
+) -> list[Finding]:
+    try:
+        return check(conn)
+    except sqlite3.DatabaseError as exc:
+        return [Finding("database", f"cannot be read: {exc}")]
 
-    ``PRAGMA quick_check`` finds damaged pages in C at disk speed; the item-by-item
-    invariants are left to ``verify`` so that a resume of a big job starts at once.
+
+def quick_verify(paths: JobPaths) -> list[Finding]:
+    """The checks a resume makes before it runs: a subset of ``verify``'s, made the same way.
+
+    The database's check (``integrity_check`` and the schema), the kept counts, a lost
+    or damaged WAL, and staleness against the newest valid checkpoint. Left to
+    ``verify``: reading every checkpoint through and the item-by-item invariants.
     """
     wal_existed = _wal_path(paths).exists()
     _mark_wal_damage(paths)
-    findings, conn = _database_findings(paths, quick=True)
+    findings, conn = _database_findings(paths)
     if conn is None:
         return findings
     try:
-        total, kept = conn.execute(
-            "SELECT (SELECT total_items FROM job WHERE id = 1),"
-            " (SELECT COALESCE(SUM(n), 0) FROM item_counts)"
-        ).fetchone()
-        if total is not None and total != kept:
-            findings.append(Finding("database", f"{kept} items counted, {total} frozen"))
         findings += _wal_findings(paths, wal_existed, conn)
-        findings += _staleness_findings(conn, inspect_newest(paths))
+        findings += _guarded(_count_findings, conn)
+        findings += _guarded(lambda c: _quick_staleness_findings(c, paths), conn)
     except sqlite3.DatabaseError as exc:
         findings.append(Finding("database", f"cannot be read: {exc}"))
     finally:

@@ -1,6 +1,6 @@
 """``python -m mapwise``."""
 
-from mapwise.cli.main import main
+from mapwise.cli.entry import main
 
 if __name__ == "__main__":
     main()

@@ -18,7 +18,7 @@ from typing import Any
 
 from mapwise.domain.states import ItemStatus
 from mapwise.errors import StateDamagedError
-from mapwise.store import db
+from mapwise.store import db, precheck
 from mapwise.store.checkpoint import (
     CheckpointInfo,
     checkpoint_files,
@@ -66,7 +66,10 @@ def _database_findings(paths: JobPaths) -> tuple[list[Finding], sqlite3.Connecti
     except (StateDamagedError, sqlite3.DatabaseError, UnicodeDecodeError) as exc:
         return [Finding("database", f"cannot be read: {exc}")], None
     try:
-        result = conn.execute("PRAGMA integrity_check").fetchall()
+        # a resume started the same check while the program was starting (precheck)
+        result = precheck.take(paths.database)
+        if result is None:
+            result = conn.execute("PRAGMA integrity_check").fetchall()
         problems = schema_problems(conn)
     except (StateDamagedError, sqlite3.DatabaseError, UnicodeDecodeError) as exc:
         return [Finding("database", f"cannot be read: {exc}")], conn

@@ -124,3 +124,17 @@ def test_the_console_script_and_python_m_start_from_the_light_entry() -> None:
         [sys.executable, "-m", "mapwise", "--version"], capture_output=True, text=True, check=True
     )
     assert "mapwise" in main.stdout
+
+
+def test_the_empty_wal_the_check_proper_opens_does_not_count_as_a_change(tmp_path: Path) -> None:
+    database = _database(tmp_path / "state.db")
+    setup = sqlite3.connect(database)
+    setup.execute("PRAGMA journal_mode = WAL")
+    setup.close()  # a clean close: no WAL file left
+    precheck.start(database)
+    precheck._checks[Path(os.path.abspath(database))].join()
+    opened = sqlite3.connect(database)  # as the check proper does: an empty WAL appears
+    opened.execute("SELECT COUNT(*) FROM t").fetchone()
+    assert (tmp_path / "state.db-wal").exists()
+    assert precheck.take(database) == [("ok",)]
+    opened.close()

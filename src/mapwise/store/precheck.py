@@ -26,7 +26,9 @@ _FileState = tuple[tuple[int, int, int] | None, ...]
 
 
 def _file_state(database: Path) -> _FileState:
-    """Inode, size and modification time of the database and its WAL (None: absent)."""
+    """Inode, size and modification time of the database and its WAL (None: absent, or
+    for the WAL empty too: the check proper's own connection makes an empty one, which
+    holds nothing)."""
     states: list[tuple[int, int, int] | None] = []
     for path in (database, database.with_name(database.name + "-wal")):
         try:
@@ -34,7 +36,8 @@ def _file_state(database: Path) -> _FileState:
         except OSError:
             states.append(None)
         else:
-            states.append((st.st_ino, st.st_size, st.st_mtime_ns))
+            empty = st.st_size == 0 and path != database
+            states.append(None if empty else (st.st_ino, st.st_size, st.st_mtime_ns))
     return tuple(states)
 
 

@@ -10,20 +10,51 @@ and the result's way back), not what a real cluster gains by having more machine
 
 The Dask rows have no target, and a Dask run that breaks is a note: it never takes the
 B1 and B2 figures down with it.
+
+The scale figure (``dask_scale``) runs after those rounds on a cluster of its own: eight
+one-thread workers, 20,000 items of ``sleep 0.01`` (2,000 with ``--quick``), mapwise
+with ``max_parallel`` 8 against a bare ``client.map`` of the same command (one
+``subprocess.run(["sh", "-c", "sleep 0.01"])`` per item, every item submitted at once),
+one after the other in each round. Its target: mapwise's items/s at least 0.7 times the
+bare map's.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import shutil
+import subprocess
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
-from results import Row, Section, at_least, ratio_row
+from context import Context
+from harness import (
+    bench_env,
+    fresh_dir,
+    item_counts,
+    log,
+    mapwise_argv,
+    run_timed,
+    succeeded_attempts,
+    write_items,
+    write_workflow,
+)
+from results import Row, Section, at_least, at_most, paired_ratio_row
 
 WORKERS = 2
 THREADS_PER_WORKER = 2
 START_TIMEOUT = 120.0  # seconds for the cluster's workers to come up on a busy machine
+
+SCALE_WORKERS = 8  # one thread each: mapwise runs as many items at once
+SCALE_ITEMS = 20_000
+SCALE_QUICK_ITEMS = 2_000
+SCALE_COMMAND = "sleep 0.01"
+SCALE_TARGET = 0.7  # mapwise's items/s over the bare client.map's
+OVERHEAD_TARGET_MS = 3.0  # issue 15: Dask's extra wall time per item, 4 in flight
 
 # runs mapwise with extra arguments: (wall seconds, items recorded succeeded)
 Runner = Callable[[tuple[str, ...]], tuple[float, int]]
@@ -73,6 +104,21 @@ class DaskRuns:
             self.recorded.append(recorded)
 
 
+def _cluster(workers: int, threads: int) -> Any:
+    """A LocalCluster of worker processes on 127.0.0.1, without a dashboard."""
+    from distributed import LocalCluster
+
+    return LocalCluster(  # type: ignore[no-untyped-call]
+        n_workers=workers,
+        threads_per_worker=threads,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+        silence_logs=logging.ERROR,
+        timeout=START_TIMEOUT,
+    )
+
+
 @contextlib.contextmanager
 def local_cluster(enabled: bool) -> Iterator[DaskRuns]:
     """A two-worker LocalCluster for the section, closed on the way out even on errors.
@@ -87,19 +133,9 @@ def local_cluster(enabled: bool) -> Iterator[DaskRuns]:
     if not enabled or problem:
         yield runs
         return
-    from distributed import LocalCluster
-
     cluster = None
     try:
-        cluster = LocalCluster(  # type: ignore[no-untyped-call]
-            n_workers=WORKERS,
-            threads_per_worker=THREADS_PER_WORKER,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address=None,
-            silence_logs=logging.ERROR,
-            timeout=START_TIMEOUT,
-        )
+        cluster = _cluster(WORKERS, THREADS_PER_WORKER)
         runs.scheduler = str(cluster.scheduler_address)
         runs.notes.append(describe())
     except Exception as error:
@@ -152,21 +188,28 @@ def dask_rows(runs: DaskRuns, local: Row, count: int) -> list[Row]:
         "count",
         at_least(count),
     )
-    ratio = ratio_row("B1", "mapwise local pool / Dask (same machine)", local, dask, None)
+    ratio = paired_ratio_row("B1", "mapwise local pool / Dask (same machine)", local, dask, None)
     return [dask, checked, ratio, overhead_row(local, dask)]
 
 
 def overhead_row(local: Row, dask: Row) -> Row:
-    """The ratio in time: Dask's extra wall seconds per item, from the two medians.
+    """The ratio in time: Dask's extra wall seconds per item, round by round.
 
     1/rate is the run's wall time per item, so the difference is what each item costs more
     on Dask with ``max_parallel`` in flight (a run's fixed cost, spread over its items, too).
+    Each round ran both side by side; without as many of each, the two medians are used.
     """
-    samples: tuple[float, ...] = ()
-    if local.median and dask.median:
-        samples = ((1.0 / dask.median - 1.0 / local.median) * 1000.0,)
-    note = "1/Dask - 1/local of the medians, max_parallel items in flight"
-    return Row("B1", "extra wall time per item on Dask", samples, "ms", None, note)
+    if local.samples and len(local.samples) == len(dask.samples) and all(dask.samples):
+        pairs = zip(local.samples, dask.samples, strict=True)
+        samples = tuple((1.0 / ours - 1.0 / theirs) * 1000.0 for theirs, ours in pairs)
+        note = "1/Dask - 1/local within each round, max_parallel items in flight"
+    else:
+        samples = ()
+        if local.median and dask.median:
+            samples = ((1.0 / dask.median - 1.0 / local.median) * 1000.0,)
+        note = "1/Dask - 1/local of the medians, max_parallel items in flight"
+    target = at_most(OVERHEAD_TARGET_MS)
+    return Row("B1", "extra wall time per item on Dask", samples, "ms", target, note)
 
 
 def ratio_note(local: Row, dask: Row) -> str | None:
@@ -181,3 +224,125 @@ def ratio_note(local: Row, dask: Row) -> str | None:
         "in a worker's thread, send the result back) against items that do nothing (`true`); "
         "it shrinks as items take longer, and says nothing of what more machines would add"
     )
+
+
+# -- the 8-worker scale figure ------------------------------------------------------------
+
+
+def run_scale_command(_: int) -> int:
+    """One bare item on a worker: the command mapwise runs, with nothing around it."""
+    return subprocess.run(["sh", "-c", SCALE_COMMAND], check=False).returncode
+
+
+def bare_map(client: Any, count: int) -> float:
+    """Seconds for ``client.map`` of ``count`` items, all submitted at once, to end."""
+    started = time.perf_counter()
+    futures = client.map(run_scale_command, range(count), pure=False)
+    codes = client.gather(futures)  # the exit statuses: small, fetched together at the end
+    wall = time.perf_counter() - started
+    failed = sum(1 for code in codes if code)
+    client.cancel(futures)
+    if failed:
+        raise RuntimeError(f"{failed} bare items failed")
+    return wall
+
+
+def scale_mapwise(folder: Path, scheduler: str, count: int) -> tuple[float, int]:
+    """Seconds for ``mapwise run --executor dask`` over the items, and how many its
+    database then shows succeeded."""
+    state = fresh_dir(folder / "state")
+    argv = mapwise_argv("run", str(folder / "scale.yml"), "--state-dir", str(state))
+    argv += ["--job-id", "scale", "--quiet", "--executor", "dask", "--scheduler", scheduler]
+    done = run_timed(argv, folder / "mapwise-scale.out", env=bench_env(), cwd=folder)
+    if done.code != 0:
+        raise RuntimeError(f"mapwise run exited {done.code}: see {done.output}")
+    database = state / "jobs" / "scale" / "state.db"
+    recorded = min(item_counts(database).get("succeeded", 0), succeeded_attempts(database))
+    shutil.rmtree(state, ignore_errors=True)
+    return done.wall, recorded
+
+
+def dask_scale(ctx: Context) -> Section:
+    """mapwise on 8 Dask workers against a bare ``client.map`` of the same items."""
+    section = Section()
+    problem = dask_missing()
+    if problem:
+        section.notes.append(problem.replace("B1 on Dask", "The Dask scale figure"))
+        return section
+    count = SCALE_QUICK_ITEMS if ctx.quick else SCALE_ITEMS
+    folder = ctx.workspace("dask-scale")
+    write_items(folder / "items.json", count, objects=False)
+    write_workflow(
+        folder / "scale.yml",
+        "scale",
+        SCALE_COMMAND,
+        max_parallel=SCALE_WORKERS,
+        items="items.json",
+    )
+    log(f"Dask scale: {count:,} items of `{SCALE_COMMAND}`, {SCALE_WORKERS} workers")
+    bare: list[float] = []
+    walls: list[float] = []
+    recorded: list[int] = []
+    started = time.perf_counter()
+    try:
+        _scale_rounds(ctx, folder, count, bare, walls, recorded)
+    except Exception as error:
+        section.notes.append(f"Dask scale stopped: {type(error).__name__}: {error}")
+    minutes = (time.perf_counter() - started) / 60.0
+    section.rows = scale_rows(bare, walls, recorded, count)
+    section.notes.append(
+        f"Dask scale: a LocalCluster of {SCALE_WORKERS} worker processes x 1 thread on "
+        f"127.0.0.1; each round runs a bare client.map of {count:,} items of "
+        f"`{SCALE_COMMAND}` (a subprocess.run of sh -c per item, all submitted at once; "
+        f"the client already connected), then `mapwise run --executor dask` with "
+        f"max_parallel {SCALE_WORKERS} (a fresh process: start-up in its time); "
+        f"the figure took {minutes:.1f} min"
+    )
+    return section
+
+
+def _scale_rounds(
+    ctx: Context,
+    folder: Path,
+    count: int,
+    bare: list[float],
+    walls: list[float],
+    recorded: list[int],
+) -> None:
+    """A small untimed warm-up of each, then ``ctx.runs`` rounds of both."""
+    from distributed import Client
+
+    cluster = _cluster(SCALE_WORKERS, 1)
+    try:
+        address = str(cluster.scheduler_address)
+        with Client(address, set_as_default=False) as client:  # type: ignore[no-untyped-call]
+            bare_map(client, 100)
+            for round_no in range(1, ctx.runs + 1):
+                bare.append(bare_map(client, count))
+                wall, done = scale_mapwise(folder, address, count)
+                walls.append(wall)
+                recorded.append(done)
+                log(
+                    f"  round {round_no}: bare client.map {count / bare[-1]:.0f}/s, "
+                    f"mapwise {count / wall:.0f}/s"
+                )
+    finally:
+        with contextlib.suppress(Exception):
+            cluster.close()
+
+
+def scale_rows(bare: list[float], walls: list[float], recorded: list[int], count: int) -> list[Row]:
+    """Items per second of both, the check of mapwise's runs, and their ratio."""
+    where = f"{SCALE_WORKERS} Dask workers, {count:,} items of `{SCALE_COMMAND}`"
+    plain = Row("B1", f"bare client.map, {where}", tuple(count / w for w in bare), "items/s")
+    ours = Row(
+        "B1", f"mapwise run --executor dask, {where}", tuple(count / w for w in walls), "items/s"
+    )
+    rows = [plain, ours]
+    if recorded:
+        fewest = (float(min(recorded)),)
+        measure = "items recorded succeeded after each Dask scale run (fewest)"
+        rows.append(Row("B1", measure, fewest, "count", at_least(count)))
+    measure = f"mapwise / bare client.map on {SCALE_WORKERS} Dask workers"
+    rows.append(paired_ratio_row("B1", measure, ours, plain, at_least(SCALE_TARGET)))
+    return rows

@@ -145,7 +145,7 @@ def listing(ctx: Context) -> Section:
     resumed = measure_resume(ctx, template, BIG_JOB, folder)
     items = f"{sizes.b3_items:,} items, {sizes.b3_succeeded:,} done, {sizes.b3_dlq:,} in DLQ"
     measure = f"resume ({items}): launch to first item started"
-    section.rows.append(Row("B3", measure, tuple(resumed.first), "s", at_most(0.5)))
+    section.rows.append(Row("B3", measure, tuple(resumed.first), "s", at_most(0.3)))
     section.rows.append(Row("B3", "resume: SIGINT to exit", tuple(resumed.stop), "s"))
 
     state = small_job(folder)

@@ -86,7 +86,7 @@ def render(
         "",
         "```sh",
         ". .venv/bin/activate",
-        "python benchmarks/run.py                 # everything, 3 runs each (about half an hour)",
+        "python benchmarks/run.py                 # everything, 5 runs each (about half an hour)",
         "python benchmarks/run.py --quick         # smaller sizes, 1 run: a few minutes",
         "python benchmarks/run.py --only B1,B3 --runs 5",
         "```",

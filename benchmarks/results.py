@@ -12,21 +12,22 @@ class Target:
 
     op: str
     limit: float
+    every: bool = False  # judged on every run (the worst), not on the median
 
     def met(self, value: float) -> bool:
         return value >= self.limit if self.op == ">=" else value <= self.limit
 
     def text(self, unit: str) -> str:
         word = "at least" if self.op == ">=" else "at most"
-        return f"{word} {format_value(self.limit, unit)}"
+        return f"{word} {format_value(self.limit, unit)}" + (" in every run" if self.every else "")
 
 
-def at_least(limit: float) -> Target:
-    return Target(">=", limit)
+def at_least(limit: float, *, every: bool = False) -> Target:
+    return Target(">=", limit, every)
 
 
-def at_most(limit: float) -> Target:
-    return Target("<=", limit)
+def at_most(limit: float, *, every: bool = False) -> Target:
+    return Target("<=", limit, every)
 
 
 @dataclass(frozen=True)
@@ -46,12 +47,14 @@ class Row:
 
     @property
     def verdict(self) -> str:
-        """PASS or MISS against the target (by the median); empty without a target."""
+        """PASS or MISS against the target (by the median, or by every run); empty without
+        a target."""
         if self.target is None:
             return ""
         if self.median is None:
             return "n/a"
-        return "PASS" if self.target.met(self.median) else "MISS"
+        judged = self.samples if self.target.every else (self.median,)
+        return "PASS" if all(self.target.met(value) for value in judged) else "MISS"
 
     def spread(self) -> str:
         """``n runs, min..max`` (the median alone says nothing of the noise)."""
@@ -96,6 +99,19 @@ def ratio_row(
     top, bottom = numerator.median, denominator.median
     samples = (top / bottom,) if top is not None and bottom else ()
     return Row(bench, measure, samples, "x", target, "ratio of the medians")
+
+
+def paired_ratio_row(
+    bench: str, measure: str, numerator: Row, denominator: Row, target: Target | None
+) -> Row:
+    """The ratio within each round (the two measured side by side, so that the machine's
+    drift hits both alike): one sample per round, its median, min and max. Falls back to
+    the ratio of the medians when the two were not measured the same number of times."""
+    tops, bottoms = numerator.samples, denominator.samples
+    if not tops or len(tops) != len(bottoms) or not all(bottoms):
+        return ratio_row(bench, measure, numerator, denominator, target)
+    samples = tuple(top / bottom for top, bottom in zip(tops, bottoms, strict=True))
+    return Row(bench, measure, samples, "x", target, "ratio within each round")
 
 
 def table(rows: list[Row]) -> list[str]:

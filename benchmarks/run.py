@@ -85,7 +85,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes, 1 run by default")
     parser.add_argument("--only", default=",".join(NAMES), help="e.g. B1,B3 (default: all)")
-    parser.add_argument("--runs", type=int, default=None, help="runs per figure (default 3)")
+    parser.add_argument("--runs", type=int, default=None, help="runs per figure (default 5)")
     parser.add_argument("--output", type=Path, default=None, help="default docs/benchmarks.md")
     args = parser.parse_args(argv)
     chosen = {name.strip().upper() for name in args.only.split(",") if name.strip()}
@@ -93,7 +93,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if unknown or not chosen:
         parser.error(f"--only takes names among {', '.join(NAMES)}")
     args.chosen = chosen
-    args.runs = args.runs if args.runs is not None else (1 if args.quick else 3)
+    args.runs = args.runs if args.runs is not None else (1 if args.quick else 5)
     if args.runs < 1:
         parser.error("--runs must be at least 1")
     if args.output is None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from context import Context
-from dask_throughput import DaskRuns, dask_section, local_cluster
+from dask_throughput import DaskRuns, dask_scale, dask_section, local_cluster
 from harness import (
     bench_env,
     fresh_dir,
@@ -29,7 +29,7 @@ from harness import (
     write_items,
     write_workflow,
 )
-from results import Row, Section, at_least, at_most, ratio_row
+from results import Row, Section, at_least, at_most, paired_ratio_row
 
 PARALLELISM = 4
 SHM = Path("/dev/shm")
@@ -207,6 +207,9 @@ def throughput(ctx: Context, *, b1: bool, b2: bool) -> Section:
         on_dask = dask_section(dask, disk, count)
         section.rows += on_dask.rows
         section.notes += on_dask.notes
+        scale = dask_scale(ctx)  # 8 workers, on a cluster of its own (dask_throughput.py)
+        section.rows += scale.rows
+        section.notes += scale.notes
     if use_shm:
         section.rows += b2_rows(walls, disk, count)
     return section
@@ -217,16 +220,22 @@ def b1_rows(inputs: Inputs, walls: Walls, disk: Row) -> list[Row]:
     xargs = rate_row("B1", f"xargs -P{PARALLELISM} -n1 true", walls.xargs, count)
     parallel = rate_row("B1", f"GNU parallel -j{PARALLELISM} --joblog", walls.parallel, count)
     rows = [xargs, parallel, disk]
-    rows.append(ratio_row("B1", "mapwise / GNU parallel", disk, parallel, at_least(2.0)))
-    rows.append(ratio_row("B1", "mapwise / xargs", disk, xargs, at_least(0.5)))
+    rows.append(paired_ratio_row("B1", "mapwise / GNU parallel", disk, parallel, at_least(2.5)))
+    rows.append(paired_ratio_row("B1", "mapwise / xargs", disk, xargs, at_least(0.6)))
     return rows
 
 
 def b2_rows(walls: Walls, disk: Row, count: int) -> list[Row]:
+    """/dev/shm against disk, round by round (each round runs both, one after the other),
+    judged on every round: durability must not cost more than 5 % in any run."""
     shm = rate_row("B2", "mapwise run, state on /dev/shm", walls.shm, count)
-    disk_median, shm_median = disk.median, shm.median
-    slowdown: tuple[float, ...] = ()
-    if disk_median and shm_median:
-        slowdown = ((shm_median / disk_median - 1.0) * 100.0,)
-    note = "ratio of the medians"
-    return [shm, Row("B2", "disk slower than /dev/shm by", slowdown, "%", at_most(5.0), note)]
+    if len(walls.shm) == len(walls.disk):
+        pairs = zip(walls.disk, walls.shm, strict=True)
+        slowdown = tuple((disk_wall / shm_wall - 1.0) * 100.0 for disk_wall, shm_wall in pairs)
+        note = "within each round"
+    else:
+        disk_median, shm_median = disk.median, shm.median
+        slowdown = ((shm_median / disk_median - 1.0) * 100.0,) if disk_median and shm_median else ()
+        note = "ratio of the medians"
+    target = at_most(5.0, every=True)
+    return [shm, Row("B2", "disk slower than /dev/shm by", slowdown, "%", target, note)]

@@ -467,3 +467,56 @@ def test_a_scheduler_lost_mid_run_stops_the_job_interrupted_and_resume_finishes_
     assert set(db.statuses().values()) == {"succeeded"}
     assert [ws.count("end", i["id"]) for i in items] == [1] * len(items)
     assert ws.live_commands() == []
+
+
+def test_a_worker_killed_while_its_batch_runs_costs_only_its_own_attempt(
+    ws: Workspace, own_cluster: OwnCluster
+) -> None:
+    # Given three items that block while a flag exists, all claimed at once and so sent to
+    # the scheduler in one batch, each running on a worker of its own
+    slow = ws.flag("slow")
+    slow.touch()
+    items = [{"id": "victim"}, {"id": "a"}, {"id": "b"}]
+    ws.write_workflow(
+        [item_command(block_while("SLOW"), extra="$PPID")],
+        items=items,
+        env={"SLOW": str(slow)},
+        max_parallel=len(items),
+        retry={"max_attempts": 1},  # a lost execution counted as failed would park it
+    )
+    workers = own_cluster.worker_pids()
+    try:
+        address = own_cluster.address
+        coordinator = start_job(ws, "batch", "--executor", "dask", "--scheduler", address)
+        wait_until(
+            lambda: len(ws.starts()) == len(items),
+            what="the whole batch running",
+            unless=lambda: not coordinator.running(),
+        )
+        (first,) = ws.starts(prefix="victim")
+        (killed,) = [a for a, pid in workers.items() if pid == int(first.extra[0])]
+
+        # When the victim's worker is killed mid-item, and the victim starts again
+        os.kill(int(first.extra[0]), signal.SIGKILL)
+        wait_until(
+            lambda: ws.count("start", "victim") == 2,
+            what="the victim running again",
+            unless=lambda: not coordinator.running(),
+        )
+        slow.unlink()
+
+        # Then the lost run's command was killed before the victim ran again
+        assert _dies(first.pid), f"the lost execution (group {first.pid}) still runs"
+        assert coordinator.wait() == 0, coordinator.stderr
+        assert overlapping_runs(ws.markers()) == []
+        # And each item of the batch ended once; only the victim lost an execution,
+        # recorded as an interrupted attempt on the killed worker
+        assert [ws.count("end", i["id"]) for i in items] == [1, 1, 1]
+        assert ws.count("start", "a") == ws.count("start", "b") == 1
+        victim = attempts_in_order(ws, "batch", "victim")
+        assert [a["outcome"] for a in victim] == ["interrupted", "succeeded"]
+        assert killed in victim[0]["host"]
+        others = [attempts_in_order(ws, "batch", i)[-1]["outcome"] for i in ("a", "b")]
+        assert others == ["succeeded", "succeeded"]
+    finally:
+        slow.unlink(missing_ok=True)

@@ -6,17 +6,26 @@ coordinator can interrupt a job's attempts on every worker with ``client.run``; 
 commands themselves run in their own process groups exactly as with the local pool.
 
 Each run of an attempt's task puts itself on record at the scheduler before it starts
-any command, in the task's metadata (``Client.set_metadata``, a request the scheduler
-answers; the scheduler drops a task's metadata when it forgets the task). A worker that
+any command, in the task's metadata (``set_metadata``, a request the scheduler answers,
+sent together with the read of the runs already on record: one round trip; the
+scheduler drops a task's metadata when it forgets the task). A worker that
 dies mid-attempt therefore never leaves a run nobody knows of: the next run of the same
 task finds the earlier ones on record, kills what is left of them on every worker before
 it starts its own commands, and reports them as lost with its result.
+
+The report goes back twice: pushed at once as an event on the coordinator's topic (no
+request: it rides the worker's and the scheduler's message batches), and as the task's
+result, which the coordinator fetches only when the event did not come first.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
+import functools
 import os
+import pickle
 import tempfile
 import threading
 import time
@@ -40,7 +49,7 @@ class Execution:
     """One run of an attempt's Dask task on a worker, as the scheduler has it on record."""
 
     execution_id: str  # MAPWISE_EXECUTION_ID of the run's commands
-    run: int  # how many runs of the task were on record before this one
+    run: int  # the scheduler's id of this dispatch of the task: later runs have larger ones
     worker: str  # the worker's address
     host: str
     started_at: float
@@ -116,30 +125,45 @@ def runs_on_record(records: dict[str, Any] | None) -> list[Execution]:
     return sorted((Execution(**r) for r in (records or {}).values()), key=lambda e: e.run)
 
 
-def _check_in() -> tuple[Execution, tuple[Execution, ...]]:
+async def _put_on_record(client: Any, key: str, record: dict[str, Any]) -> Any:
+    """Put ``record`` on record under the task's key and read the runs already there, in
+    one round trip: both requests go out together. A run's own record is acknowledged
+    before it starts a command, and a run of the task starts only once the scheduler has
+    dropped the worker of the run before it, so every earlier run that may have started a
+    command is on record when this read arrives; the read may or may not see this run's
+    own record, which the caller leaves out."""
+    scheduler = client.scheduler
+    own = [key, RUNS_METADATA, record["execution_id"]]
+    earlier, _ = await asyncio.gather(
+        scheduler.get_metadata(keys=[key, RUNS_METADATA], default=None),
+        scheduler.set_metadata(keys=own, value=record),
+    )
+    return earlier
+
+
+def _check_in() -> tuple[Execution, tuple[Execution, ...], str]:
     """Put this run on record at the scheduler; return it and the earlier, lost runs.
 
-    Both calls are requests the scheduler answers, so once this returns the run is known
-    even if this worker dies the next instant (a message sent with ``log_event`` waits in
-    the worker's batch and dies with it). Then the earlier runs' commands are killed on
-    every worker, so that two runs of one attempt never go on at once.
+    It is a request the scheduler answers, so once this returns the run is known even if
+    this worker dies the next instant (a message sent with ``log_event`` waits in the
+    worker's batch and dies with it). Then the earlier runs' commands are killed on every
+    worker, so that two runs of one attempt never go on at once.
     """
     from distributed import get_client, get_worker
 
     worker = get_worker()
     try:
         client: Any = get_client()
-        key = worker.get_current_task()
-        earlier = runs_on_record(client.get_metadata([key, RUNS_METADATA], default=None))
+        key = str(worker.get_current_task())
         execution = Execution(
             execution_id=uuid.uuid4().hex,
-            run=len(earlier),
+            run=_run_id(worker, key),
             worker=worker.address,
-            host=os.uname().nodename,
+            host=_nodename(),
             started_at=time.time(),
         )
-        record = dataclasses.asdict(execution)
-        client.set_metadata([key, RUNS_METADATA, execution.execution_id], record)
+        records = client.sync(_put_on_record, client, key, dataclasses.asdict(execution))
+        earlier = [e for e in runs_on_record(records) if e.execution_id != execution.execution_id]
         if earlier:
             # a worker that fails to answer is lost too: its machine cannot be reached
             ids = [e.execution_id for e in earlier]
@@ -149,15 +173,44 @@ def _check_in() -> tuple[Execution, tuple[Execution, ...]]:
             f"cannot put the attempt's run on record at the Dask scheduler: "
             f"{type(error).__name__}: {error}"
         ) from error
-    return execution, tuple(earlier)
+    return execution, tuple(earlier), key
 
 
-def run_attempt_on_worker(task: AttemptTask, config: AttemptConfig) -> WorkerReport:
-    """The Dask task of one attempt."""
+def _run_id(worker: Any, key: str) -> int:
+    """The scheduler's id of this dispatch of the task: a later run of it has a larger one."""
+    state = worker.state.tasks.get(key)
+    return int(getattr(state, "run_id", 0) or 0)
+
+
+@functools.cache
+def _nodename() -> str:
+    return os.uname().nodename
+
+
+def _push(topic: str | None, key: str, report: WorkerReport) -> None:
+    """Send the report to the coordinator at once, ahead of the task's own result.
+
+    The event rides the worker's batched stream and the scheduler's stream to the client,
+    so the coordinator needs no request to fetch the result; if it is lost (the worker
+    died first), the task's result or its failure still reaches the coordinator the usual
+    way, and the coordinator takes whichever comes first.
+    """
+    if topic is None:
+        return
+    from distributed import get_worker
+
+    with contextlib.suppress(Exception):  # the slow way still brings the result
+        get_worker().log_event(topic, {"key": key, "report": pickle.dumps(report)})
+
+
+def run_attempt_on_worker(
+    task: AttemptTask, config: AttemptConfig, topic: str | None = None
+) -> WorkerReport:
+    """The Dask task of one attempt; its report also goes to ``topic`` as an event."""
     # the cancel event first: an interrupt that comes while this run checks in counts
     cancel = _register(task.job_id)
     try:
-        execution, lost = _check_in()
+        execution, lost, key = _check_in()
         task, config = _local_paths(task, config)
         # every command of this run carries its id, so that if this worker dies the next
         # run (and the coordinator) can find and kill what it leaves behind
@@ -166,4 +219,6 @@ def run_attempt_on_worker(task: AttemptTask, config: AttemptConfig) -> WorkerRep
         result = run_attempt(task, config, cancel)
     finally:
         _unregister(task.job_id, cancel)
-    return WorkerReport(dataclasses.replace(result, host=execution.where), execution, lost)
+    report = WorkerReport(dataclasses.replace(result, host=execution.where), execution, lost)
+    _push(topic, key, report)
+    return report

@@ -223,3 +223,28 @@ def test_rows_sqlite_would_write_differently_are_refused() -> None:
     )
     assert counts == conn.execute("SELECT status, n FROM item_counts WHERE n > 0").fetchall()
     conn.execute("ROLLBACK")
+
+
+def test_the_digest_hashed_in_its_own_thread_is_the_whole_documents() -> None:
+    from mapwise.items.chunked import HashedChunks
+    from mapwise.items.source import input_digest
+
+    values = [{"n": i, "z": "a,b]", "a": [i, {"y": 1, "b": 2}]} for i in range(20_000)]
+    text = json.dumps(values)
+    chunks = HashedChunks(text)
+    seen = [value for chunk in chunks for value in chunk]
+    assert seen == values and chunks.count == len(values)
+    assert chunks.digest() == input_digest(values)
+
+
+def test_an_error_while_hashing_comes_out_of_the_digest(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mapwise.items import chunked
+
+    def refuse(value: Any) -> str:
+        raise ValueError("cannot hash this")
+
+    monkeypatch.setattr(chunked, "canonical_text", refuse)
+    chunks = chunked.HashedChunks(json.dumps(list(range(100_000))))
+    assert sum(len(chunk) for chunk in chunks) == 100_000  # never blocks on the hasher
+    with pytest.raises(ValueError, match="cannot hash this"):
+        chunks.digest()

@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import queue
 import re
+import threading
 from collections.abc import Iterator
 from typing import Any, Final
 
@@ -40,23 +42,50 @@ _START: Final = re.compile(r"\ufeff?[ \t\n\r]*\[")
 
 class HashedChunks:
     """:func:`array_chunks` of ``text``, hashed into :func:`~mapwise.items.input_digest`
-    as they pass (the digest of the list the whole document is), and counted."""
+    as they pass (the digest of the list the whole document is), and counted.
+
+    The hashing runs in a thread of its own, a chunk behind: its sorted-key text is
+    Python's work, and the caller spends most of a chunk's time in SQLite, which lets
+    the interpreter lock go. Chunks are hashed in the order they were handed out; an
+    error of the hashing comes out of :meth:`digest`.
+    """
 
     def __init__(self, text: str) -> None:
         self._text = text
         self._hash = hashlib.sha256(b"[")
-        self._separator = b""
+        self._queue: queue.Queue[list[Any] | None] = queue.Queue(maxsize=4)
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
         self.count = 0  # values handed out so far
 
     def __iter__(self) -> Iterator[list[Any]]:
-        for values in array_chunks(self._text):
-            self._hash.update(self._separator + canonical_text(values)[1:-1].encode())
-            self._separator = b","
-            self.count += len(values)
-            yield values
+        self._thread = threading.Thread(target=self._hash_all, name="mapwise-digest", daemon=True)
+        self._thread.start()
+        try:
+            for values in array_chunks(self._text):
+                self.count += len(values)
+                self._queue.put(values)
+                yield values
+        finally:
+            self._queue.put(None)
+
+    def _hash_all(self) -> None:
+        separator = b""
+        while (values := self._queue.get()) is not None:
+            if self._error is not None:
+                continue  # drain: the iterator must never block on a full queue
+            try:
+                self._hash.update(separator + canonical_text(values)[1:-1].encode())
+            except BaseException as error:  # handed to digest()
+                self._error = error
+            separator = b","
 
     def digest(self) -> str:
         """The input digest, once every chunk has been handed out."""
+        if self._thread is not None:
+            self._thread.join()
+        if self._error is not None:
+            raise self._error
         final = self._hash.copy()
         final.update(b"]")
         return final.hexdigest()

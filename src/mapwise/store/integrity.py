@@ -292,22 +292,6 @@ def quick_verify(paths: JobPaths) -> list[Finding]:
     return findings
 
 
-def inspect_newest(paths: JobPaths) -> list[CheckpointInfo]:
-    """The newest checkpoint whose header reads, as a one-element list (or none)."""
-    for sequence, path in reversed(checkpoint_files(paths.checkpoints)):
-        try:
-            header = read_header(path)
-        except StateDamagedError:
-            continue
-        size = path.stat().st_size
-        return [
-            CheckpointInfo(
-                sequence, path, header.get("created_at"), header.get("phase"), None, size, True
-            )
-        ]
-    return []
-
-
 @dataclass(frozen=True)
 class RepairReport:
     """What ``repair`` did."""

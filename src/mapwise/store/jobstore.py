@@ -296,11 +296,7 @@ class JobStore:
 
         with db.transaction(self.conn):
             total, digest = insert_items(self.conn, items)
-            self.conn.execute(
-                "UPDATE job SET input_sha256 = ?, items_sha256 = ?, items_frozen_at = ?,"
-                " total_items = ?, phase = ?, updated_at = ? WHERE id = 1",
-                (input_sha256, digest, time.time(), total, Phase.MAP.value, time.time()),
-            )
+            self._record_frozen(total, digest, input_sha256)
         return digest
 
     def freeze_item_chunks(
@@ -315,12 +311,18 @@ class JobStore:
 
         with db.transaction(self.conn):
             total, digest = insert_item_chunks(self.conn, chunks)
-            self.conn.execute(
-                "UPDATE job SET input_sha256 = ?, items_sha256 = ?, items_frozen_at = ?,"
-                " total_items = ?, phase = ?, updated_at = ? WHERE id = 1",
-                (input_sha256(), digest, time.time(), total, Phase.MAP.value, time.time()),
-            )
+            self._record_frozen(total, digest, input_sha256())
         return digest
+
+    def _record_frozen(self, total: int, digest: str, input_sha256: str | None) -> None:
+        """The frozen list's count and digests, and the map phase (in the freeze's
+        transaction)."""
+        now = time.time()
+        self.conn.execute(
+            "UPDATE job SET input_sha256 = ?, items_sha256 = ?, items_frozen_at = ?,"
+            " total_items = ?, phase = ?, updated_at = ? WHERE id = 1",
+            (input_sha256, digest, now, total, Phase.MAP.value, now),
+        )
 
     def item_counts(self) -> dict[ItemStatus, int]:
         """Items per status, from the trigger-kept ``item_counts`` table (no item scan)."""

@@ -4,7 +4,8 @@ Why a module of its own: importing the CLI (click, pydantic and the workflow mod
 engine) takes about 0.2 s, and a resume's first act is a check of the job's database
 that takes as long again on a big job, in C, without the interpreter lock
 (``store/precheck.py``). Started from here, before those imports, the two overlap on
-two cores. Only the standard library and ``precheck`` are imported before the check
+two cores. Only the standard library, ``precheck`` and the state's path rules
+(``store/paths.py``, which the CLI imports anyway) are imported before the check
 starts. The arguments are read loosely: a wrong guess only checks a file nobody asks
 about, since the check proper takes a result only for the very files it is about to
 check.
@@ -13,9 +14,11 @@ check.
 from __future__ import annotations
 
 import os
-import re
 import sys
 from pathlib import Path
+
+from mapwise.errors import UserError
+from mapwise.store.paths import DEFAULT_STATE_DIR, job_paths
 
 # resume's options that take a value (a value is not the job id)
 _VALUED = {
@@ -26,7 +29,6 @@ _VALUED = {
     "--scheduler",
     "--max-cost",
 }
-_JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 def _resumed_database(argv: list[str]) -> Path | None:
@@ -43,10 +45,13 @@ def _resumed_database(argv: list[str]) -> Path | None:
             next(words, None)
         elif not word.startswith("-") and job_id is None:
             job_id = word
-    if job_id is None or not _JOB_ID.match(job_id):
+    if job_id is None:
         return None
-    root = state_dir or os.environ.get("MAPWISE_STATE_DIR") or ".mapwise"
-    return Path(root).expanduser().absolute() / "jobs" / job_id / "state.db"
+    root = state_dir or os.environ.get("MAPWISE_STATE_DIR") or DEFAULT_STATE_DIR
+    try:
+        return job_paths(Path(root).expanduser().absolute(), job_id).database
+    except UserError:  # not a job id: the CLI will say so
+        return None
 
 
 def main() -> None:

@@ -28,6 +28,8 @@ import pytest
 from helpers.cluster import attempts_in_order, mapwise_cli, run_job, start_job, start_local_cluster
 from helpers.jobs import (
     WAIT_SECONDS,
+    Coordinator,
+    Marker,
     Workspace,
     block_while,
     item_command,
@@ -152,15 +154,7 @@ def killed_worker_run(
             what="the victim running",
             unless=lambda: not coordinator.running(),
         )
-        (first,) = [m for m in ws.starts() if m.name == "victim"]
-        worker_pid = int(first.extra[0])
-        (killed_address,) = [a for a, pid in workers.items() if pid == worker_pid]
-        os.kill(worker_pid, signal.SIGKILL)
-        wait_until(
-            lambda: ws.count("start", "victim") == 2,
-            what="the victim running again",
-            unless=lambda: not coordinator.running(),
-        )
+        first, killed_address = _kill_the_victims_worker(ws, coordinator, workers)
         # the flag goes at once: a first run still alive now would end, marker and all
         slow.unlink()
         died = _dies(first.pid)
@@ -171,6 +165,23 @@ def killed_worker_run(
     finally:
         slow.unlink(missing_ok=True)
         ws.cleanup()
+
+
+def _kill_the_victims_worker(
+    ws: Workspace, coordinator: Coordinator, workers: dict[str, int]
+) -> tuple[Marker, str]:
+    """Kill the worker running the item ``victim`` (``SIGKILL`` by pid) and wait until the
+    item starts again; its first start and the killed worker's address."""
+    (first,) = ws.starts(prefix="victim")
+    worker_pid = int(first.extra[0])
+    (killed,) = [address for address, pid in workers.items() if pid == worker_pid]
+    os.kill(worker_pid, signal.SIGKILL)
+    wait_until(
+        lambda: ws.count("start", "victim") == 2,
+        what="the victim running again",
+        unless=lambda: not coordinator.running(),
+    )
+    return first, killed
 
 
 def _dies(pgid: int, seconds: float = 10.0) -> bool:
@@ -265,16 +276,8 @@ def test_a_worker_killed_before_its_messages_left_still_has_its_lost_run_killed_
                 what="the victim running",
                 unless=lambda: not coordinator.running(),
             )
-            (first,) = ws.starts(prefix="victim")
-            (killed,) = [a for a, pid in workers.items() if pid == int(first.extra[0])]
-
             # When its worker is killed mid-item and the item starts again
-            os.kill(int(first.extra[0]), signal.SIGKILL)
-            wait_until(
-                lambda: ws.count("start", "victim") == 2,
-                what="the victim running again",
-                unless=lambda: not coordinator.running(),
-            )
+            first, killed = _kill_the_victims_worker(ws, coordinator, workers)
 
         # Then the lost run's command was killed before the second run started: the flag
         # goes at once, and it never ends
@@ -493,16 +496,8 @@ def test_a_worker_killed_while_its_batch_runs_costs_only_its_own_attempt(
             what="the whole batch running",
             unless=lambda: not coordinator.running(),
         )
-        (first,) = ws.starts(prefix="victim")
-        (killed,) = [a for a, pid in workers.items() if pid == int(first.extra[0])]
-
         # When the victim's worker is killed mid-item, and the victim starts again
-        os.kill(int(first.extra[0]), signal.SIGKILL)
-        wait_until(
-            lambda: ws.count("start", "victim") == 2,
-            what="the victim running again",
-            unless=lambda: not coordinator.running(),
-        )
+        first, killed = _kill_the_victims_worker(ws, coordinator, workers)
         slow.unlink()
 
         # Then the lost run's command was killed before the victim ran again

@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -34,13 +33,8 @@ from typing import Any
 
 from context import Context
 from harness import (
-    bench_env,
-    fresh_dir,
-    item_counts,
     log,
-    mapwise_argv,
-    run_timed,
-    succeeded_attempts,
+    recorded_run,
     write_items,
     write_workflow,
 )
@@ -269,16 +263,10 @@ def bare_map(client: Any, count: int) -> float:
 def scale_mapwise(folder: Path, scheduler: str, count: int) -> tuple[float, int]:
     """Seconds for ``mapwise run --executor dask`` over the items, and how many its
     database then shows succeeded."""
-    state = fresh_dir(folder / "state")
-    argv = mapwise_argv("run", str(folder / "scale.yml"), "--state-dir", str(state))
-    argv += ["--job-id", "scale", "--quiet", "--executor", "dask", "--scheduler", scheduler]
-    done = run_timed(argv, folder / "mapwise-scale.out", env=bench_env(), cwd=folder)
-    if done.code != 0:
-        raise RuntimeError(f"mapwise run exited {done.code}: see {done.output}")
-    database = state / "jobs" / "scale" / "state.db"
-    recorded = min(item_counts(database).get("succeeded", 0), succeeded_attempts(database))
-    shutil.rmtree(state, ignore_errors=True)
-    return done.wall, recorded
+    executor = ("--executor", "dask", "--scheduler", scheduler)
+    return recorded_run(
+        folder / "scale.yml", folder / "state", "scale", folder / "mapwise-scale.out", executor
+    )
 
 
 def dask_scale(ctx: Context) -> Section:

@@ -305,6 +305,24 @@ def succeeded_attempts(database: Path) -> int:
         conn.close()
 
 
+def recorded_run(
+    workflow: Path, state_dir: Path, job_id: str, output: Path, extra: Sequence[str] = ()
+) -> tuple[float, int]:
+    """Seconds for ``mapwise run WORKFLOW --quiet`` in a fresh ``state_dir`` (``extra``
+    added to its command line, run in the workflow's folder), and how many items its
+    database then shows succeeded; the state is removed after."""
+    fresh_dir(state_dir)
+    argv = mapwise_argv("run", str(workflow), "--state-dir", str(state_dir))
+    argv += ["--job-id", job_id, "--quiet", *extra]
+    done = run_timed(argv, output, env=bench_env(), cwd=workflow.parent)
+    if done.code != 0:
+        raise RuntimeError(f"mapwise run exited {done.code}: see {done.output}")
+    database = state_dir / "jobs" / job_id / "state.db"
+    recorded = min(item_counts(database).get("succeeded", 0), succeeded_attempts(database))
+    shutil.rmtree(state_dir, ignore_errors=True)
+    return done.wall, recorded
+
+
 def copy_job(source_state: Path, target_state: Path, job_id: str) -> Path:
     """A copy of one job folder into a fresh state directory (its own lock, database)."""
     fresh_dir(target_state / "jobs")

@@ -19,13 +19,10 @@ from pathlib import Path
 from context import Context
 from dask_throughput import DaskRuns, dask_scale, dask_section, local_cluster
 from harness import (
-    bench_env,
     fresh_dir,
-    item_counts,
     log,
-    mapwise_argv,
+    recorded_run,
     run_timed,
-    succeeded_attempts,
     write_items,
     write_workflow,
 )
@@ -102,17 +99,8 @@ def run_mapwise(
 
     ``executor`` is added to the command line (``--executor dask --scheduler ...``).
     """
-    fresh_dir(state_dir)
-    argv = mapwise_argv("run", str(inputs.workflow), "--state-dir", str(state_dir))
-    argv += ["--job-id", "b1", "--quiet", *executor]
     output = inputs.folder / ("mapwise-dask.out" if executor else "mapwise.out")
-    done = run_timed(argv, output, env=bench_env(), cwd=inputs.folder)
-    if done.code != 0:
-        raise RuntimeError(f"mapwise run exited {done.code}: see {done.output}")
-    database = state_dir / "jobs" / "b1" / "state.db"
-    recorded = min(item_counts(database).get("succeeded", 0), succeeded_attempts(database))
-    shutil.rmtree(state_dir, ignore_errors=True)
-    return done.wall, recorded
+    return recorded_run(inputs.workflow, state_dir, "b1", output, executor)
 
 
 def rate_row(bench: str, measure: str, walls: list[float], count: int) -> Row:

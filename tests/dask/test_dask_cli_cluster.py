@@ -160,6 +160,7 @@ def test_a_worker_killed_by_its_pid_mid_run_costs_only_its_item_which_runs_again
         what="the victim running again",
         unless=lambda: not coordinator.running(),
     )
+    assert ws.count("start", "victim") == 2, coordinator.wait() or coordinator.stderr
     second = ws.starts(prefix="victim")[1]
     (survivor,) = set(cli_cluster.worker_pids) - {killed}
     assert int(second.extra[0]) == cli_cluster.worker_pids[survivor]

@@ -1,9 +1,10 @@
 """What only a cluster can do to a job: an unreachable scheduler, a worker killed
-mid-item, an item that kills its workers (``KilledWorker``), and a coordinator killed with
-``kill -9`` then resumed on another cluster.
+mid-item, a worker without mapwise, an item that kills its workers (``KilledWorker``), and
+a coordinator killed with ``kill -9`` then resumed on another cluster.
 
 Tests that kill workers use a cluster of their own (``own_cluster``), never the shared
-one; its scheduler gives up on a task after two lost workers (``allowed-failures: 1``),
+one; its scheduler gives up on an attempt after two lost workers (``allowed-failures: 1``,
+which mapwise reads from the scheduler),
 and it has three workers, so that one still runs on this machine when a task killed two:
 the lost runs' commands can only be killed through a worker on their machine.
 A command's ``$PPID`` is the worker process that runs it: the commands write it in their
@@ -222,13 +223,11 @@ def test_a_killed_workers_command_dies_before_its_item_runs_again(
 
 
 @contextlib.contextmanager
-def worker_batches_lost(scheduler: Any) -> Iterator[None]:
-    """The scheduler drops every message the workers up now send in their batches (every
-    few ms), as if each died before its batch left; the requests a worker waits on, the
-    clients' messages and those of workers that join later (a nanny's restart) get
-    through."""
+def worker_batches_lost(scheduler: Any, silent: set[str]) -> Iterator[None]:
+    """The scheduler drops every message the workers ``silent`` send in their batches
+    (every few ms), as if each died before its batch left; the requests a worker waits
+    on, the clients' messages and those of other workers get through."""
     handlers = dict(scheduler.stream_handlers)
-    silent = set(scheduler.workers)
 
     def dropping(forward: Any) -> Any:
         if inspect.iscoroutinefunction(forward):
@@ -255,8 +254,7 @@ def worker_batches_lost(scheduler: Any) -> Iterator[None]:
 def test_a_worker_killed_before_its_messages_left_still_has_its_lost_run_killed_and_recorded(
     ws: Workspace, own_cluster: OwnCluster
 ) -> None:
-    # Given a victim item that blocks while a flag exists, on workers none of whose batched
-    # messages reach the scheduler (a worker killed at once loses its last batch)
+    # Given a victim item that blocks while a flag exists, running on a slot
     slow = ws.flag("slow")
     slow.touch()
     body = f'[ "$MAPWISE_ITEM_ID" != victim ] || {block_while("SLOW")}'
@@ -268,15 +266,19 @@ def test_a_worker_killed_before_its_messages_left_still_has_its_lost_run_killed_
     )
     workers = own_cluster.worker_pids()
     try:
-        with worker_batches_lost(own_cluster.scheduler):
-            address = own_cluster.address
-            coordinator = start_job(ws, "silent", "--executor", "dask", "--scheduler", address)
-            wait_until(
-                lambda: ws.count("start", "victim") == 1,
-                what="the victim running",
-                unless=lambda: not coordinator.running(),
-            )
-            # When its worker is killed mid-item and the item starts again
+        address = own_cluster.address
+        coordinator = start_job(ws, "silent", "--executor", "dask", "--scheduler", address)
+        wait_until(
+            lambda: ws.count("start", "victim") == 1,
+            what="the victim running",
+            unless=lambda: not coordinator.running(),
+        )
+        # When none of the victim's worker's batched messages reach the scheduler any more
+        # (a worker killed at once loses its last batch), and that worker is killed
+        # mid-item, and the item starts again
+        (running,) = ws.starts(prefix="victim")
+        victims = {a for a, pid in workers.items() if pid == int(running.extra[0])}
+        with worker_batches_lost(own_cluster.scheduler, victims):
             first, killed = _kill_the_victims_worker(ws, coordinator, workers)
 
         # Then the lost run's command was killed before the second run started: the flag
@@ -294,33 +296,36 @@ def test_a_worker_killed_before_its_messages_left_still_has_its_lost_run_killed_
         slow.unlink(missing_ok=True)
 
 
-def test_an_attempt_whose_run_cannot_be_put_on_record_starts_no_command(
-    ws: Workspace, own_cluster: OwnCluster
+def test_a_worker_without_mapwise_stops_the_job_resumable_before_any_command(
+    ws: Workspace, dask_scheduler: str
 ) -> None:
-    # Given a scheduler that refuses to put any run of an attempt on record
-    items = [{"id": "unrecorded"}]
-    ws.write_workflow([item_command("true")], items=items, retry={"max_attempts": 1})
-    own_cluster.worker_pids()
-    handlers = own_cluster.scheduler.handlers
-    put_on_record = handlers["set_metadata"]
-
-    def refuse(**_: Any) -> None:
-        raise OSError("the scheduler refuses")
-
-    handlers["set_metadata"] = refuse
+    # Given a cluster whose worker cannot import mapwise (as if it were not installed there)
+    ws.write_workflow([item_command("true")], items=ITEMS[:2])
+    cluster = start_local_cluster(n_workers=1, threads_per_worker=1)
     try:
-        # When a job runs an item there
-        done = run_job(ws, "unrecorded", "--executor", "dask", "--scheduler", own_cluster.address)
-    finally:
-        handlers["set_metadata"] = put_on_record
+        from distributed import Client
 
-    # Then the item's command never started, and the attempt failed saying why
+        with Client(cluster.scheduler_address, set_as_default=False) as client:
+            client.run(exec, "import sys; sys.modules['mapwise.executors.dask_worker'] = None", {})
+
+        # When a job runs there
+        address = str(cluster.scheduler_address)
+        done = run_job(ws, "nowhere", "--executor", "dask", "--scheduler", address)
+    finally:
+        cluster.close()
+
+    # Then it exits 1 before any command, saying which worker lacks mapwise
     assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "mapwise cannot be imported on Dask workers" in done.stderr
+    assert "tcp://127.0.0.1:" in done.stderr
     assert ws.starts() == []
-    (entry,) = ws.inspect("dlq", "list", "unrecorded", "--json").json()
-    assert entry["error_kind"] == "spawn_error"
-    assert "cannot put the attempt's run on record" in entry["last_error"]
-    assert "the scheduler refuses" in entry["last_error"]
+    # And `mapwise jobs` lists it interrupted and resumable, and it resumes elsewhere
+    (listed,) = ws.inspect("jobs", "--json").json()
+    assert (listed["status"], listed["resumable"]) == ("interrupted", True)
+    resumed = mapwise_cli(ws, "resume", "nowhere", "--scheduler", dask_scheduler)
+    assert resumed.returncode == 0, resumed.stderr
+    assert set(ws.db("nowhere").statuses().values()) == {"succeeded"}
 
 
 def test_an_item_that_kills_its_workers_goes_to_the_dlq_as_worker_lost(

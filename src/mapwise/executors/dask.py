@@ -1,45 +1,38 @@
 """The Dask executor: the map phase's attempts run on an existing Dask cluster.
 
-The coordinator stays the single writer of the job's state; workers only run
-``run_attempt_on_worker`` and return its result. Facts this builds on:
+The coordinator stays the single writer of the job's state. Facts this builds on:
 
-- each attempt is submitted with ``pure=False`` and a unique key, so identical items
-  never merge, and its Dask future is released as soon as its result is handed over, so
-  a dying worker never makes Dask recompute a result already recorded;
-- nothing on an attempt's way waits for an answer but its one check-in (below): the
-  attempts submitted while the client's event loop is busy go to the scheduler together
-  in one graph (``_flush``), the client sends at most every ``SEND_INTERVAL``, and a
-  worker pushes its report to the coordinator as an event on the client's topic as soon
-  as the attempt ends, so the result is not fetched with a request. The task still
-  returns the report: if the event is lost (its worker died first), the task's result or
-  failure brings the attempt's end, and ``_remote`` hands over whichever comes first;
+- a slot is a Dask actor (``dask_worker.SlotRunner``) on a worker, made when the job
+  first needs it and kept: each attempt is one call to its slot's actor, answered with the
+  attempt's result. The scheduler places a slot once and is not on an attempt's way
+  again: no task, no task metadata, no result to fetch (issue 15, where a task per
+  attempt cost 52 ms against 15 ms of command);
+- the coordinator picks each run's execution id (``MAPWISE_EXECUTION_ID`` of its
+  commands) before it sends the run, so a run whose worker dies is known without any
+  message from that worker, which dies with it;
+- a slot call fails with a connection error exactly when its worker (or the way to it)
+  is lost: the worker's side never raises. Then the run's commands, which outlive their
+  worker in process groups of their own, are killed by execution id on every worker
+  (``client.run``) before the attempt goes on: so two runs of one attempt never go on at
+  once. The lost run is recorded as an interrupted attempt (``LostAttempt``) and the
+  attempt runs again on a new slot, up to the scheduler's ``allowed-failures`` lost
+  workers; one more and it fails with error kind ``worker_lost`` (Dask's ``KilledWorker``
+  rule, kept);
 - ``future.cancel()`` cannot stop a running thread or its subprocess, so interrupts go to
   every worker through ``client.run`` (``interrupt_job``), which ends the commands'
   process groups, and a resume kills leftovers of a dead run everywhere (``kill_job``);
-- a worker that dies mid-attempt makes the scheduler run the task again elsewhere. Each
-  run puts itself on record at the scheduler (the task's metadata) before it starts a
-  command, in one round trip that also reads the runs before it, and the next run kills
-  what is left of the earlier ones on every worker before it starts its own
-  (``dask_worker``); the result reports them, and the coordinator records each as an
-  interrupted attempt (``LostAttempt``). A pushed report that names lost runs is left to
-  the task's result, which kills them first. Nothing here relies on a worker's own
-  messages for that, as they die with it;
-- a task that killed its workers too often fails with ``KilledWorker``: the attempt
-  fails with error kind ``worker_lost``; every run of it on record is killed everywhere
-  before the failure is handed over (so a retry never runs beside one), and all but the
-  last are recorded as lost.
+- the Dask client's event loop does all the slot work; ``submit`` only hands the attempt
+  to it, so the engine never waits on the cluster.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-import functools
-import itertools
 import os
-import pickle
 import threading
 import time
-from collections.abc import Sequence
+import uuid
 from typing import Any
 
 from mapwise.domain.records import AttemptResult, AttemptTask, LostAttempt
@@ -47,20 +40,16 @@ from mapwise.domain.states import ErrorKind
 from mapwise.errors import ExecutorError
 from mapwise.executors.attempt import AttemptConfig
 from mapwise.executors.base import ExecutorEvents
-from mapwise.executors.dask_worker import (
-    RUNS_METADATA,
-    Execution,
-    WorkerReport,
-    interrupt_job,
-    kill_executions,
-    kill_job,
-    run_attempt_on_worker,
-    runs_on_record,
-)
+from mapwise.executors.dask_pool import SlotFailed, SlotLost, SlotPool
+from mapwise.executors.dask_slots import Execution, Slot, is_actor_lost, is_transport_loss
+from mapwise.executors.dask_worker import SlotRunner, interrupt_job, kill_executions, kill_job
 from mapwise.executors.results import attempt_failed
 
 CONNECT_TIMEOUT = 10.0
-SEND_INTERVAL = 0.001  # seconds the client's messages to the scheduler may wait at most
+KILL_TIMEOUT = 10.0  # seconds to kill a lost run on every worker before the job stops
+OWN_WORKER_SECONDS = 2.0  # ... and on its own worker, if that still answers
+DEFAULT_ALLOWED_FAILURES = 3  # distributed.scheduler.allowed-failures' default
+WORKER_FAILED = "a Dask worker could not run the attempt (is the same mapwise installed there?)"
 
 
 def _client(scheduler: str) -> Any:
@@ -76,17 +65,42 @@ def _client(scheduler: str) -> Any:
         raise ExecutorError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from exc
 
 
-def _shorten_send_interval(client: Any) -> None:
-    """Let the client's messages to the scheduler wait ``SEND_INTERVAL`` at most.
+def _require_mapwise(client: Any) -> None:
+    """Stop before the first slot if a worker cannot import mapwise.
 
-    A client batches what it sends to the scheduler and sends at most once per 10 ms;
-    each attempt waits for its submission there, then again for its start, so with few
-    attempts in flight that wait is much of an attempt's time. Workers batch theirs per
-    2 ms. A client without that attribute (another ``distributed``) keeps its own.
+    A slot's actor sent to such a worker would not fail its attempt: the worker cannot
+    read the message that carries it, and loses its connection to the scheduler over and
+    over. The check itself needs nothing of mapwise on the workers (``exec`` of an import).
     """
-    stream = getattr(client, "scheduler_comm", None)
-    if stream is not None and isinstance(getattr(stream, "interval", None), float):
-        stream.interval = SEND_INTERVAL
+    code = f"import {SlotRunner.__module__}"
+    try:
+        answers = client.run(exec, code, {}, on_error="return")
+    except Exception as error:  # the cluster failed between connecting and now
+        raise ExecutorError(f"cannot reach the Dask cluster: {error}") from error
+    failed = {w: e for w, e in answers.items() if isinstance(e, BaseException)}
+    if failed:
+        listing = "; ".join(f"{w}: {type(e).__name__}: {e}" for w, e in sorted(failed.items()))
+        raise ExecutorError(
+            "mapwise cannot be imported on Dask workers (install the same mapwise there, "
+            f"then resume): {listing}"
+        )
+
+
+def _allowed_failures(client: Any) -> int:
+    """How many lost workers the scheduler allows one task (its ``allowed-failures``)."""
+
+    def read(dask_scheduler: Any) -> int:  # local, so pickled by value: no mapwise needed
+        return int(dask_scheduler.allowed_failures)
+
+    return int(client.run_on_scheduler(read))
+
+
+def _configured_direct() -> bool | None:
+    """``distributed.client.direct-to-workers`` when the Dask configuration sets it."""
+    import dask.config
+
+    value = dask.config.get("distributed.client.direct-to-workers", None)
+    return None if value is None else bool(value)
 
 
 def _failed(
@@ -105,39 +119,38 @@ def _failed(
     )
 
 
-def _lost(attempt_id: int, runs: Sequence[Execution]) -> list[LostAttempt]:
-    """Every run but the last was lost; each ended, at the latest, when the next began."""
-    return [
-        LostAttempt(
-            attempt_id=attempt_id,
-            host=run.where,
-            started_at=run.started_at,
-            ended_at=max(after.started_at, run.started_at),
-        )
-        for run, after in itertools.pairwise(runs)
-    ]
+class RunLost(Exception):
+    """The slot's worker, or the way to it, was lost while the run was out."""
+
+    def __init__(self, run: Execution, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.run = run
+        self.error = error
 
 
 class DaskExecutor:
-    """Runs up to ``max_parallel`` attempts at once on a Dask cluster."""
+    """Runs up to ``max_parallel`` attempts at once on a Dask cluster, one per slot."""
 
     def __init__(self, scheduler: str, max_parallel: int, job_id: str) -> None:
         self.scheduler = scheduler
         self.job_id = job_id
         self._slots = max_parallel
         self._client = _client(scheduler)
+        try:
+            _require_mapwise(self._client)
+        except ExecutorError:
+            self._client.close()
+            raise
+        self._loop: asyncio.AbstractEventLoop = self._client.loop.asyncio_loop
         self._lock = threading.Lock()
         self._events: ExecutorEvents | None = None
         # attempts handed out and not yet reported, so a lost cluster can end them all
         self._outstanding: dict[int, AttemptTask] = {}
-        # attempts submitted since the client's loop last sent them to the scheduler
-        self._waiting: list[tuple[AttemptTask, AttemptConfig]] = []
-        # task key -> its attempt and Dask future, until one of its two ends arrives
-        self._remote: dict[str, tuple[AttemptTask, Any]] = {}
-        # the client's id is the topic its workers push reports to: the scheduler drops
-        # the topic's events when this client goes away
-        self._topic = str(self._client.id)
         self._broken: str | None = None
+        self._allowed_failures = DEFAULT_ALLOWED_FAILURES
+        # the rest is only touched in the client's event loop
+        self._pool = SlotPool(self._client, job_id, direct=_configured_direct())
+        self._attempts: set[asyncio.Task[None]] = set()
 
     @property
     def slots(self) -> int:
@@ -145,8 +158,9 @@ class DaskExecutor:
 
     def start(self, events: ExecutorEvents) -> None:
         self._events = events
-        _shorten_send_interval(self._client)
-        self._client.subscribe_topic(self._topic, self._pushed)
+        # a scheduler without it (or one that refuses to run a function) keeps Dask's default
+        with contextlib.suppress(Exception):
+            self._allowed_failures = _allowed_failures(self._client)
 
     def kill_leftovers(self) -> int:
         """Kill the job's commands a dead run left on any worker's machine."""
@@ -164,134 +178,145 @@ class DaskExecutor:
             raise ExecutorError(f"cannot reach the Dask cluster: {error}") from error
         return bool(seen) and all(seen.values())
 
-    def _kill_executions(self, runs: Sequence[Execution]) -> None:
-        """Kill what lost runs left on every worker (again: a restarted worker may be new)."""
-        if runs:
-            with contextlib.suppress(Exception):
-                ids = [run.execution_id for run in runs]
-                self._client.run(kill_executions, *ids, on_error="ignore")
-
-    def _report(self, task: AttemptTask, result: AttemptResult) -> None:
-        """Hand an attempt's end over once; the first of a worker's answer and a lost
-        cluster wins."""
-        with self._lock:
-            if self._outstanding.pop(task.attempt_id, None) is None:
-                return
-        assert self._events is not None
-        self._events.attempt_ended(task, result)
-
     def submit(self, task: AttemptTask, config: AttemptConfig) -> None:
         assert self._events is not None, "start() comes before submit()"
         with self._lock:
             self._outstanding[task.attempt_id] = task
             broken = self._broken
-            if not broken:
-                self._waiting.append((task, config))
-                first = len(self._waiting) == 1
         if broken:
             self._report(task, _failed(task, ErrorKind.INTERRUPTED, broken, interrupted=True))
-        elif first:  # the attempts submitted until the loop gets to it go in one message
-            self._client.loop.add_callback(self._flush)
-
-    def _flush(self) -> None:
-        """Send every waiting attempt to the scheduler in one graph (in the client's loop)."""
-        with self._lock:
-            waiting, self._waiting = self._waiting, []
-        if not waiting:
             return
-        stamp = time.monotonic_ns()
-        keys = [f"mapwise-{self.job_id}-{task.attempt_id}-{stamp}" for task, _ in waiting]
-        tasks = [task for task, _ in waiting]
         try:
-            futures = self._client.map(
-                run_attempt_on_worker,
-                tasks,
-                [config for _, config in waiting],
-                [self._topic] * len(waiting),
-                key=keys,
-                pure=False,
-            )
-        except Exception as error:  # the client is closed or the cluster is gone
-            self._break(f"cannot submit to the Dask scheduler at {self.scheduler}: {error}")
-            return
-        with self._lock:
-            self._remote.update(zip(keys, zip(tasks, futures, strict=True), strict=True))
-        for key, task, future in zip(keys, tasks, futures, strict=True):
-            future.add_done_callback(functools.partial(self._hand_over, task, key))
+            self._loop.call_soon_threadsafe(self._begin, task, config)
+        except RuntimeError:  # the client's loop is closed: the client is gone
+            self._break(f"lost the Dask client's connection to {self.scheduler}")
 
-    def _pushed(self, event: tuple[float, Any]) -> None:
-        """A worker's report sent ahead of its task's result (in the client's loop).
+    def _begin(self, task: AttemptTask, config: AttemptConfig) -> None:
+        """Start an attempt's coroutine (in the client's loop), keeping it referenced."""
+        running = self._loop.create_task(self._attempt(task, config))
+        self._attempts.add(running)
+        running.add_done_callback(self._attempts.discard)
 
-        Handed over at once unless runs of the attempt were lost: those must be killed
-        first, which blocks, so the task's result brings them the usual way.
-        """
-        message = event[1]
-        with contextlib.suppress(Exception):  # an odd event: the usual way still works
-            key = message["key"]
-            report = pickle.loads(message["report"])
-            if not isinstance(report, WorkerReport) or report.lost:
-                return
-            with self._lock:
-                remote = self._remote.pop(key, None)
-            if remote is None:  # handed over already, or the cluster was lost
-                return
-            task, future = remote
-            future.release()  # never let a dying worker make Dask recompute it
-            self._report(task, report.result)
-
-    def _hand_over(self, task: AttemptTask, key: str, done: Any) -> None:
-        """The task's own end (in a thread of Dask's): blocking calls to the client are fine."""
-        with self._lock:
-            if self._remote.pop(key, None) is None:  # its pushed report came first
-                return
+    async def _attempt(self, task: AttemptTask, config: AttemptConfig) -> None:
+        """Run the attempt on a slot until it ends; hand its end over once."""
         try:
-            value, runs, dead = self._outcome(task, key, done)
-        finally:
-            done.release()  # never let a dying worker make Dask recompute it
-        # lost runs are killed before the attempt's end is handed over, so that a retry
-        # of the item never runs beside one; then they go on record
-        self._kill_executions(dead)
-        assert self._events is not None
-        for gone in _lost(task.attempt_id, runs):
-            self._events.attempt_lost(gone)
-        self._report(task, value)
+            result = await self._run_until_ended(task, config)
+        except SlotFailed as failed:
+            result = _failed(task, ErrorKind.SPAWN_ERROR, str(failed), interrupted=False)
+        except (Exception, asyncio.CancelledError) as error:  # never leave it unreported
+            result = self._explain(task, error, WORKER_FAILED)
+        self._report(task, result)
 
-    def _outcome(
-        self, task: AttemptTask, key: str, done: Any
-    ) -> tuple[AttemptResult, list[Execution], list[Execution]]:
-        """The attempt's result, its runs on record (oldest first), and the runs to kill."""
+    async def _run_until_ended(self, task: AttemptTask, config: AttemptConfig) -> AttemptResult:
+        """Runs of the attempt, one after another while their workers are lost."""
+        lost: list[Execution] = []
+        while True:
+            if self._broken:
+                return _failed(task, ErrorKind.INTERRUPTED, self._broken, interrupted=True)
+            try:
+                slot = await self._pool.take(frozenset(run.worker for run in lost))
+                run = Execution(uuid.uuid4().hex, slot.worker, slot.where, time.time())
+                result: AttemptResult = await self._call(slot, task, config, run)
+            except SlotLost:  # it was lost before this run was sent: nothing ran
+                continue
+            except RunLost as gone:
+                if not await self._killed(gone.run):
+                    return self._explain(task, gone.error, WORKER_FAILED)
+                lost.append(gone.run)
+                if len(lost) > self._allowed_failures:
+                    return self._killed_workers(task, lost)
+                assert self._events is not None
+                self._events.attempt_lost(
+                    LostAttempt(task.attempt_id, gone.run.where, gone.run.started_at, time.time())
+                )
+                continue
+            self._pool.put_back(slot)
+            return result
+
+    async def _call(
+        self, slot: Slot, task: AttemptTask, config: AttemptConfig, run: Execution
+    ) -> AttemptResult:
+        """One run on ``slot``; ``RunLost`` when its worker (or the way to it) is lost."""
         try:
-            report = done.result()
+            answer = slot.actor.run(task, config, run.execution_id)
         except Exception as error:
-            if type(error).__name__ != "KilledWorker":
-                return self._explain(task, error), [], []
-            # every run of a task that killed its workers was lost, the last one included
-            runs = self._runs_on_record(key)
-            message = (
-                f"KilledWorker: the item's attempt killed the Dask workers running it ({error})"
-            )
-            last = runs[-1] if runs else None
-            failed = _failed(task, ErrorKind.WORKER_LOST, message, interrupted=False, run=last)
-            return failed, runs, runs
-        if not isinstance(report, WorkerReport):  # never hang on a worker's odd answer
-            message = f"a Dask worker answered {type(report).__name__}: is the same mapwise there?"
-            return _failed(task, ErrorKind.SPAWN_ERROR, message, interrupted=False), [], []
-        return report.result, [*report.lost, report.execution], list(report.lost)
-
-    def _runs_on_record(self, key: str) -> list[Execution]:
-        """The runs of a task the scheduler has on record (it forgets them with the task)."""
+            if not is_actor_lost(error):
+                raise
+            self._pool.drop_worker(slot)  # known lost before anything was sent
+            raise SlotLost(str(error)) from error
         try:
-            return runs_on_record(self._client.get_metadata([key, RUNS_METADATA], default=None))
-        except Exception:  # the scheduler is gone: nothing more can be learnt or killed
-            return []
+            result: AttemptResult = await answer
+        except Exception as error:
+            if not is_transport_loss(error):
+                self._pool.put_back(slot)
+                raise
+            self._pool.drop_worker(slot)
+            raise RunLost(run, error) from error
+        return result
 
-    def _explain(self, task: AttemptTask, error: BaseException) -> AttemptResult:
+    def _killed_workers(self, task: AttemptTask, lost: list[Execution]) -> AttemptResult:
+        """The attempt lost more workers than the scheduler allows a task: it fails, named
+        after Dask's ``KilledWorker``. Its last run is the failure; the others went on
+        record as lost runs as they were lost."""
+        message = (
+            f"KilledWorker: the item's attempt killed the Dask workers running it "
+            f"({len(lost)} lost; the scheduler's allowed-failures is {self._allowed_failures})"
+        )
+        return _failed(task, ErrorKind.WORKER_LOST, message, interrupted=False, run=lost[-1])
+
+    async def _killed(self, run: Execution) -> bool:
+        """Kill what a lost run left, through every worker on each machine.
+
+        The run's commands outlive their worker, and any worker on their machine can kill
+        them. Its own worker is asked too while the scheduler still lists it (the way to
+        it may be all that was lost), but only for ``OWN_WORKER_SECONDS``: a dead worker's
+        address takes Dask's whole connect timeout to fail. A worker that fails to answer
+        is lost too: its machine cannot be reached. False when the cluster cannot be asked:
+        the job then stops, and a resume kills the job's leftovers everywhere.
+        """
+        if self._client.status != "running":
+            return False
+        try:
+            threads: dict[str, int] = await self._client.scheduler.ncores()
+            others = [worker for worker in threads if worker != run.worker]
+            own = [run.worker] if run.worker in threads else []
+            await asyncio.gather(
+                asyncio.wait_for(self._kill_on(others, run), KILL_TIMEOUT),
+                self._kill_on(own, run, within=OWN_WORKER_SECONDS),
+            )
+        except Exception:
+            return False
+        return True
+
+    async def _kill_on(self, workers: list[str], run: Execution, within: float = 0.0) -> None:
+        """``kill_executions`` of the run on ``workers``; ``within``: give up quietly then."""
+        if not workers:
+            return
+        killing = self._client.run(
+            kill_executions, run.execution_id, workers=workers, on_error="ignore", asynchronous=True
+        )
+        if not within:
+            await killing
+            return
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(killing, within)
+
+    def _explain(self, task: AttemptTask, error: BaseException, what: str) -> AttemptResult:
+        """An attempt that raised: the cluster is lost (the job stops), or it failed."""
         name = type(error).__name__
-        if self._client.status != "running" or "Cancelled" in name or "CommClosed" in name:
+        if self._client.status != "running" or is_transport_loss(error) or "Cancelled" in name:
             reason = f"lost the Dask scheduler at {self.scheduler}: {name} {error}".strip()
             self._break(reason)
             return _failed(task, ErrorKind.INTERRUPTED, self._broken or name, interrupted=True)
-        return _failed(task, ErrorKind.SPAWN_ERROR, f"{name}: {error}", interrupted=False)
+        return _failed(task, ErrorKind.SPAWN_ERROR, f"{what}: {name}: {error}", interrupted=False)
+
+    def _report(self, task: AttemptTask, result: AttemptResult) -> None:
+        """Hand an attempt's end over once; the first of its own end and a lost cluster wins."""
+        with self._lock:
+            if self._outstanding.pop(task.attempt_id, None) is None:
+                return
+        assert self._events is not None
+        self._events.attempt_ended(task, result)
 
     def _break(self, reason: str) -> None:
         """The cluster is gone: say so once; every attempt still out ends interrupted."""
@@ -299,8 +324,6 @@ class DaskExecutor:
             first = self._broken is None
             self._broken = self._broken or reason
             outstanding = list(self._outstanding.values())
-            self._waiting.clear()
-            self._remote.clear()
         assert self._events is not None
         if first:
             self._events.executor_broken(self._broken)
@@ -317,8 +340,5 @@ class DaskExecutor:
             self._break(f"cannot reach the Dask cluster: {error}")
 
     def shutdown(self) -> None:
-        with contextlib.suppress(Exception):
-            # first, or the scheduler would push this client's own leaving to it, closed
-            self._client.unsubscribe_topic(self._topic)
         with contextlib.suppress(Exception):
             self._client.close(timeout=CONNECT_TIMEOUT)

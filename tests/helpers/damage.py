@@ -76,6 +76,11 @@ def succeeded_in(database: Path) -> frozenset[str]:
     return frozenset(JobDb(database).item_ids_with("succeeded"))
 
 
+def busy_notes(job_dir: Path) -> list[Path]:
+    """The job's slot notes that name a group (a cleared one holds only its padding)."""
+    return [p for p in (job_dir / "slots").glob("*.json") if p.read_bytes().strip()]
+
+
 def _kill_halfway(
     process: subprocess.Popen[bytes], root: Path, job_dir: Path, checkpoints: int
 ) -> None:
@@ -83,7 +88,7 @@ def _kill_halfway(
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and process.poll() is None:
         written = len(list((job_dir / "checkpoints").glob("*.ckpt")))
-        busy = [p for p in (job_dir / "slots").glob("*.json") if p.stat().st_size]
+        busy = busy_notes(job_dir)
         if len(marks(root)) >= 16 and written >= checkpoints and busy:
             break
         time.sleep(0.005)
@@ -121,7 +126,7 @@ def build_template(
         assert (job_dir / name).exists(), name
     assert list((job_dir / "checkpoints").glob("*.ckpt")), "no checkpoint"
     assert list((job_dir / "logs").rglob("*.log")), "no log"
-    assert [p for p in (job_dir / "slots").glob("*.json") if p.stat().st_size], "no slot note"
+    assert busy_notes(job_dir), "no slot note"
     scratch = root.parent / f"{root.name}-scratch"
     shutil.copytree(job_dir, scratch)  # read a copy: even a read-only open may touch -shm
     succeeded = succeeded_in(scratch / "state.db")

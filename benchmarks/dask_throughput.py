@@ -5,8 +5,9 @@ many as ``max_parallel``) is started once for the B1 section, on 127.0.0.1, and 
 its end whatever happens. Each round runs ``mapwise run ... --executor dask`` right after
 the local run, over the same items in a fresh state directory, and checks the job's
 database the same way. Both run on one machine, so the ratio local pool / Dask is what
-the Dask executor costs per item (a scheduler round trip, pickling, the worker's thread
-and the result's way back), not what a real cluster gains by having more machines.
+the Dask executor costs per item (one call to the slot's actor on a worker, pickling the
+attempt and its result, the slot's thread there, the answer back), not what a real cluster
+gains by having more machines.
 
 The Dask rows have no target, and a Dask run that breaks is a note: it never takes the
 B1 and B2 figures down with it.
@@ -233,8 +234,8 @@ def ratio_note(local: Row, dask: Row) -> str | None:
     return (
         f"B1 local pool / Dask = {ratio:.2f}x (a Dask run took {ratio:.2f} times as long): "
         "both ran on this machine with 4 items in flight, so the ratio is Dask's per-item "
-        "overhead (submit to the scheduler, pickle the attempt, announce its start, run it "
-        "in a worker's thread, send the result back) against items that do nothing (`true`); "
+        "overhead (one call to the slot's actor on a worker: the attempt pickled there, run "
+        "in the slot's thread, its result sent back) against items that do nothing (`true`); "
         "it shrinks as items take longer, and says nothing of what more machines would add"
     )
 

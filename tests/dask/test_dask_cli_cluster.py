@@ -23,7 +23,7 @@ from typing import IO, Any
 
 import pytest
 
-from helpers.cluster import attempts_in_order, start_job
+from helpers.cluster import attempts_in_order
 from helpers.jobs import (
     WAIT_SECONDS,
     Workspace,
@@ -127,8 +127,14 @@ def cli_cluster(tmp_path: Path) -> Iterator[CliCluster]:
         processes.close()
 
 
+# how the coordinator's calls reach the slots: straight to the workers (found reachable),
+# or forwarded by the scheduler (the Dask configuration says so)
+CALLS = {"direct": {}, "forwarded": {"DASK_DISTRIBUTED__CLIENT__DIRECT_TO_WORKERS": "False"}}
+
+
+@pytest.mark.parametrize("calls", sorted(CALLS))
 def test_a_worker_killed_by_its_pid_mid_run_costs_only_its_item_which_runs_again(
-    ws: Workspace, cli_cluster: CliCluster
+    ws: Workspace, cli_cluster: CliCluster, calls: str
 ) -> None:
     # Given six items on the two workers; "victim" blocks while a flag exists
     slow = ws.flag("slow")
@@ -142,7 +148,11 @@ def test_a_worker_killed_by_its_pid_mid_run_costs_only_its_item_which_runs_again
         retry={"max_attempts": 1},  # a lost execution counted as failed would park it
     )
     job = "cli-cluster"
-    coordinator = start_job(ws, job, "--executor", "dask", "--scheduler", cli_cluster.address)
+    coordinator = ws.start(
+        *("run", str(ws.workflow_path), "--job-id", job),
+        *("--executor", "dask", "--scheduler", cli_cluster.address),
+        env=CALLS[calls],
+    )
     wait_until(
         lambda: ws.count("start", "victim") == 1,
         what="the victim running",
@@ -160,7 +170,7 @@ def test_a_worker_killed_by_its_pid_mid_run_costs_only_its_item_which_runs_again
         what="the victim running again",
         unless=lambda: not coordinator.running(),
     )
-    assert ws.count("start", "victim") == 2, coordinator.wait() or coordinator.stderr
+    assert ws.count("start", "victim") == 2, (coordinator.wait(), coordinator.stderr)
     second = ws.starts(prefix="victim")[1]
     (survivor,) = set(cli_cluster.worker_pids) - {killed}
     assert int(second.extra[0]) == cli_cluster.worker_pids[survivor]

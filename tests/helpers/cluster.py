@@ -6,6 +6,7 @@ the folder when it is not installed.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -15,7 +16,12 @@ from helpers.jobs import WAIT_SECONDS, Coordinator, Done, Workspace
 
 
 def start_local_cluster(**options: Any) -> Any:
-    """A LocalCluster of worker processes bound to 127.0.0.1, the dashboard on a free port."""
+    """A LocalCluster of worker processes bound to 127.0.0.1, the dashboard on a free port.
+
+    Its nannies set variables in this process's environment for the workers they spawn
+    (``MALLOC_TRIM_THRESHOLD_``, ``PYTHONHASHSEED``, ``OMP_NUM_THREADS`` ...); they are
+    taken back once the workers run, so the tests after it start their jobs without them.
+    """
     from distributed import LocalCluster
 
     settings: dict[str, Any] = {
@@ -26,7 +32,13 @@ def start_local_cluster(**options: Any) -> Any:
         "dashboard_address": "127.0.0.1:0",
         **options,
     }
-    return LocalCluster(**settings)
+    before = dict(os.environ)
+    try:
+        return LocalCluster(**settings)
+    finally:
+        for name in set(os.environ) - set(before):
+            del os.environ[name]
+        os.environ.update(before)
 
 
 @dataclass(frozen=True)

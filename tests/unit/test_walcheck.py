@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mapwise.store.walcheck import FRAME_HEADER, WAL_HEADER, wal_damage
+from mapwise.store.walcheck import FRAME_HEADER, WAL_HEADER, _checksum, wal_damage
 
 
 @pytest.fixture
@@ -74,3 +74,50 @@ def test_a_missing_or_empty_wal_loses_nothing(tmp_path: Path) -> None:
     assert wal_damage(tmp_path / "none") is None
     (tmp_path / "empty").write_bytes(b"")
     assert wal_damage(tmp_path / "empty") is None
+
+
+def test_a_byte_flipped_in_a_frames_stored_checksum_is_found(wal: Path) -> None:
+    flip(wal, WAL_HEADER + 16)  # the first frame's first checksum word
+    found = wal_damage(wal)
+    assert found is not None and "frame 1 is damaged" in found
+
+
+def _chained(frames: list[tuple[int, int, bytes]], data: bytes, at: int, big: bool) -> bytes:
+    """``frames`` (page number, commit size, page) as SQLite would write them after the
+    frame that ends at ``at`` in ``data``: same salts, checksums chained from it."""
+    s1, s2 = struct.unpack(">2I", data[at - 8 : at])
+    salts = data[16:24]
+    out = b""
+    for page, commit, body in frames:
+        head = struct.pack(">2I", page, commit)
+        s1, s2 = _checksum(head, s1, s2, big)
+        s1, s2 = _checksum(body, s1, s2, big)
+        out += head + salts + struct.pack(">2I", s1, s2) + body
+    return out
+
+
+def test_frames_a_failed_write_left_behind_on_a_full_disk_are_not_damage(wal: Path) -> None:
+    # Given a WAL whose committed frames end, then a transaction's frames that failed
+    # before its commit frame (a full disk), then the next transaction's first frame
+    # written over the first of them only in part (a short write)
+    data = wal.read_bytes()
+    size = frame_size(wal)
+    page = size - FRAME_HEADER
+    big = bool(struct.unpack(">I", data[:4])[0] & 1)
+    failed = _chained(
+        [(2, 0, b"a" * page), (3, 0, b"b" * page), (4, 0, b"c" * page)], data, len(data), big
+    )
+    rewrite = _chained([(2, 9, b"z" * page)], data, len(data), big)
+    cut = FRAME_HEADER + page // 3
+    damaged = data + rewrite[:cut] + failed[cut:]
+    wal.write_bytes(damaged)
+
+    # Then nothing committed is lost: SQLite drops those frames, and so does the check
+    assert wal_damage(wal) is None
+    # But a flipped byte in a frame whose chain goes on to a commit frame is damage
+    committed = _chained([(2, 0, b"a" * page), (3, 9, b"b" * page)], data, len(data), big)
+    flipped = bytearray(data + committed)
+    flipped[len(data) + FRAME_HEADER + 7] ^= 0x5A
+    wal.write_bytes(bytes(flipped))
+    found = wal_damage(wal)
+    assert found is not None and "1 later frame(s)" in found

@@ -5,8 +5,11 @@ frame whose salts or checksum do not match, and drops the rest without a word. A
 damaged byte in the middle of the WAL therefore loses every commit after it silently
 (bug B of docs/reliability.md). This module reads the file before anything opens the
 database: a frame that fails its checksum, followed by later frames of the same WAL
-generation (the header's salts), means committed frames would be lost. A bad frame at
-the very end is a torn write of a transaction that never committed: normal after a crash.
+generation (the header's salts) among which a commit frame checks out, means committed
+frames would be lost. A bad frame at the very end is a torn write of a transaction that
+never committed: normal after a crash. So are frames a failed write left behind on a
+full disk, after a frame the next write rewrote only in part: no commit frame among
+them checks out, and nothing in them was committed.
 
 The format (https://www.sqlite.org/fileformat2.html, "The Write-Ahead Log"): a 32-byte
 header (magic, version, page size, checkpoint sequence, two salts, two checksum words),
@@ -42,7 +45,7 @@ def wal_damage(wal: Path) -> str | None:
         return None
     if len(data) < WAL_HEADER:
         return None  # empty or torn before any frame: nothing committed is in it
-    magic, _version, page_size, _seq, salt1, salt2, c1, c2 = struct.unpack(">8I", data[:32])
+    magic, _version, page_size, _seq, _salt1, _salt2, c1, c2 = struct.unpack(">8I", data[:32])
     if magic not in _MAGICS or page_size < 512 or page_size & (page_size - 1):
         return "the WAL file's header is damaged: its frames cannot be read"
     big = bool(magic & 1)
@@ -52,24 +55,57 @@ def wal_damage(wal: Path) -> str | None:
     size = FRAME_HEADER + page_size
     offset = WAL_HEADER
     while offset + size <= len(data):
-        header = data[offset : offset + FRAME_HEADER]
-        _page, _commit, f1, f2, k1, k2 = struct.unpack(">6I", header)
-        if (f1, f2) != (salt1, salt2):
-            break  # an older generation's frame, or a damaged one: see below
-        s1, s2 = _checksum(header[:8], s1, s2, big)
-        s1, s2 = _checksum(data[offset + FRAME_HEADER : offset + size], s1, s2, big)
-        if (s1, s2) != (k1, k2):
+        s1, s2, stored, salted = _frame_chain(data, offset, size, (s1, s2), big)
+        if not salted or (s1, s2) != stored:
             break
         offset += size
-    later = [
-        n
-        for n in range(offset + size, len(data) - size + 1, size)
-        if struct.unpack(">2I", data[n + 8 : n + 16]) == (salt1, salt2)
-    ]
-    if not later:
+    else:
         return None  # the valid frames end the file (or a torn last write): nothing lost
+    later = _later_frames(data, offset + size, size, big)
+    if not later:
+        return None  # nothing committed follows: nothing lost
     frame = (offset - WAL_HEADER) // size + 1
     return (
-        f"WAL frame {frame} is damaged and {len(later)} later frame(s) of the same log "
+        f"WAL frame {frame} is damaged and {later} later frame(s) of the same log "
         "follow it: opening the database would drop them, and the commits they hold"
     )
+
+
+def _frame_chain(
+    data: bytes, offset: int, size: int, chain: tuple[int, int], big: bool
+) -> tuple[int, int, tuple[int, int], bool]:
+    """The checksum chain after the frame at ``offset``, its stored checksum, and
+    whether its salts are the WAL header's."""
+    header = data[offset : offset + FRAME_HEADER]
+    _page, _commit, f1, f2, k1, k2 = struct.unpack(">6I", header)
+    s1, s2 = _checksum(header[:8], *chain, big)
+    s1, s2 = _checksum(data[offset + FRAME_HEADER : offset + size], s1, s2, big)
+    return s1, s2, (k1, k2), (f1, f2) == _header_salts(data)
+
+
+def _header_salts(data: bytes) -> tuple[int, int]:
+    salt1, salt2 = struct.unpack(">2I", data[16:24])
+    return salt1, salt2
+
+
+def _later_frames(data: bytes, offset: int, size: int, big: bool) -> int:
+    """How many frames of this WAL generation follow from ``offset``, when one of them is
+    a commit frame that checks out against the frame before it; else 0.
+
+    Every transaction ends with a commit frame, so damage (flipped bytes) has some
+    after it that still check out. Frames a failed write left behind (a full disk:
+    SQLite writes the next transaction over them, and a short write leaves a frame half
+    new) have none: their transaction never wrote its commit frame whole, or it would
+    have committed. SQLite drops those frames, rightly.
+    """
+    frames = committed = 0
+    while offset + size <= len(data):
+        start = offset - size + 16  # the checksum in the header of the frame before
+        previous = struct.unpack(">2I", data[start : start + 8])
+        s1, s2, stored, salted = _frame_chain(data, offset, size, previous, big)
+        if salted:
+            frames += 1
+            commit = struct.unpack(">I", data[offset + 4 : offset + 8])[0]
+            committed += bool(commit) and (s1, s2) == stored
+        offset += size
+    return frames if committed else 0

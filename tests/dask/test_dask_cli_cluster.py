@@ -1,5 +1,6 @@
 """A cluster started the way users start one: ``dask scheduler`` and two ``dask worker``
-processes through their command line, and a worker killed by its pid mid-run.
+processes through their command line; a worker killed by its pid mid-run, and every
+worker killed, then SIGINT.
 
 The workers run without a nanny (``--no-nanny``), so each ``dask worker`` process is the
 worker itself: the pid the test kills is the one it started, the command's ``$PPID``
@@ -195,3 +196,61 @@ def test_a_worker_killed_by_its_pid_mid_run_costs_only_its_item_which_runs_again
     assert survivor in victim[1]["host"]
     assert overlapping_runs([m for m in ws.markers() if m.name == "victim"]) == []
     assert ws.count("end", "victim") == 1
+
+
+def test_sigint_stops_a_job_whose_workers_are_all_gone_and_resume_finishes_it(
+    ws: Workspace, cli_cluster: CliCluster, dask_scheduler: str
+) -> None:
+    # Given two items running on a cluster whose workers nothing restarts
+    slow = ws.flag("slow")
+    slow.touch()
+    items = [{"id": f"i{n}"} for n in range(4)]
+    ws.write_workflow(
+        [item_command(block_while("SLOW"))],
+        items=items,
+        env={"SLOW": str(slow)},
+        max_parallel=2,
+    )
+    job = "no-workers"
+    coordinator = ws.start(
+        *("run", str(ws.workflow_path), "--job-id", job),
+        *("--executor", "dask", "--scheduler", cli_cluster.address),
+    )
+    wait_until(
+        lambda: len(ws.starts()) == 2,
+        what="two items running",
+        unless=lambda: not coordinator.running(),
+    )
+
+    # When every worker is killed, so the items wait for a worker that never comes
+    for pid in cli_cluster.worker_pids.values():
+        os.kill(pid, signal.SIGKILL)
+
+    def slots_waiting(dask_scheduler: Any) -> int:  # runs on the scheduler (by value)
+        return sum(
+            1
+            for state in dask_scheduler.tasks.values()
+            if str(state.key).startswith("mapwise-slot-") and state.state in ("no-worker", "queued")
+        )
+
+    wait_until(
+        lambda: cli_cluster.client.run_on_scheduler(slots_waiting) == 2,
+        what="both items waiting for a new slot",
+        unless=lambda: not coordinator.running(),
+    )
+    # And the coordinator gets SIGINT
+    coordinator.send(signal.SIGINT)
+
+    # Then it stops at once as interrupted, nothing recorded done
+    assert coordinator.wait() == 130, coordinator.stderr
+    assert "Traceback" not in coordinator.stderr
+    db = ws.db(job)
+    assert db.job()["status"] == "interrupted"
+    assert set(db.statuses().values()) == {"pending"}
+
+    # And a resume on another cluster kills what the lost runs left and finishes the job
+    slow.unlink()
+    resumed = ws.resume(job, "--scheduler", dask_scheduler)
+    assert resumed.returncode == 0, resumed.stderr
+    assert set(db.statuses().values()) == {"succeeded"}
+    assert ws.live_commands() == []

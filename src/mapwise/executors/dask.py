@@ -46,10 +46,11 @@ from mapwise.executors.dask_worker import SlotRunner, interrupt_job, kill_execut
 from mapwise.executors.results import attempt_failed
 
 CONNECT_TIMEOUT = 10.0
-KILL_TIMEOUT = 10.0  # seconds to kill a lost run on every worker before the job stops
-OWN_WORKER_SECONDS = 2.0  # ... and on its own worker, if that still answers
+WORKER_KILL_SECONDS = 5.0  # for a worker to answer the kill of a lost run
+OWN_WORKER_SECONDS = 2.0  # ... for the lost run's own worker, if the scheduler lists it yet
 DEFAULT_ALLOWED_FAILURES = 3  # distributed.scheduler.allowed-failures' default
 WORKER_FAILED = "a Dask worker could not run the attempt (is the same mapwise installed there?)"
+NOT_SENT = "interrupted before it was sent to a Dask worker"
 
 
 def _client(scheduler: str) -> Any:
@@ -151,6 +152,8 @@ class DaskExecutor:
         # the rest is only touched in the client's event loop
         self._pool = SlotPool(self._client, job_id, direct=_configured_direct())
         self._attempts: set[asyncio.Task[None]] = set()
+        self._taking: set[asyncio.Future[Slot]] = set()  # attempts waiting for a slot
+        self._stopping = False  # interrupted: no run is sent any more
 
     @property
     def slots(self) -> int:
@@ -213,8 +216,12 @@ class DaskExecutor:
         while True:
             if self._broken:
                 return _failed(task, ErrorKind.INTERRUPTED, self._broken, interrupted=True)
+            if self._stopping:
+                return _failed(task, ErrorKind.INTERRUPTED, NOT_SENT, interrupted=True)
             try:
-                slot = await self._pool.take(frozenset(run.worker for run in lost))
+                slot = await self._slot_unless_stopped(frozenset(run.worker for run in lost))
+                if slot is None:  # interrupted while it waited for one
+                    return _failed(task, ErrorKind.INTERRUPTED, NOT_SENT, interrupted=True)
                 run = Execution(uuid.uuid4().hex, slot.worker, slot.where, time.time())
                 result: AttemptResult = await self._call(slot, task, config, run)
             except SlotLost:  # it was lost before this run was sent: nothing ran
@@ -232,6 +239,27 @@ class DaskExecutor:
                 continue
             self._pool.put_back(slot)
             return result
+
+    async def _slot_unless_stopped(self, avoid: frozenset[str]) -> Slot | None:
+        """A slot for the next run, or None when an interrupt came while none was free:
+        with every worker gone, a new slot waits for a worker that may never join."""
+        taking = asyncio.ensure_future(self._pool.take(avoid))
+        self._taking.add(taking)
+        try:
+            return await taking
+        except asyncio.CancelledError:
+            if self._stopping and taking.cancelled():
+                return None
+            raise
+        finally:
+            self._taking.discard(taking)
+
+    def _stop_waiting(self) -> None:
+        """An interrupt (in the client's loop): no run is sent any more, and the attempts
+        that wait for a slot end now (the runs out end through the workers)."""
+        self._stopping = True
+        for taking in list(self._taking):
+            taking.cancel()
 
     async def _call(
         self, slot: Slot, task: AttemptTask, config: AttemptConfig, run: Execution
@@ -265,41 +293,40 @@ class DaskExecutor:
         return _failed(task, ErrorKind.WORKER_LOST, message, interrupted=False, run=lost[-1])
 
     async def _killed(self, run: Execution) -> bool:
-        """Kill what a lost run left, through every worker on each machine.
+        """Kill what a lost run left, through every worker the scheduler lists.
 
         The run's commands outlive their worker, and any worker on their machine can kill
-        them. Its own worker is asked too while the scheduler still lists it (the way to
-        it may be all that was lost), but only for ``OWN_WORKER_SECONDS``: a dead worker's
-        address takes Dask's whole connect timeout to fail. A worker that fails to answer
-        is lost too: its machine cannot be reached. False when the cluster cannot be asked:
-        the job then stops, and a resume kills the job's leftovers everywhere.
+        them; its own worker is asked too (the way to it may be all that was lost). Each
+        worker gets ``WORKER_KILL_SECONDS`` to answer (its own ``OWN_WORKER_SECONDS``): a
+        dead one's address takes Dask's whole connect timeout to fail, and the scheduler
+        may list it for a moment yet.
+        True once every worker still listed afterwards answered, its own aside; else
+        False, and the job stops: a resume kills the job's leftovers everywhere.
         """
         if self._client.status != "running":
             return False
         try:
-            threads: dict[str, int] = await self._client.scheduler.ncores()
-            others = [worker for worker in threads if worker != run.worker]
-            own = [run.worker] if run.worker in threads else []
-            await asyncio.gather(
-                asyncio.wait_for(self._kill_on(others, run), KILL_TIMEOUT),
-                self._kill_on(own, run, within=OWN_WORKER_SECONDS),
+            listed = list(await self._client.scheduler.ncores())
+            answered = await asyncio.gather(
+                *(self._kill_on(w, run, own=w == run.worker) for w in listed)
             )
+            silent = {w for w, ok in zip(listed, answered, strict=True) if not ok}
+            silent.discard(run.worker)
+            return not silent or not silent & set(await self._client.scheduler.ncores())
+        except Exception:
+            return False
+
+    async def _kill_on(self, worker: str, run: Execution, *, own: bool) -> bool:
+        """``kill_executions`` of the run through ``worker``; whether it answered in time
+        (the run's own worker, most likely dead, is given less)."""
+        killing = self._client.run(
+            kill_executions, run.execution_id, workers=[worker], asynchronous=True
+        )
+        try:
+            await asyncio.wait_for(killing, OWN_WORKER_SECONDS if own else WORKER_KILL_SECONDS)
         except Exception:
             return False
         return True
-
-    async def _kill_on(self, workers: list[str], run: Execution, within: float = 0.0) -> None:
-        """``kill_executions`` of the run on ``workers``; ``within``: give up quietly then."""
-        if not workers:
-            return
-        killing = self._client.run(
-            kill_executions, run.execution_id, workers=workers, on_error="ignore", asynchronous=True
-        )
-        if not within:
-            await killing
-            return
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(killing, within)
 
     def _explain(self, task: AttemptTask, error: BaseException, what: str) -> AttemptResult:
         """An attempt that raised: the cluster is lost (the job stops), or it failed."""
@@ -334,6 +361,8 @@ class DaskExecutor:
         if self._broken:
             self._break(self._broken)
             return
+        with contextlib.suppress(RuntimeError):  # a closed loop: nothing waits in it
+            self._loop.call_soon_threadsafe(self._stop_waiting)
         try:
             self._client.run(interrupt_job, self.job_id)
         except Exception as error:  # the cluster may be the thing that failed

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import itertools
 import uuid
 from typing import Any
@@ -74,6 +75,10 @@ class SlotPool:
             where_to = {} if worker is None else {"workers": [worker], "allow_other_workers": True}
             future = self._client.submit(SlotRunner, key=key, actor=True, **where_to)
             (actor,) = await self._client.gather([future], asynchronous=True)
+        except asyncio.CancelledError:  # interrupted while it waited for a worker
+            with contextlib.suppress(Exception):
+                future.release()
+            raise
         except Exception as error:
             if self._client.status != "running":
                 raise
@@ -88,6 +93,11 @@ class SlotPool:
         self._placed[slot.worker] += 1
         try:
             where = await self._where(actor)
+        except asyncio.CancelledError:  # interrupted: the slot is not kept
+            self._placed[slot.worker] -= 1
+            with contextlib.suppress(Exception):
+                future.release()
+            raise
         except Exception as error:
             self.drop_worker(slot)
             if is_transport_loss(error) or is_actor_lost(error):  # its worker died: again

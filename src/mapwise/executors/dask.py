@@ -243,6 +243,9 @@ class DaskExecutor:
     async def _slot_unless_stopped(self, avoid: frozenset[str]) -> Slot | None:
         """A slot for the next run, or None when an interrupt came while none was free:
         with every worker gone, a new slot waits for a worker that may never join."""
+        idle = self._pool.take_idle()
+        if idle is not None:  # the usual case, with no task to make
+            return idle
         taking = asyncio.ensure_future(self._pool.take(avoid))
         self._taking.add(taking)
         try:

@@ -55,6 +55,10 @@ class SlotPool:
         """A slot whose run ended: the next attempt takes it."""
         self._idle.append(slot)
 
+    def take_idle(self) -> Slot | None:
+        """An idle slot, if there is one: no waiting."""
+        return self._idle.pop() if self._idle else None
+
     async def take(self, avoid: frozenset[str]) -> Slot:
         """An idle slot, else a new one on the least busy worker not just lost.
 

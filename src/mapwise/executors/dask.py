@@ -246,7 +246,7 @@ class DaskExecutor:
         idle = self._pool.take_idle()
         if idle is not None:  # the usual case, with no task to make
             return idle
-        taking = asyncio.ensure_future(self._pool.take(avoid))
+        taking = asyncio.ensure_future(self._pool.make(avoid))
         self._taking.add(taking)
         try:
             return await taking

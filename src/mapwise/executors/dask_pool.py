@@ -59,14 +59,12 @@ class SlotPool:
         """An idle slot, if there is one: no waiting."""
         return self._idle.pop() if self._idle else None
 
-    async def take(self, avoid: frozenset[str]) -> Slot:
-        """An idle slot, else a new one on the least busy worker not just lost.
+    async def make(self, avoid: frozenset[str]) -> Slot:
+        """A new slot, on the least busy worker not just lost (when none is idle).
 
         ``SlotLost`` when the new slot's worker died at once (make another),
         ``SlotFailed`` when its actor could not start there.
         """
-        if self._idle:
-            return self._idle.pop()
         threads: dict[str, int] = await self._client.scheduler.ncores()
         # workers lost lately stay avoided until the scheduler drops them too
         self._lost &= set(threads)
@@ -98,9 +96,7 @@ class SlotPool:
         try:
             where = await self._where(actor)
         except asyncio.CancelledError:  # interrupted: the slot is not kept
-            self._placed[slot.worker] -= 1
-            with contextlib.suppress(Exception):
-                future.release()
+            self._forget(slot)
             raise
         except Exception as error:
             self.drop_worker(slot)
@@ -129,8 +125,11 @@ class SlotPool:
         gone = [lost, *(slot for slot in self._idle if slot.worker == lost.worker)]
         self._idle = [slot for slot in self._idle if slot.worker != lost.worker]
         for slot in gone:
-            self._placed[slot.worker] -= 1
-            try:
-                slot.future.release()
-            except Exception:  # the client is closing: the scheduler forgets them anyway
-                continue
+            self._forget(slot)
+
+    def _forget(self, slot: Slot) -> None:
+        """A slot no longer kept: not counted on its worker, its actor released."""
+        self._placed[slot.worker] -= 1
+        # a closing client cannot release it: the scheduler forgets it with the client
+        with contextlib.suppress(Exception):
+            slot.future.release()

@@ -20,6 +20,7 @@ in turn, in big-endian words when the magic's low bit is set, little-endian othe
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 from pathlib import Path
 
@@ -45,7 +46,7 @@ def wal_damage(wal: Path) -> str | None:
         return None
     if len(data) < WAL_HEADER:
         return None  # empty or torn before any frame: nothing committed is in it
-    magic, _version, page_size, _seq, _salt1, _salt2, c1, c2 = struct.unpack(">8I", data[:32])
+    magic, _version, page_size, _seq, salt1, salt2, c1, c2 = struct.unpack(">8I", data[:32])
     if magic not in _MAGICS or page_size < 512 or page_size & (page_size - 1):
         return "the WAL file's header is damaged: its frames cannot be read"
     big = bool(magic & 1)
@@ -53,59 +54,63 @@ def wal_damage(wal: Path) -> str | None:
     if (s1, s2) != (c1, c2):
         return "the WAL file's header fails its checksum: its frames cannot be read"
     size = FRAME_HEADER + page_size
+    frames = _Frames(data, size, (salt1, salt2), big)
     offset = WAL_HEADER
     while offset + size <= len(data):
-        s1, s2, stored, salted = _frame_chain(data, offset, size, (s1, s2), big)
+        s1, s2, stored, salted = frames.chain(offset, (s1, s2))
         if not salted or (s1, s2) != stored:
             break
         offset += size
     else:
         return None  # the valid frames end the file (or a torn last write): nothing lost
-    later = _later_frames(data, offset + size, size, big)
+    later = frames.later(offset + size)
     if not later:
         return None  # nothing committed follows: nothing lost
-    frame = (offset - WAL_HEADER) // size + 1
+    number = (offset - WAL_HEADER) // size + 1
     return (
-        f"WAL frame {frame} is damaged and {later} later frame(s) of the same log "
+        f"WAL frame {number} is damaged and {later} later frame(s) of the same log "
         "follow it: opening the database would drop them, and the commits they hold"
     )
 
 
-def _frame_chain(
-    data: bytes, offset: int, size: int, chain: tuple[int, int], big: bool
-) -> tuple[int, int, tuple[int, int], bool]:
-    """The checksum chain after the frame at ``offset``, its stored checksum, and
-    whether its salts are the WAL header's."""
-    header = data[offset : offset + FRAME_HEADER]
-    _page, _commit, f1, f2, k1, k2 = struct.unpack(">6I", header)
-    s1, s2 = _checksum(header[:8], *chain, big)
-    s1, s2 = _checksum(data[offset + FRAME_HEADER : offset + size], s1, s2, big)
-    return s1, s2, (k1, k2), (f1, f2) == _header_salts(data)
+@dataclasses.dataclass(frozen=True)
+class _Frames:
+    """The frames of one WAL file: its bytes, frame size, header salts and byte order."""
 
+    data: bytes
+    size: int
+    salts: tuple[int, int]
+    big: bool
 
-def _header_salts(data: bytes) -> tuple[int, int]:
-    salt1, salt2 = struct.unpack(">2I", data[16:24])
-    return salt1, salt2
+    def chain(self, offset: int, chain: tuple[int, int]) -> tuple[int, int, tuple[int, int], bool]:
+        """The checksum chain after the frame at ``offset``, its stored checksum, and
+        whether its salts are the WAL header's."""
+        data = self.data
+        header = data[offset : offset + FRAME_HEADER]
+        _page, _commit, f1, f2, k1, k2 = struct.unpack(">6I", header)
+        s1, s2 = _checksum(header[:8], *chain, self.big)
+        s1, s2 = _checksum(data[offset + FRAME_HEADER : offset + self.size], s1, s2, self.big)
+        return s1, s2, (k1, k2), (f1, f2) == self.salts
 
+    def later(self, offset: int) -> int:
+        """How many frames of this WAL generation follow from ``offset``, when one of them
+        is a commit frame that checks out against the frame before it; else 0.
 
-def _later_frames(data: bytes, offset: int, size: int, big: bool) -> int:
-    """How many frames of this WAL generation follow from ``offset``, when one of them is
-    a commit frame that checks out against the frame before it; else 0.
-
-    Every transaction ends with a commit frame, so damage (flipped bytes) has some
-    after it that still check out. Frames a failed write left behind (a full disk:
-    SQLite writes the next transaction over them, and a short write leaves a frame half
-    new) have none: their transaction never wrote its commit frame whole, or it would
-    have committed. SQLite drops those frames, rightly.
-    """
-    frames = committed = 0
-    while offset + size <= len(data):
-        start = offset - size + 16  # the checksum in the header of the frame before
-        previous = struct.unpack(">2I", data[start : start + 8])
-        s1, s2, stored, salted = _frame_chain(data, offset, size, previous, big)
-        if salted:
-            frames += 1
-            commit = struct.unpack(">I", data[offset + 4 : offset + 8])[0]
-            committed += bool(commit) and (s1, s2) == stored
-        offset += size
-    return frames if committed else 0
+        Every transaction ends with a commit frame, so damage (flipped bytes) has some
+        after it that still check out. Frames a failed write left behind (a full disk:
+        SQLite writes the next transaction over them, and a short write leaves a frame
+        half new) have none: their transaction never wrote its commit frame whole, or it
+        would have committed. SQLite drops those frames, rightly.
+        """
+        data, size = self.data, self.size
+        frames = committed = 0
+        while offset + size <= len(data):
+            start = offset - size + 16  # the checksum in the header of the frame before
+            previous = struct.unpack(">2I", data[start : start + 8])
+            s1, s2, stored, salted = self.chain(offset, previous)
+            if salted:
+                frames += 1
+                commit = struct.unpack(">I", data[offset + 4 : offset + 8])[0]
+                committed += bool(commit) and (s1, s2) == stored
+            offset += size
+        return frames if committed else 0

@@ -7,6 +7,11 @@ The coordinator stays the single writer of the job's state. Facts this builds on
   attempt's result. The scheduler places a slot once and is not on an attempt's way
   again: no task, no task metadata, no result to fetch (issue 15, where a task per
   attempt cost 52 ms against 15 ms of command);
+- an attempt that finishes a template step before its last (or whose agent names its
+  session) answers early with that progress; it is recorded like the local pool's, then
+  the slot is asked for the rest. So after a crash of the coordinator, or in the run
+  that follows a lost one, the attempt goes on after its finished steps and resumes its
+  agent's session (``domain.continuation``) instead of starting over;
 - the coordinator picks each run's execution id (``MAPWISE_EXECUTION_ID`` of its
   commands) before it sends the run, so a run whose worker dies is known without any
   message from that worker, which dies with it;
@@ -35,14 +40,21 @@ import time
 import uuid
 from typing import Any
 
-from mapwise.domain.records import AttemptResult, AttemptTask, LostAttempt
+from mapwise.domain.continuation import continued
+from mapwise.domain.records import AttemptResult, AttemptTask, LostAttempt, Progress
 from mapwise.domain.states import ErrorKind
 from mapwise.errors import ExecutorError
 from mapwise.executors.attempt import AttemptConfig
 from mapwise.executors.base import ExecutorEvents
 from mapwise.executors.dask_pool import SlotFailed, SlotLost, SlotPool
 from mapwise.executors.dask_slots import Execution, Slot, is_actor_lost, is_transport_loss
-from mapwise.executors.dask_worker import SlotRunner, interrupt_job, kill_executions, kill_job
+from mapwise.executors.dask_worker import (
+    SlotAnswer,
+    SlotRunner,
+    interrupt_job,
+    kill_executions,
+    kill_job,
+)
 from mapwise.executors.results import attempt_failed
 
 CONNECT_TIMEOUT = 10.0
@@ -102,6 +114,14 @@ def _configured_direct() -> bool | None:
 
     value = dask.config.get("distributed.client.direct-to-workers", None)
     return None if value is None else bool(value)
+
+
+def _continued(task: AttemptTask, progress: list[Progress], config: AttemptConfig) -> AttemptTask:
+    """``task`` as the run after a lost one continues it (``domain.continuation``)."""
+    steps = config.steps
+    captures = {i: step.capture for i, step in enumerate(steps) if step.capture is not None}
+    agents = {i for i, step in enumerate(steps) if step.agent}
+    return continued(task, progress, captures=captures, agents=agents)
 
 
 def _failed(
@@ -211,8 +231,11 @@ class DaskExecutor:
         self._report(task, result)
 
     async def _run_until_ended(self, task: AttemptTask, config: AttemptConfig) -> AttemptResult:
-        """Runs of the attempt, one after another while their workers are lost."""
+        """Runs of the attempt, one after another while their workers are lost; each run
+        goes on from the progress the runs before it sent."""
         lost: list[Execution] = []
+        progress: list[Progress] = []
+        first = task
         while True:
             if self._broken:
                 return _failed(task, ErrorKind.INTERRUPTED, self._broken, interrupted=True)
@@ -223,10 +246,11 @@ class DaskExecutor:
                 if slot is None:  # interrupted while it waited for one
                     return _failed(task, ErrorKind.INTERRUPTED, NOT_SENT, interrupted=True)
                 run = Execution(uuid.uuid4().hex, slot.worker, slot.where, time.time())
-                result: AttemptResult = await self._call(slot, task, config, run)
+                result: AttemptResult = await self._call(slot, task, config, run, progress)
             except SlotLost:  # it was lost before this run was sent: nothing ran
                 continue
             except RunLost as gone:
+                task = _continued(first, progress, config)
                 if not await self._killed(gone.run):
                     return self._explain(task, gone.error, WORKER_FAILED)
                 lost.append(gone.run)
@@ -265,25 +289,49 @@ class DaskExecutor:
             taking.cancel()
 
     async def _call(
-        self, slot: Slot, task: AttemptTask, config: AttemptConfig, run: Execution
+        self,
+        slot: Slot,
+        task: AttemptTask,
+        config: AttemptConfig,
+        run: Execution,
+        progress: list[Progress],
     ) -> AttemptResult:
-        """One run on ``slot``; ``RunLost`` when its worker (or the way to it) is lost."""
+        """One run on ``slot``, its progress forwarded and added to ``progress`` as it
+        comes; ``RunLost`` when its worker (or the way to it) is lost."""
         try:
-            answer = slot.actor.run(task, config, run.execution_id)
+            call = slot.actor.run(task, config, run.execution_id)
         except Exception as error:
             if not is_actor_lost(error):
                 raise
             self._pool.drop_worker(slot)  # known lost before anything was sent
             raise SlotLost(str(error)) from error
         try:
-            result: AttemptResult = await answer
+            answer: SlotAnswer = await call
+            while answer.result is None:
+                self._forward(task, answer.progress, progress)
+                answer = await slot.actor.more()
         except Exception as error:
             if not is_transport_loss(error):
                 self._pool.put_back(slot)
                 raise
             self._pool.drop_worker(slot)
             raise RunLost(run, error) from error
-        return result
+        self._forward(task, answer.progress, progress)
+        return answer.result
+
+    def _forward(
+        self, task: AttemptTask, notes: tuple[Progress, ...], progress: list[Progress]
+    ) -> None:
+        """Hand a run's progress to the coordinator, while its attempt has not ended (a
+        lost cluster ends every attempt at once: nothing of theirs comes after that)."""
+        if not notes:
+            return
+        progress.extend(notes)
+        assert self._events is not None
+        with self._lock:
+            if task.attempt_id in self._outstanding:
+                for note in notes:
+                    self._events.attempt_progress(note)
 
     def _killed_workers(self, task: AttemptTask, lost: list[Execution]) -> AttemptResult:
         """The attempt lost more workers than the scheduler allows a task: it fails, named

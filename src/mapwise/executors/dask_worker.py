@@ -5,7 +5,12 @@ This module must be importable on the workers (install mapwise there): Dask ship
 actor class and the hooks by reference. A slot is one ``SlotRunner`` actor; the
 coordinator calls its ``run`` once per attempt and gets the attempt's result as the
 call's answer, straight from the worker, without a Dask task per attempt: the scheduler
-places a slot once and is not on an attempt's way again (issue 15).
+places a slot once and is not on an attempt's way again (issue 15). An attempt that
+finishes a template step before its last one (or whose agent names its session) answers
+early with that progress, and the coordinator, once it has recorded it, asks for the rest
+with ``more``: so a crash of the coordinator or the loss of the worker continues the
+attempt after its finished steps. A one-step shell template has no such progress and
+takes one call.
 
 Each attempt registers a cancel event so that the coordinator can interrupt a job's
 attempts on every worker with ``client.run`` (``interrupt_job``); the commands run in
@@ -21,10 +26,12 @@ import dataclasses
 import os
 import tempfile
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
-from mapwise.domain.records import AttemptResult, AttemptTask
+from mapwise.domain.records import AttemptResult, AttemptTask, Progress
 from mapwise.domain.states import ErrorKind
 from mapwise.executors.attempt import AttemptConfig, run_attempt
 from mapwise.executors.orphans import kill_job_processes, kill_processes_with_env
@@ -90,7 +97,12 @@ def _local_paths(task: AttemptTask, made: set[str]) -> AttemptTask:
 
 
 def run_on_worker(
-    task: AttemptTask, config: AttemptConfig, execution_id: str, where: str, made: set[str]
+    task: AttemptTask,
+    config: AttemptConfig,
+    execution_id: str,
+    where: str,
+    made: set[str],
+    progress: Callable[[Progress], None] | None = None,
 ) -> AttemptResult:
     """One run of an attempt, in a slot's thread; it never raises.
 
@@ -106,13 +118,60 @@ def run_on_worker(
         # no slot notes (the local pool's way to find leftovers on the coordinator's machine)
         env = {**config.base_env, EXECUTION_VARIABLE: execution_id}
         config = dataclasses.replace(config, base_env=env, slots_dir=None)
-        result = run_attempt(task, config, cancel)
+        result = run_attempt(task, config, cancel, progress)
     except Exception as error:  # a bug or a broken install here, not the command's failure
         message = f"the Dask worker could not run the attempt: {type(error).__name__}: {error}"
         result = attempt_failed(task, ErrorKind.SPAWN_ERROR, message)
     finally:
         _unregister(task.job_id, cancel)
     return dataclasses.replace(result, host=where)
+
+
+@dataclass(frozen=True)
+class SlotAnswer:
+    """An answer of a slot's ``run`` or ``more``: the progress the attempt sent since the
+    last answer, in order, and its result once it ended (None: ask ``more``)."""
+
+    progress: tuple[Progress, ...]
+    result: AttemptResult | None
+
+
+class _Current:
+    """The attempt a slot runs now: its thread's future, the progress not yet sent, and
+    the future an answer waits on (set by new progress or by the attempt's end)."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        start: Callable[[_Current], asyncio.Future[AttemptResult]],
+    ) -> None:
+        self.loop = loop
+        self.progress: list[Progress] = []
+        self.woken: asyncio.Future[None] = loop.create_future()
+        self.ended = start(self)
+        self.ended.add_done_callback(self._wake)
+
+    def report(self, note: Progress) -> None:
+        """From the attempt's thread: hand ``note`` to the event loop (in order: the
+        thread's result comes after it the same way)."""
+        self.loop.call_soon_threadsafe(self._add, note)
+
+    def _add(self, note: Progress) -> None:
+        self.progress.append(note)
+        self._wake()
+
+    def _wake(self, *_: object) -> None:
+        if not self.woken.done():
+            self.woken.set_result(None)
+
+    async def answer(self) -> SlotAnswer:
+        """The progress so far, or the result with the last of it, whichever comes first."""
+        await self.woken
+        if self.ended.done():
+            return SlotAnswer(tuple(self.progress), self.ended.result())
+        progress, self.progress = tuple(self.progress), []
+        self.woken = self.loop.create_future()
+        return SlotAnswer(progress, None)
 
 
 class SlotRunner:
@@ -128,16 +187,31 @@ class SlotRunner:
         self._where = f"{os.uname().nodename} ({get_worker().address})"
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="mapwise-slot")
         self._made: set[str] = set()  # folders of item files and logs made or found
+        self._current: _Current | None = None
 
     async def where(self) -> str:
         """Where this slot runs, as attempts record it: ``hostname (worker address)``."""
         return self._where
 
-    async def run(
-        self, task: AttemptTask, config: AttemptConfig, execution_id: str
-    ) -> AttemptResult:
-        """Run one attempt; the answer is its result."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._thread, run_on_worker, task, config, execution_id, self._where, self._made
-        )
+    async def run(self, task: AttemptTask, config: AttemptConfig, execution_id: str) -> SlotAnswer:
+        """Start one attempt; the answer is its result, or its first progress."""
+
+        def start(current: _Current) -> asyncio.Future[AttemptResult]:
+            return current.loop.run_in_executor(
+                self._thread,
+                run_on_worker,
+                task,
+                config,
+                execution_id,
+                self._where,
+                self._made,
+                current.report,
+            )
+
+        self._current = _Current(asyncio.get_running_loop(), start)
+        return await self._current.answer()
+
+    async def more(self) -> SlotAnswer:
+        """The attempt's next progress, or its result."""
+        assert self._current is not None, "more() follows run()"
+        return await self._current.answer()

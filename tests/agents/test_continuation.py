@@ -8,14 +8,13 @@ happened is read from the fake's invocation log (``FAKE_CLAUDE_LOG``: one line w
 run has its session, one when it ends), from the lines the shell steps append to a marks
 file, and from the job's database and ``status``/``dlq show``. Nothing waits on time:
 every wait is on a condition (a log line, a database row), bounded only against hangs.
+The fake's log, the crash and the checks of a continued attempt are in
+``helpers.continuation`` (tests/dask/test_dask_continuation.py uses them on Dask).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import re
 import shlex
 import signal
 import subprocess
@@ -26,208 +25,34 @@ from typing import Any
 
 import pytest
 
+from helpers.continuation import (
+    IDS,
+    ITEMS,
+    check_continued,
+    check_shown_resumed,
+    crash,
+    ends,
+    fake_agent_workspace,
+    kill_fake_agents,
+    log_path,
+    plan_note_work,
+    run_cost,
+    start_and_reach_work,
+    starts,
+    steps_recorded,
+)
 from helpers.jobs import Coordinator, Workspace, wait_until, workspace
-from helpers.processes import job_processes, live_members
+from helpers.processes import job_processes
 from helpers.project import FAKE_CLAUDE, KILL_GRACE
-from mapwise.agents.call import DEFAULT_CONTINUE_PROMPT
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="reads /proc, POSIX groups")
-
-ITEMS = [{"id": "a"}, {"id": "b"}, {"id": "c"}]
-IDS = [item["id"] for item in ITEMS]
-COST = re.compile(r"\[fake:cost=([0-9.]+)\]")
-DEFAULT_COST = 0.01  # the fake's cost of a run without a cost knob
-
-
-# -- the fake's log ----------------------------------------------------------------------
-
-
-def fake_log(path: Path) -> list[dict[str, Any]]:
-    """Every line of the fake's invocation log (start lines and end lines)."""
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def starts(path: Path, prefix: str = "", mode: str | None = None) -> list[dict[str, Any]]:
-    """Start lines (``ended: false``) whose prompt begins with ``prefix``, of ``mode``."""
-    return [
-        line
-        for line in fake_log(path)
-        if not line["ended"]
-        and line["prompt"].startswith(prefix)
-        and (mode is None or line["mode"] == mode)
-    ]
-
-
-def ends(path: Path) -> list[dict[str, Any]]:
-    return [line for line in fake_log(path) if line["ended"]]
-
-
-def run_cost(line: dict[str, Any]) -> float:
-    """What the fake reported for one run: its prompt's ``[fake:cost=X]``, else 0.01."""
-    found = COST.search(line["prompt"])
-    return float(found.group(1)) if found else DEFAULT_COST
-
-
-# -- the agents' processes ---------------------------------------------------------------
-
-
-def _is_fake(pid: int) -> bool:
-    with contextlib.suppress(OSError):
-        return FAKE_CLAUDE.name.encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
-    return False
-
-
-def kill_job_processes(job_id: str) -> None:
-    """kill -9 every process group a dead coordinator left (its commands, its agents),
-    and wait until none of them is alive."""
-    groups: set[int] = set()
-    for pid in job_processes(job_id):
-        with contextlib.suppress(ProcessLookupError):
-            groups.add(os.getpgid(pid))
-    for pgid in groups:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pgid, signal.SIGKILL)
-    wait_until(lambda: not live_members(groups), what="the job's processes to die")
-    wait_until(lambda: not job_processes(job_id), what="no process of the job left")
-
-
-def crash(coordinator: Coordinator, job_id: str) -> None:
-    """kill -9 the coordinator's whole process group, then whatever of the job survived
-    it (its commands and agents run in sessions of their own): a machine that died."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(coordinator.pid, signal.SIGKILL)
-    assert coordinator.wait() == -signal.SIGKILL
-    kill_job_processes(job_id)
 
 
 @pytest.fixture
 def ws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Workspace]:
     """A workspace whose agent is the fake, logging to ``fake.log``; every process of
     the fake left by a failed test is killed afterwards."""
-    monkeypatch.setenv("MAPWISE_CLAUDE", shlex.join([sys.executable, str(FAKE_CLAUDE)]))
-    monkeypatch.setenv("FAKE_CLAUDE_LOG", str(tmp_path / "fake.log"))
-    try:
-        yield from workspace(tmp_path, monkeypatch)
-    finally:
-        for line in fake_log(tmp_path / "fake.log"):
-            if _is_fake(line["pid"]):
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(line["pid"], signal.SIGKILL)
-
-
-def log_path(ws: Workspace) -> Path:
-    return ws.path("fake.log")
-
-
-def steps_recorded(ws: Workspace, job_id: str, count: int, items: int) -> bool:
-    """Whether the first ``count`` template steps are on record as succeeded for
-    ``items`` items (the database exists and the progress batches are committed)."""
-    if not ws.path(f"state/jobs/{job_id}/state.db").exists():
-        return False
-    rows = ws.db(job_id).rows(
-        "SELECT attempt_id, COUNT(DISTINCT step_index) AS n FROM steps WHERE phase = 'map'"
-        " AND on_failure = 0 AND error_kind IS NULL AND step_index < ? GROUP BY attempt_id",
-        (count,),
-    )
-    return sum(1 for row in rows if row["n"] == count) >= items
-
-
-# -- the three-step template: plan, note, work -------------------------------------------
-
-
-def plan_note_work(ws: Workspace, *, work: str, **map_options: Any) -> Path:
-    """``claude (capture plan) -> shell (appends "<id> <plan>" to marks) -> claude``."""
-    marks = ws.path("marks")
-    marks.touch()
-    ws.write_workflow(
-        [
-            {"claude": "plan ${item.id} [fake:result_text=PLAN-${item.id}]", "capture": "plan"},
-            {"shell": 'printf "%s %s\\n" "${item.id}" "${plan}" >> "$MARKS"'},
-            {"claude": work},
-        ],
-        items=ITEMS,
-        env={"MARKS": str(marks)},
-        **{"max_parallel": 3, **map_options},
-    )
-    return marks
-
-
-def start_and_reach_work(ws: Workspace, job_id: str) -> Coordinator:
-    """Run the job until every item's third step (its agent) is running and the first
-    two are on record."""
-    coordinator = ws.start_run(job_id)
-    log = log_path(ws)
-    wait_until(
-        lambda: len(starts(log, "work on")) == len(ITEMS),
-        what="the third step running for every item",
-        unless=lambda: not coordinator.running(),
-    )
-    wait_until(
-        lambda: steps_recorded(ws, job_id, 2, len(ITEMS)),
-        what="steps 1 and 2 on record",
-        unless=lambda: not coordinator.running(),
-    )
-    assert coordinator.running(), coordinator.stderr
-    return coordinator
-
-
-def check_continued(ws: Workspace, job_id: str, marks: Path) -> dict[str, dict[str, Any]]:
-    """After the resume: steps 1 and 2 ran once per item, step 3 was resumed with the
-    same session in the same folder with the continue prompt. The resumed run of each
-    item, by item id."""
-    log = log_path(ws)
-    # Steps 1 and 2 never ran again
-    plans = starts(log, "plan ")
-    assert sorted(line["prompt"].split()[1] for line in plans) == IDS
-    assert {line["mode"] for line in plans} == {"new"}
-    assert sorted(marks.read_text().splitlines()) == [f"{i} PLAN-{i}" for i in IDS]
-    # And step 3 ran once new, then once resumed, with the same session, in the same folder
-    first = {line["prompt"].split()[2]: line for line in starts(log, "work on")}
-    assert sorted(first) == IDS
-    assert {line["mode"] for line in first.values()} == {"new"}
-    resumed = starts(log, mode="resume")
-    assert len(resumed) == len(ITEMS)
-    by_session = {line["session_id"]: line for line in resumed}
-    continued: dict[str, dict[str, Any]] = {}
-    for item_id, began in first.items():
-        again = by_session[began["session_id"]]
-        assert again["cwd"] == began["cwd"]
-        assert again["prompt"] == DEFAULT_CONTINUE_PROMPT
-        assert "--resume" in again["argv"] and "--session-id" not in again["argv"]
-        continued[item_id] = again
-    # And the resumed runs ended with success
-    ended = {line["pid"]: line for line in ends(log)}
-    assert all(ended[line["pid"]]["subtype"] == "success" for line in resumed)
-    # And the database says the same: the attempt after the stopped one kept its session
-    db = ws.db(job_id)
-    for item_id in IDS:
-        attempts = db.attempts(item_id)
-        assert [a["outcome"] for a in attempts] == ["interrupted", "succeeded"]
-        sessions = [json.loads(a["sessions"])["2"] for a in attempts]
-        assert sessions == [first[item_id]["session_id"]] * 2
-        assert attempts[1]["resume_from"] == 2
-        assert json.loads(attempts[1]["carried"]) == {"plan": f"PLAN-{item_id}"}
-    return continued
-
-
-def check_shown_resumed(ws: Workspace, job_id: str, continued: dict[str, dict[str, Any]]) -> None:
-    """``dlq show`` names the continued step's session as resumed; ``status`` counts it."""
-    for item_id, run in continued.items():
-        shown = ws.inspect("dlq", "show", job_id, item_id)
-        assert shown.returncode == 0, shown.stderr
-        line = f"step 3 claude session {run['session_id']} (resumed): success"
-        assert line in shown.stdout, shown.stdout
-    status = ws.inspect("status", job_id, "--json")
-    assert status.returncode == 0, status.stderr
-    report = status.json()
-    assert report["status"] == "completed"
-    # 3 plans, 3 work sessions (each resumed once, the same session)
-    assert report["cost"]["sessions"] == 2 * len(ITEMS)
-    assert report["cost"]["resumed_runs"] == len(ITEMS)
-    text = ws.inspect("status", job_id)
-    assert f"in {2 * len(ITEMS)} sessions ({len(ITEMS)} resumed)" in text.stdout, text.stdout
+    yield from fake_agent_workspace(tmp_path, monkeypatch)
 
 
 # -- kill -9 and SIGINT mid-agent -------------------------------------------------------
@@ -498,10 +323,7 @@ def repo_ws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[P
         yield repo, next(gen)
     finally:
         next(gen, None)  # the workspace's own cleanup
-        for line in fake_log(outside / "fake.log"):
-            if _is_fake(line["pid"]):
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(line["pid"], signal.SIGKILL)
+        kill_fake_agents(outside / "fake.log")
 
 
 def test_worktree_kill9_resumes_the_agent_in_the_items_worktree(

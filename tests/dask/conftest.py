@@ -2,7 +2,8 @@
 
 The whole folder is skipped when ``distributed`` is not importable (``mapwise[dask]`` is
 an optional extra). The cluster binds to 127.0.0.1 only (dashboard on a free port) and
-is shared by every test of the session; tests that kill workers start their own.
+is shared by every test of the session; tests that kill workers use ``own_cluster``, a
+cluster of their module's own (``helpers.cluster.OwnCluster``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import pytest
 
 pytest.importorskip("distributed", reason="the dask extra is not installed")
 
-from helpers.cluster import ExecutorChoice, start_local_cluster
+from helpers.cluster import ExecutorChoice, OwnCluster, start_local_cluster, start_own_cluster
 from helpers.jobs import Workspace, workspace
 
 
@@ -24,6 +25,16 @@ def dask_scheduler() -> Iterator[str]:
     cluster = start_local_cluster()
     try:
         yield str(cluster.scheduler_address)
+    finally:
+        cluster.close()
+
+
+@pytest.fixture(scope="module")
+def own_cluster() -> Iterator[OwnCluster]:
+    """A cluster of three one-thread workers, for the tests of one module that kill them."""
+    cluster = start_own_cluster()
+    try:
+        yield cluster
     finally:
         cluster.close()
 

@@ -2,11 +2,11 @@
 mid-item, a worker without mapwise, an item that kills its workers (``KilledWorker``), and
 a coordinator killed with ``kill -9`` then resumed on another cluster.
 
-Tests that kill workers use a cluster of their own (``own_cluster``), never the shared
-one; its scheduler gives up on an attempt after two lost workers (``allowed-failures: 1``,
-which mapwise reads from the scheduler),
-and it has three workers, so that one still runs on this machine when a task killed two:
-the lost runs' commands can only be killed through a worker on their machine.
+Tests that kill workers use a cluster of their own (``own_cluster``, in conftest.py),
+never the shared one; its scheduler gives up on an attempt after two lost workers
+(``allowed-failures: 1``, which mapwise reads from the scheduler), and it has three
+workers, so that one still runs on this machine when a task killed two: the lost runs'
+commands can only be killed through a worker on their machine.
 A command's ``$PPID`` is the worker process that runs it: the commands write it in their
 start marker, and the test kills that process with ``kill -9``.
 """
@@ -26,9 +26,16 @@ from typing import Any
 
 import pytest
 
-from helpers.cluster import attempts_in_order, mapwise_cli, run_job, start_job, start_local_cluster
+from helpers.cluster import (
+    ALLOWED_FAILURES,
+    OwnCluster,
+    attempts_in_order,
+    mapwise_cli,
+    run_job,
+    start_job,
+    start_local_cluster,
+)
 from helpers.jobs import (
-    WAIT_SECONDS,
     Coordinator,
     Marker,
     Workspace,
@@ -37,8 +44,7 @@ from helpers.jobs import (
     overlapping_runs,
     wait_until,
 )
-from helpers.processes import live_members
-from mapwise.executors.procgroups import read_stat
+from helpers.processes import live_members, parent_pid
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="reads /proc, POSIX groups")
 
@@ -46,45 +52,6 @@ ITEMS = [{"id": f"i{n}"} for n in range(5)]
 IN_FLIGHT = 3  # max_parallel of the coordinator-kill test
 UNREACHABLE = "tcp://127.0.0.1:1"
 LOST_SCHEDULER_SECONDS = 30.0  # the client gives up reconnecting after 10 s
-ALLOWED_FAILURES = 1  # own_cluster: a task that lost two workers fails with KilledWorker
-OWN_WORKERS = ALLOWED_FAILURES + 2  # own_cluster: one lives on when a task killed its workers
-
-
-@dataclass(frozen=True)
-class OwnCluster:
-    """A LocalCluster of ``OWN_WORKERS`` (one thread each) that tests may kill workers of."""
-
-    address: str
-    client: Any  # distributed.Client
-    scheduler: Any  # the cluster's distributed.Scheduler, in this process
-
-    def worker_pids(self) -> dict[str, int]:
-        """Worker address -> pid of its process, once every worker is up."""
-        self.client.wait_for_workers(OWN_WORKERS, timeout=WAIT_SECONDS)
-        return dict(self.client.run(os.getpid))
-
-
-@pytest.fixture(scope="module")
-def own_cluster() -> Iterator[OwnCluster]:
-    from distributed import Client
-
-    cluster = start_local_cluster(
-        n_workers=OWN_WORKERS,
-        threads_per_worker=1,
-        scheduler_kwargs={"allowed_failures": ALLOWED_FAILURES},
-    )
-    client = Client(cluster.scheduler_address, set_as_default=False)
-    try:
-        yield OwnCluster(str(cluster.scheduler_address), client, cluster.scheduler)
-    finally:
-        client.close()
-        cluster.close()
-
-
-def parent_pid(pid: int) -> int:
-    stat = read_stat(pid)
-    assert stat is not None, f"process {pid} is gone"
-    return stat.ppid
 
 
 def test_an_unreachable_scheduler_stops_the_job_interrupted_and_resumable(

@@ -9,7 +9,10 @@
   the marker lines their commands write);
 - :mod:`helpers.reliability`: seeds that reproduce, the no-traceback check;
 - :mod:`helpers.damage`: a job killed halfway to damage, and the user's repair flow;
-- :mod:`helpers.cluster`: the executor choice and a local Dask cluster.
+- :mod:`helpers.cluster`: the executor choice, a local Dask cluster, one whose workers
+  tests may kill (``OwnCluster``);
+- :mod:`helpers.continuation`: attempts continued after a crash or a lost worker (the
+  fake agent's log, ``crash``, the three-step template and its checks).
 
 Fixtures stay in the ``conftest.py`` files; they build on these helpers.
 """

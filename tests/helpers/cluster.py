@@ -1,4 +1,5 @@
-"""The Dask tests' helpers: the executor choice, a local cluster, jobs run through the CLI.
+"""The Dask tests' helpers: the executor choice, a local cluster, a cluster whose workers
+tests may kill, jobs run through the CLI.
 
 ``distributed`` is imported only when a cluster starts: ``tests/dask/conftest.py`` skips
 the folder when it is not installed.
@@ -13,6 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from helpers.jobs import WAIT_SECONDS, Coordinator, Done, Workspace
+
+ALLOWED_FAILURES = 1  # an own cluster: a task that lost two workers fails with KilledWorker
+OWN_WORKERS = ALLOWED_FAILURES + 2  # an own cluster: one lives on when a task killed two
 
 
 def start_local_cluster(**options: Any) -> Any:
@@ -39,6 +43,50 @@ def start_local_cluster(**options: Any) -> Any:
         for name in set(os.environ) - set(before):
             del os.environ[name]
         os.environ.update(before)
+
+
+@dataclass(frozen=True)
+class OwnCluster:
+    """A LocalCluster of ``OWN_WORKERS`` (one thread each) that tests may kill workers of.
+
+    Its scheduler gives up on an attempt after two lost workers (``allowed-failures: 1``,
+    which mapwise reads from the scheduler), and it has three workers, so that one still
+    runs on this machine when a task killed two: the lost runs' commands can only be
+    killed through a worker on their machine. A killed worker's nanny starts another.
+    """
+
+    address: str
+    client: Any  # distributed.Client
+    scheduler: Any  # the cluster's distributed.Scheduler, in this process
+    cluster: Any  # the distributed.LocalCluster
+
+    def worker_pids(self) -> dict[str, int]:
+        """Worker address -> pid of its process, once every worker is up."""
+        self.client.wait_for_workers(OWN_WORKERS, timeout=WAIT_SECONDS)
+        return dict(self.client.run(os.getpid))
+
+    def close(self) -> None:
+        try:
+            self.client.close()
+        finally:
+            self.cluster.close()
+
+
+def start_own_cluster() -> OwnCluster:
+    """An :class:`OwnCluster` on 127.0.0.1, with a client of the test's own."""
+    from distributed import Client
+
+    cluster = start_local_cluster(
+        n_workers=OWN_WORKERS,
+        threads_per_worker=1,
+        scheduler_kwargs={"allowed_failures": ALLOWED_FAILURES},
+    )
+    try:
+        client = Client(cluster.scheduler_address, set_as_default=False)
+    except BaseException:
+        cluster.close()
+        raise
+    return OwnCluster(str(cluster.scheduler_address), client, cluster.scheduler, cluster)
 
 
 @dataclass(frozen=True)

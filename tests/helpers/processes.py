@@ -23,3 +23,11 @@ def job_processes(job_id: str) -> list[int]:
     """Live processes whose environment holds ``MAPWISE_JOB_ID=<job_id>`` (every command
     of the job has it, noted or not). Zombies are dead; this process is never counted."""
     return orphans.job_processes(job_id)
+
+
+def parent_pid(pid: int) -> int:
+    """The parent of the live process ``pid`` (of a command or an agent on a Dask worker:
+    the worker's process)."""
+    stat = procgroups.read_stat(pid)
+    assert stat is not None, f"process {pid} is gone"
+    return stat.ppid

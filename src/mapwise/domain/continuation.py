@@ -6,16 +6,39 @@ coordinator, a resume continues the attempt after them (``store.continuation``, 
 database). A run lost with its Dask worker is the same case within one run of the job:
 the executor runs the attempt again at once, and that run goes on from the progress the
 lost one sent, so its finished steps do not run again and its agent session is resumed.
-The rule is ``store.continuation``'s, applied to the progress as it arrived instead of
-to the rows it became.
+Both apply one rule, ``carried_past``: the store to the rows the progress became, this
+module to the progress as it arrived.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Container, Mapping, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 
 from mapwise.domain.records import AttemptTask, Continuation, Progress, SessionStarted
+
+
+def carried_past(
+    start: int,
+    carried: Mapping[str, str],
+    finished: Iterable[tuple[int, str | None]],
+    captures: Mapping[int, str],
+) -> tuple[int, dict[str, str]]:
+    """Where an attempt that started at ``start`` goes on, and the captures it carries.
+
+    ``finished`` holds the template steps that succeeded, as (index, captured value), in
+    step order; ``captures`` maps a template step to its capture's name. The attempt goes
+    on at the first step from ``start`` that is not among them.
+    """
+    values = dict(carried)
+    for index, captured in finished:
+        if index != start:
+            break
+        name = captures.get(index)
+        if name is not None:
+            values[name] = captured or ""
+        start += 1
+    return start, values
 
 
 def continued(
@@ -35,9 +58,9 @@ def continued(
     what the item had left less what the finished agent steps cost, and in worktree mode
     a run that goes on from a finished step keeps the worktree as the lost run left it.
     """
-    start = task.resume.start_at if task.resume else 0
-    carried = dict(task.resume.captures) if task.resume else {}
+    first = task.resume.start_at if task.resume else 0
     sessions = dict(task.sessions)
+    finished: list[tuple[int, str | None]] = []
     spent = 0.0
     for note in progress:
         if isinstance(note, SessionStarted):
@@ -46,15 +69,13 @@ def continued(
         record = note.record
         if record.agent is not None and record.agent.cost_usd is not None:
             spent += record.agent.cost_usd
-        if record.step_index != start or not record.ok or record.on_failure or record.part:
-            continue
-        name = captures.get(start)
-        if name is not None:
-            carried[name] = record.captured or ""
-        start += 1
+        if record.ok and not record.on_failure and not record.part:
+            finished.append((record.step_index, record.captured))
+    before = task.resume.captures if task.resume else {}
+    start, carried = carried_past(first, before, finished, captures)
     session = sessions.get(start) if start in agents else None
     workspace = task.workspace
-    if workspace is not None and start > (task.resume.start_at if task.resume else 0):
+    if workspace is not None and start > first:
         workspace = dataclasses.replace(workspace, start=None)
     budget = None if task.budget_usd is None else task.budget_usd - spent
     return dataclasses.replace(

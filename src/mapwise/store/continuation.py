@@ -15,6 +15,7 @@ import sqlite3
 import uuid
 from dataclasses import dataclass
 
+from mapwise.domain.continuation import carried_past
 from mapwise.domain.records import Continuation
 from mapwise.workflow.model import Step
 
@@ -88,20 +89,13 @@ def plan_attempt(conn: sqlite3.Connection, item_index: int, plan: ClaimPlan) -> 
 def _continuation(conn: sqlite3.Connection, before: sqlite3.Row, plan: ClaimPlan) -> Continuation:
     """Where the attempt ``before`` stopped: its first template step that did not succeed."""
     attempt_id, _, resume_from, carried, sessions = tuple(before)
-    start = resume_from or 0
-    captures: dict[str, str] = json.loads(carried) if carried else {}
     done = conn.execute(
         "SELECT step_index, captured FROM steps WHERE attempt_id = ? AND phase = 'map'"
         " AND on_failure = 0 AND part IS NULL AND error_kind IS NULL ORDER BY step_index",
         (attempt_id,),
     ).fetchall()
-    for index, captured in done:
-        if index != start:
-            break
-        name = plan.captures.get(index)
-        if name is not None:
-            captures[name] = captured or ""
-        start += 1
+    before_captures = json.loads(carried) if carried else {}
+    start, captures = carried_past(resume_from or 0, before_captures, done, plan.captures)
     planned: dict[str, str] = json.loads(sessions) if sessions else {}
     session = planned.get(str(start)) if start in plan.agents else None
     return Continuation(start_at=start, captures=captures, session=session)

@@ -217,13 +217,17 @@ def b1_rows(inputs: Inputs, walls: Walls, disk: Row) -> list[Row]:
     return rows
 
 
+def slower_by(walls: list[float], against: list[float]) -> tuple[float, ...]:
+    """How much longer each run of ``walls`` took than its round's run of ``against``, in %."""
+    return tuple((wall / other - 1.0) * 100.0 for wall, other in zip(walls, against, strict=True))
+
+
 def b2_rows(walls: Walls, disk: Row, count: int) -> list[Row]:
     """/dev/shm against disk, round by round (each round runs both, one after the other),
     judged on every round: durability must not cost more than 5 % in any run."""
     shm = rate_row("B2", "mapwise run, state on /dev/shm", walls.shm, count)
     if len(walls.shm) == len(walls.disk):
-        pairs = zip(walls.disk, walls.shm, strict=True)
-        slowdown = tuple((disk_wall / shm_wall - 1.0) * 100.0 for disk_wall, shm_wall in pairs)
+        slowdown = slower_by(walls.disk, walls.shm)
         note = "within each round"
     else:
         disk_median, shm_median = disk.median, shm.median
@@ -232,8 +236,7 @@ def b2_rows(walls: Walls, disk: Row, count: int) -> list[Row]:
     target = at_most(5.0, every=True)
     rows = [shm, Row("B2", "disk slower than /dev/shm by", slowdown, "%", target, note)]
     if len(walls.shm_again) == len(walls.shm):
-        pairs = zip(walls.shm_again, walls.shm, strict=True)
-        again = tuple((second / first - 1.0) * 100.0 for second, first in pairs)
+        again = slower_by(walls.shm_again, walls.shm)
         measure = "/dev/shm run twice: the second slower than the first by"
         rows.append(Row("B2", measure, again, "%", None, "the noise floor, within each round"))
     return rows

@@ -121,6 +121,10 @@ def _field_missing(item: Any, path: str) -> bool:
 def bind_shell(template: str, scope: Scope) -> BoundShell:
     """Bind ``template``, a /bin/sh script, so that no value can become code.
 
-    See ``mapwise.interpolate_shell`` for the quoting contexts it handles.
+    See ``mapwise.interpolate_shell`` for the quoting contexts it handles. A script with
+    no ``$`` holds no placeholder, so it is its own binding: no scan (a job of short
+    commands binds its script once per attempt).
     """
+    if "$" not in template:
+        return BoundShell(script=template, env={})
     return bind_shell_script(template, scope)

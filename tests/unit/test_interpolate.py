@@ -14,11 +14,13 @@ from mapwise.fields import MISSING
 from mapwise.interpolate import (
     Placeholder,
     Scope,
+    bind_shell,
     find_placeholders,
     format_value,
     missing_item_fields,
     render_plain,
 )
+from mapwise.interpolate_shell import bind_shell_script
 
 ITEM = {"id": 7, "name": "Ada", "a": {"b": "deep"}, "xs": [10, "s", None], "ok": True, "f": 0.5}
 
@@ -163,6 +165,21 @@ def test_values_are_not_substituted_twice() -> None:
 def test_a_template_without_dollar_renders_unchanged(text: str) -> None:
     template = text.replace("$", "")
     assert render_plain(template, _map_scope()) == template
+
+
+# shell syntax that the scanner tracks (quotes, here-documents, substitutions), no ``$``
+_SCRIPT_TEXT = st.text(
+    alphabet=st.sampled_from(list("ab \t\n'\"`\\(){}<>-;|&#EOF")), max_size=60
+) | st.text(max_size=40).map(lambda text: text.replace("$", ""))
+
+
+@given(_SCRIPT_TEXT)
+def test_a_script_without_dollar_binds_to_itself(script: str) -> None:
+    """bind_shell answers such a script without scanning it: the scanner agrees."""
+    scanned = bind_shell_script(script, _map_scope())
+    assert (scanned.script, scanned.env) == (script, {})
+    fast = bind_shell(script, _map_scope())
+    assert (fast.script, fast.env) == (script, {})
 
 
 # --- errors for variables that must resolve -----------------------------------------------

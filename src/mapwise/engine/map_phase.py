@@ -68,6 +68,7 @@ from mapwise.store.records import Claim
 from mapwise.workflow.model import OnConflict
 
 POLL_SECONDS = 0.2
+PROGRESS_SECONDS = 0.05  # progress is published at most this often (and once at the end)
 
 
 @dataclass(frozen=True)
@@ -151,6 +152,7 @@ class MapScheduler:
         self.dlq = counts[ItemStatus.DLQ]
         self.done_this_run = 0
         self.started = time.monotonic()
+        self._progress_at = 0.0  # when progress was last published (monotonic)
         self.captures = ctx.store.job().captures
         self.inflight: dict[int, Claim] = {}  # attempt id -> its claim
         self.messages: queue.SimpleQueue[_Message] = queue.SimpleQueue()
@@ -291,7 +293,13 @@ class MapScheduler:
         elif status is ItemStatus.DLQ:
             self.dlq += 1
 
-    def _progress(self) -> None:
+    def _progress(self, *, final: bool = False) -> None:
+        """Publish the counts: at most every PROGRESS_SECONDS, so that a job of short
+        items does not pay for a display update per transaction; always at the end."""
+        now = time.monotonic()
+        if not final and now - self._progress_at < PROGRESS_SECONDS:
+            return
+        self._progress_at = now
         self.ctx.bus.publish(
             MapProgress(
                 total=self.total,
@@ -300,7 +308,7 @@ class MapScheduler:
                 running=len(self.inflight),
                 retrying=self.state.retry_waits,
                 done_this_run=self.done_this_run,
-                elapsed=time.monotonic() - self.started,
+                elapsed=now - self.started,
             )
         )
 
@@ -388,6 +396,7 @@ class MapScheduler:
             if self.merger is not None:
                 self.merger.close()
         assert self.finish is not None
+        self._progress(final=True)
         return MapOutcome(self.finish.stop)
 
     def _step(self, committer: Committer) -> None:

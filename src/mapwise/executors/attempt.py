@@ -245,7 +245,7 @@ def _run_attempt(
             report=progress,
         ),
     )
-    log = LogSink(Path(task.log_path), max_bytes=config.log_max_bytes)
+    log = LogSink(task.log_path, max_bytes=config.log_max_bytes)
     note = _SlotNote(config, task)
     facts = _Workspace()
 

@@ -44,9 +44,10 @@ class LogSink:
     """An attempt's log file, capped in size, created lazily (no file when nothing is written),
     mode 0600, parent folders 0700."""
 
-    def __init__(self, path: Path, *, max_bytes: int = 10 * 1024 * 1024) -> None:
+    def __init__(self, path: str | Path, *, max_bytes: int = 10 * 1024 * 1024) -> None:
         if max_bytes < 0:
             raise ValueError(f"max_bytes must be >= 0, got {max_bytes}")
+        # kept as given: most attempts print nothing, and a Path costs more than their log
         self._path = path
         self._max_bytes = max_bytes
         self._fd: int | None = None
@@ -105,12 +106,12 @@ class LogSink:
     @property
     def path(self) -> Path:
         """Where the log goes (whether or not anything was written yet)."""
-        return self._path
+        return Path(self._path)
 
     @property
     def path_if_written(self) -> Path | None:
         """The log's path if this sink created or appended to it, else None."""
-        return self._path if self._created else None
+        return self.path if self._created else None
 
     @property
     def bytes_dropped(self) -> int:
@@ -134,7 +135,7 @@ class LogSink:
         if self._error is not None:
             return False
         try:
-            make_private_dirs(self._path.parent)
+            make_private_dirs(self.path.parent)
             fd = os.open(self._path, _OPEN_FLAGS, _FILE_MODE)
             os.fchmod(fd, _FILE_MODE)
             self._size = os.fstat(fd).st_size

@@ -138,3 +138,16 @@ def test_the_empty_wal_the_check_proper_opens_does_not_count_as_a_change(tmp_pat
     assert (tmp_path / "state.db-wal").exists()
     assert precheck.take(database) == [("ok",)]
     opened.close()
+
+
+def test_the_reading_commands_start_without_the_workflow_model() -> None:
+    # the CLI and the library face import the store for `jobs`, `status`, `dlq`; the
+    # workflow model (pydantic, about 0.1 s) waits for run, resume and validate
+    code = (
+        "import sys; import mapwise.cli.main, mapwise.api; "
+        "print(sorted(m for m in ('pydantic', 'mapwise.workflow.model') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"

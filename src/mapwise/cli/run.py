@@ -26,8 +26,8 @@ from mapwise.cli.common import (
 from mapwise.cli.exit_codes import exit_code_for
 from mapwise.domain.states import JobStatus
 from mapwise.errors import UserError
+from mapwise.limits import MAX_PARALLEL_LIMIT
 from mapwise.reports import JobOutcome, human_seconds, resume_command
-from mapwise.workflow.model import MAX_PARALLEL_LIMIT
 
 if TYPE_CHECKING:
     from mapwise.types import JobResult, ResumeOptions, ValidationReport

@@ -20,6 +20,7 @@ from mapwise.engine.runner import execute, job_result
 from mapwise.engine.workspaces import JobWorkspace, restore_job_worktree
 from mapwise.errors import UserError, WorkflowChangedError
 from mapwise.executors.orphans import kill_job_processes, kill_orphans
+from mapwise.limits import MAX_PARALLEL_LIMIT
 from mapwise.reports import JobOutcome
 from mapwise.store.checkpoint import remove_temporaries
 from mapwise.store.jobstore import JobStore
@@ -29,7 +30,6 @@ from mapwise.store.records import JobRecord
 from mapwise.store.summary import summarize
 from mapwise.types import JobResult, Restored, ResumeOptions
 from mapwise.workflow.loader import LoadedWorkflow, load_workflow, parse_workflow
-from mapwise.workflow.model import MAX_PARALLEL_LIMIT
 
 
 def _choose_workflow(

@@ -41,6 +41,7 @@ from mapwise.executors.base import Executor
 from mapwise.executors.logsink import make_private_dirs
 from mapwise.executors.orphans import kill_job_processes, kill_orphans
 from mapwise.items.input import InputStopped
+from mapwise.limits import MAX_PARALLEL_LIMIT
 from mapwise.reports import JobOutcome
 from mapwise.store.jobstore import JobStore
 from mapwise.store.lock import JobLock, refuse_if_held
@@ -55,7 +56,7 @@ from mapwise.store.paths import (
 )
 from mapwise.types import JobResult, StartOptions
 from mapwise.workflow.loader import LoadedWorkflow
-from mapwise.workflow.model import MAX_PARALLEL_LIMIT, Workflow
+from mapwise.workflow.model import Workflow
 
 STOP_CHECKPOINT_SECONDS = 0.3  # how long a run stopped by a signal waits for its checkpoint
 

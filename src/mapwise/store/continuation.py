@@ -14,10 +14,13 @@ import json
 import sqlite3
 import uuid
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from mapwise.domain.continuation import carried_past
 from mapwise.domain.records import Continuation
-from mapwise.workflow.model import Step
+
+if TYPE_CHECKING:  # the workflow model (pydantic) is not needed to read a job's state
+    from mapwise.workflow.model import Step
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,10 @@ from collections.abc import Iterator
 from typing import Any, Final, Literal
 
 from mapwise.envexpand import expand_env, lookup
+from mapwise.limits import MAX_PARALLEL_LIMIT
 from mapwise.workflow import commit_checks
 from mapwise.workflow.locate import Loc, Locator, Problem, unknown_key
-from mapwise.workflow.model import MAX_PARALLEL_LIMIT, Step, Workflow
+from mapwise.workflow.model import Step, Workflow
 from mapwise.workflow.prodigy_steps import env_reference
 
 Phase = Literal["setup", "input", "map", "workspace", "reduce", "id"]

@@ -14,11 +14,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from mapwise.limits import MAX_PARALLEL_LIMIT
+
 NAME_PATTERN = r"^[A-Za-z0-9._-]+$"
 STEP_KINDS = ("shell", "claude", "codex", "write_file")
-# the most items one job runs at once (``map.max_parallel``, ``--max-parallel``): each is a
-# thread and a process group, so a bigger number is a typo, never a plan
-MAX_PARALLEL_LIMIT = 10_000
 
 
 class _Model(BaseModel):

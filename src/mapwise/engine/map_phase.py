@@ -3,12 +3,13 @@
 Every decision (an item's next state, when to claim, when to stop, when the phase is
 over) is made by the pure ``domain.mapstate.advance``; this module turns what happens
 into its events and carries out its actions. Results that finish close together are
-committed in one transaction together with the claims of the next items (by the
-``Committer`` thread, so that an fsync overlaps with other slots' commands). So a crash
-re-runs at most ``max_parallel`` items, and never one whose success is on record.
+committed in one transaction together with the claims of the next items, made by the
+scheduler's own thread (``Committer``) after each batch of messages, while the other
+slots' commands go on. So a crash re-runs at most ``max_parallel`` items, and never one
+whose success is on record.
 
-Everything reaches the coordinator through one queue: an attempt ended or was lost, the
-executor broke (the executor's events), or a transaction committed (the committer).
+Everything reaches the coordinator through one queue: an attempt ended or was lost, or
+the executor broke (the executor's events), or a merge ended (the merge thread).
 Nothing is reported done before the transaction that records it has committed.
 """
 
@@ -90,7 +91,7 @@ class _Broken:
 
 
 _Message = (
-    _Ended | LostAttempt | _Broken | Committed | MergeResult | StepDone | SessionStarted
+    _Ended | LostAttempt | _Broken | MergeResult | StepDone | SessionStarted
 ) | BaseException
 
 
@@ -324,9 +325,7 @@ class MapScheduler:
                 raise message
             if isinstance(message, StepDone | SessionStarted):
                 continue
-            if isinstance(message, Committed):
-                self._committed(committer, message)
-            elif isinstance(message, LostAttempt):
+            if isinstance(message, LostAttempt):
                 self._advance(committer, AttemptLost(message))
             elif isinstance(message, _Broken):
                 self._advance(committer, ExecutorBroken(message.reason))
@@ -373,7 +372,6 @@ class MapScheduler:
             self.ctx.store,
             run_no=self.ctx.run_no,
             host=self.ctx.host,
-            deliver=self.messages.put,
             pool=ws.pool_for(self.ctx.job_id) if ws else None,
             plan=ClaimPlan.of(
                 self.ctx.workflow.map.agent_template,
@@ -386,18 +384,26 @@ class MapScheduler:
             self.merger = MergeWorker(ws, self.messages.put, keep_conflicts=keep)
         try:
             self._advance(committer, Begin())
+            self._commit(committer)
             while self.finish is None:
                 self._step(committer)
+                self._commit(committer)
         except BaseException:
             self.executor.interrupt()
             raise
         finally:
-            committer.close()
             if self.merger is not None:
                 self.merger.close()
         assert self.finish is not None
         self._progress(final=True)
         return MapOutcome(self.finish.stop)
+
+    def _commit(self, committer: Committer) -> None:
+        """Make the transactions this turn asked for, and start what they claimed."""
+        while committer.waiting:
+            done = committer.flush()
+            if done is not None:
+                self._committed(committer, done)
 
     def _step(self, committer: Committer) -> None:
         if self.ctx.stop.requested.is_set() and not self._signalled:

@@ -180,6 +180,25 @@ def test_processes_with_env_finds_a_command_by_its_environment(spawn: Spawn) -> 
     assert _wait_for(lambda: processes_with_env("PROCGROUPS_TEST", marker) == [])
 
 
+def test_processes_with_env_leaves_out_another_value_of_a_second_variable(spawn: Spawn) -> None:
+    # Given three commands with the same marker: one of this folder, one of another
+    # folder, one started before the folder variable existed
+    marker = uuid.uuid4().hex
+    env = {**os.environ, "PROCGROUPS_TEST": marker}
+    ours = spawn(SLEEPER, env={**env, "PROCGROUPS_DIR": "/jobs/a"})
+    theirs = spawn(SLEEPER, env={**env, "PROCGROUPS_DIR": "/jobs/b"})
+    older = spawn(SLEEPER, env=env)
+
+    # Then the scan for this folder finds this folder's and the older one, not theirs
+    def found() -> list[int]:
+        return processes_with_env(
+            "PROCGROUPS_TEST", marker, unless_other=("PROCGROUPS_DIR", "/jobs/a")
+        )
+
+    assert _wait_for(lambda: sorted(found()) == sorted([ours.pid, older.pid]))
+    assert theirs.pid in processes_with_env("PROCGROUPS_TEST", marker)  # without: all three
+
+
 def test_ancestors_are_this_process_and_its_parents() -> None:
     # Given a child that asks about its own ancestors
     code = (

@@ -14,6 +14,7 @@ from mapwise.engine.placement import Placement
 from mapwise.engine.signals import StopController
 from mapwise.engine.workspaces import JobWorkspace
 from mapwise.errors import UserError
+from mapwise.executors.orphans import JOB_DIR_VARIABLE, JOB_VARIABLE
 from mapwise.store.jobstore import JobStore
 from mapwise.store.paths import JobPaths
 from mapwise.workflow.model import Workflow
@@ -62,9 +63,13 @@ def expanded_workflow(workflow: Workflow, environ: Mapping[str, str]) -> Workflo
     return workflow.model_copy(update={"env": expand_env(workflow.env, environ).env})
 
 
-def base_environment(workflow: Workflow, job_id: str) -> dict[str, str]:
-    """The environment every command of the job starts from."""
-    return {**os.environ, **workflow.env, "MAPWISE_JOB_ID": job_id}
+def base_environment(workflow: Workflow, job_id: str, folder: str | None = None) -> dict[str, str]:
+    """The environment every command of the job starts from; ``folder`` is the job's
+    ``MAPWISE_JOB_DIR`` (``orphans.job_dir``), absent where there is no job (validate)."""
+    env = {**os.environ, **workflow.env, JOB_VARIABLE: job_id}
+    if folder is not None:
+        env[JOB_DIR_VARIABLE] = folder
+    return env
 
 
 @dataclass(frozen=True)

@@ -48,13 +48,18 @@ def choose_placement(
     return Placement("dask", str(address))
 
 
-def build_executor(placement: Placement, max_parallel: int, job_id: str) -> Executor:
-    """Make the executor; a Dask one connects now (``ExecutorError`` if it cannot)."""
+def build_executor(
+    placement: Placement, max_parallel: int, job_id: str, folder: str | None = None
+) -> Executor:
+    """Make the executor; a Dask one connects now (``ExecutorError`` if it cannot).
+
+    ``folder`` is the job's ``MAPWISE_JOB_DIR``, which tells its leftovers on the workers
+    from those of a job of the same id elsewhere."""
     if placement.kind == "dask":
         from mapwise.executors.dask import DaskExecutor
 
         assert placement.scheduler is not None
-        return DaskExecutor(placement.scheduler, max_parallel, job_id)
+        return DaskExecutor(placement.scheduler, max_parallel, job_id, folder)
     from mapwise.executors.local import LocalExecutor
 
     return LocalExecutor(max_parallel)

@@ -19,7 +19,7 @@ from mapwise.engine.placement import choose_placement
 from mapwise.engine.runner import execute, job_result
 from mapwise.engine.workspaces import JobWorkspace, restore_job_worktree
 from mapwise.errors import UserError, WorkflowChangedError
-from mapwise.executors.orphans import kill_job_processes, kill_orphans
+from mapwise.executors.orphans import job_dir, kill_job_processes, kill_orphans
 from mapwise.limits import MAX_PARALLEL_LIMIT
 from mapwise.reports import JobOutcome
 from mapwise.store.checkpoint import remove_temporaries
@@ -96,7 +96,7 @@ def _restore(
             "the frozen items are kept"
         )
     killed = tuple(kill_orphans(store.paths.slots))
-    strays = kill_job_processes(job.job_id)
+    strays = kill_job_processes(job.job_id, job_dir(store.paths.root))
     if strays:
         notices.append(
             f"killed {len(strays)} process(es) of this job's commands that a dead run "

@@ -39,7 +39,7 @@ from mapwise.errors import ExecutorError, MapwiseError, StateDamagedError, UserE
 from mapwise.executors.attempt import AttemptConfig, close_slot_notes
 from mapwise.executors.base import Executor
 from mapwise.executors.logsink import make_private_dirs
-from mapwise.executors.orphans import kill_job_processes, kill_orphans
+from mapwise.executors.orphans import job_dir, kill_job_processes, kill_orphans
 from mapwise.items.input import InputStopped
 from mapwise.limits import MAX_PARALLEL_LIMIT
 from mapwise.reports import JobOutcome
@@ -253,7 +253,12 @@ class _Run:
         """Run the map phase; a JobResult when the run ends there, None to go on to reduce."""
         config = _attempt_config(self.ctx)
         try:
-            executor = build_executor(self.ctx.placement, self.ctx.max_parallel, self.ctx.job_id)
+            executor = build_executor(
+                self.ctx.placement,
+                self.ctx.max_parallel,
+                self.ctx.job_id,
+                job_dir(self.ctx.paths.root),
+            )
         except ExecutorError as error:
             return self.executor_failed(str(error))
         try:
@@ -318,7 +323,7 @@ class _Run:
         Commands the lost workers ran on this machine are killed now; those elsewhere are
         killed by the next resume, which asks every worker of its cluster.
         """
-        kill_job_processes(self.ctx.job_id)
+        kill_job_processes(self.ctx.job_id, job_dir(self.ctx.paths.root))
         self.store.interrupt_running()
         self.ctx.bus.publish(Notice(f"error: {reason}"))
         return self.end(
@@ -376,7 +381,7 @@ def execute(
     bus = EventBus(observers)
     stop = StopController(on_second=lambda signum: _stop_at_once(paths, signum))
     workspace = JobWorkspace.from_options(store.job().options, paths)
-    base_env = ctxmod.base_environment(workflow, paths.job_id)
+    base_env = ctxmod.base_environment(workflow, paths.job_id, job_dir(paths.root))
     source_dir = base_dir
     if workspace is not None:
         base_dir = workspace.base_dir

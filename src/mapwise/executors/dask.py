@@ -152,9 +152,12 @@ class RunLost(Exception):
 class DaskExecutor:
     """Runs up to ``max_parallel`` attempts at once on a Dask cluster, one per slot."""
 
-    def __init__(self, scheduler: str, max_parallel: int, job_id: str) -> None:
+    def __init__(
+        self, scheduler: str, max_parallel: int, job_id: str, job_dir: str | None = None
+    ) -> None:
         self.scheduler = scheduler
         self.job_id = job_id
+        self.job_dir = job_dir  # MAPWISE_JOB_DIR: the job's leftovers, not a namesake's
         self._slots = max_parallel
         self._client = _client(scheduler)
         try:
@@ -188,7 +191,7 @@ class DaskExecutor:
     def kill_leftovers(self) -> int:
         """Kill the job's commands a dead run left on any worker's machine."""
         try:
-            killed = self._client.run(kill_job, self.job_id)
+            killed = self._client.run(kill_job, self.job_id, self.job_dir)
         except Exception as error:  # the cluster failed between connecting and now
             raise ExecutorError(f"cannot reach the Dask cluster: {error}") from error
         return sum(len(pids) for pids in killed.values())

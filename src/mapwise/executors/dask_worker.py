@@ -64,9 +64,10 @@ def interrupt_job(job_id: str) -> int:
     return len(events)
 
 
-def kill_job(job_id: str) -> list[int]:
-    """Kill every process of the job's commands on this worker's machine."""
-    return kill_job_processes(job_id)
+def kill_job(job_id: str, folder: str | None = None) -> list[int]:
+    """Kill every process of the job's commands on this worker's machine (``folder``: the
+    job's ``MAPWISE_JOB_DIR``, see ``orphans.job_processes``)."""
+    return kill_job_processes(job_id, folder)
 
 
 def kill_executions(*execution_ids: str) -> list[int]:

@@ -41,6 +41,8 @@ from mapwise.executors.procgroups import (
 )
 
 JOB_VARIABLE = "MAPWISE_JOB_ID"  # every command of a job has it in its environment
+# ... and its job's folder: two state directories may each hold a job of the same id
+JOB_DIR_VARIABLE = "MAPWISE_JOB_DIR"
 _NOTE_BYTES = 1024  # notes are padded to this size, so a shorter one overwrites a longer
 _BLANK_NOTE = b" " * _NOTE_BYTES  # a cleared note: only the padding
 
@@ -240,14 +242,24 @@ def kill_orphans(folder: Path, *, sig: int = signal.SIGKILL) -> list[SlotNote]:
     return killed
 
 
-def job_processes(job_id: str) -> list[int]:
+def job_dir(root: Path) -> str:
+    """The ``MAPWISE_JOB_DIR`` of the job whose folder is ``root``: its real path, so that
+    a run and a later resume name the folder alike whatever path led to it."""
+    return os.path.realpath(root)
+
+
+def job_processes(job_id: str, folder: str | None = None) -> list[int]:
     """Live processes on this machine whose environment names ``job_id``.
 
     Every command of a job gets ``MAPWISE_JOB_ID``; scanning for it finds commands that
     a slot note missed (a coordinator killed between spawning a command and noting its
-    group). This process and its ancestors are never included.
+    group). With ``folder`` (the job's ``MAPWISE_JOB_DIR``), a command of another job of
+    the same id, in another state directory, is left alone; one without the variable
+    (started by a mapwise before it existed) is taken as this job's. This process and
+    its ancestors are never included.
     """
-    return processes_with_env(JOB_VARIABLE, job_id)
+    other = None if folder is None else (JOB_DIR_VARIABLE, folder)
+    return processes_with_env(JOB_VARIABLE, job_id, unless_other=other)
 
 
 def kill_processes_with_env(name: str, value: str) -> list[int]:
@@ -257,6 +269,9 @@ def kill_processes_with_env(name: str, value: str) -> list[int]:
     return pids
 
 
-def kill_job_processes(job_id: str) -> list[int]:
-    """SIGKILL every live process of the job's commands left from a dead run."""
-    return kill_processes_with_env(JOB_VARIABLE, job_id)
+def kill_job_processes(job_id: str, folder: str | None = None) -> list[int]:
+    """SIGKILL every live process of the job's commands left from a dead run (those of
+    ``job_processes``); return their pids."""
+    pids = job_processes(job_id, folder)
+    kill_pids(pids)
+    return pids

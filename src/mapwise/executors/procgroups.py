@@ -242,29 +242,46 @@ def kill_pids(pids: Collection[int], sig: int = signal.SIGKILL) -> None:
             os.kill(pid, sig)
 
 
-def _environ_has(pid: int, needle: bytes) -> bool:
-    """Whether ``/proc/<pid>/environ`` holds the NUL-terminated entry ``needle``."""
+def _holds(environ: bytes, entry: bytes) -> bool:
+    """Whether a NUL-separated environment holds ``entry`` (a NUL-terminated prefix)."""
+    return environ.startswith(entry) or b"\0" + entry in environ
+
+
+def _environ_matches(pid: int, needle: bytes, other: tuple[bytes, bytes] | None) -> bool:
+    """Whether ``/proc/<pid>/environ`` holds ``needle`` (``NAME=VALUE\\0``) and, with
+    ``other`` (``NAME2=``, ``NAME2=VALUE2\\0``), either that entry or no NAME2 at all."""
     try:
         with open(f"{_PROC}/{pid}/environ", "rb") as handle:
             environ = handle.read()
     except OSError:
         return False
-    return environ.startswith(needle) or b"\0" + needle in environ
+    if not _holds(environ, needle):
+        return False
+    if other is None:
+        return True
+    name, entry = other
+    return _holds(environ, entry) or not _holds(environ, name)
 
 
-def processes_with_env(name: str, value: str) -> list[int]:
+def processes_with_env(
+    name: str, value: str, *, unless_other: tuple[str, str] | None = None
+) -> list[int]:
     """Live processes (not this one nor its ancestors) whose environment has NAME=VALUE.
 
     The environment is the one a process started with: a command cannot hide from this
     by leaving its process group (``setsid``), which is why a job's leftovers are found
-    this way as well as by their groups.
+    this way as well as by their groups. With ``unless_other=(NAME2, VALUE2)``, a process
+    whose NAME2 is set to anything but VALUE2 is left out (one without NAME2 is not).
     """
     needle = f"{name}={value}".encode() + b"\0"
+    other = None
+    if unless_other is not None:
+        other = (f"{unless_other[0]}=".encode(), f"{unless_other[0]}={unless_other[1]}\0".encode())
     ours = ancestors(os.getpid())
     return [
         pid
         for pid in _pids() or ()
-        if pid not in ours and _environ_has(pid, needle) and pid_alive(pid)
+        if pid not in ours and _environ_matches(pid, needle, other) and pid_alive(pid)
     ]
 
 

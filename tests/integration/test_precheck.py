@@ -110,16 +110,19 @@ def test_the_state_dir_variable_is_used_without_the_option(
     assert _resumed_database(["resume", "j"]) == tmp_path / "env-state/jobs/j/state.db"
 
 
+def _loaded_by(imports: str, modules: tuple[str, ...]) -> list[str]:
+    """Which of ``modules`` a fresh interpreter has loaded after ``import IMPORTS``."""
+    code = (
+        f"import sys; import {imports}; "
+        f"print(' '.join(sorted(m for m in {modules!r} if m in sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return out.stdout.split()
+
+
 def test_the_console_script_and_python_m_start_from_the_light_entry() -> None:
     # the check starts before the CLI's imports: the entry must not import them itself
-    code = (
-        "import sys; import mapwise.cli.entry; "
-        "print(sorted(m for m in ('click', 'pydantic', 'mapwise.cli.main') if m in sys.modules))"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout
-    assert out.strip() == "[]"
+    assert _loaded_by("mapwise.cli.entry", ("click", "pydantic", "mapwise.cli.main")) == []
     main = subprocess.run(
         [sys.executable, "-m", "mapwise", "--version"], capture_output=True, text=True, check=True
     )
@@ -143,11 +146,4 @@ def test_the_empty_wal_the_check_proper_opens_does_not_count_as_a_change(tmp_pat
 def test_the_reading_commands_start_without_the_workflow_model() -> None:
     # the CLI and the library face import the store for `jobs`, `status`, `dlq`; the
     # workflow model (pydantic, about 0.1 s) waits for run, resume and validate
-    code = (
-        "import sys; import mapwise.cli.main, mapwise.api; "
-        "print(sorted(m for m in ('pydantic', 'mapwise.workflow.model') if m in sys.modules))"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout
-    assert out.strip() == "[]"
+    assert _loaded_by("mapwise.cli.main, mapwise.api", ("pydantic", "mapwise.workflow.model")) == []

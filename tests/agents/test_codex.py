@@ -212,10 +212,9 @@ def test_kill_9_mid_codex_step_then_resume_continues_the_thread(
     codex_pid: int | None = None
     try:
         # When the codex step is sleeping and its thread id is on record
-        wait_until(
+        coordinator.wait_for(
             lambda: bool(log_lines(codex_log, ended=False)),
             what="the codex step to start",
-            unless=lambda: not coordinator.running(),
         )
         [start] = log_lines(codex_log, ended=False)
         codex_pid, thread = start["pid"], start["thread_id"]

@@ -149,18 +149,16 @@ def test_kill9_during_the_third_shell_step_keeps_the_first_steps_and_their_captu
     )
     job = "shells"
     coordinator = ws.start_run(job)
-    wait_until(
+    coordinator.wait_for(
         lambda: (
             sum(1 for line in marks.read_text().splitlines() if line.startswith("s3 "))
             == len(ITEMS)
         ),
         what="step 3 running for every item",
-        unless=lambda: not coordinator.running(),
     )
-    wait_until(
+    coordinator.wait_for(
         lambda: steps_recorded(ws, job, 2, len(ITEMS)),
         what="steps 1 and 2 on record",
-        unless=lambda: not coordinator.running(),
     )
     captured = {i: (out / i).read_text().splitlines() for i in IDS}
 
@@ -362,15 +360,13 @@ def test_worktree_kill9_resumes_the_agent_in_the_items_worktree(
     )
     ws.coordinators.append(coordinator)
     log = log_path(ws)
-    wait_until(
+    coordinator.wait_for(
         lambda: len(starts(log, "work on")) == 2,
         what="the agent step running for both items",
-        unless=lambda: not coordinator.running(),
     )
-    wait_until(
+    coordinator.wait_for(
         lambda: steps_recorded(ws, job, 1, 2),
         what="step 1 on record",
-        unless=lambda: not coordinator.running(),
     )
 
     # When everything of the job is killed with kill -9, and the job resumed

@@ -154,10 +154,9 @@ def test_a_worker_killed_by_its_pid_mid_run_costs_only_its_item_which_runs_again
         *("--executor", "dask", "--scheduler", cli_cluster.address),
         env=CALLS[calls],
     )
-    wait_until(
+    coordinator.wait_for(
         lambda: ws.count("start", "victim") == 1,
         what="the victim running",
-        unless=lambda: not coordinator.running(),
     )
     (first,) = ws.starts(prefix="victim")
     (killed,) = [a for a, pid in cli_cluster.worker_pids.items() if pid == int(first.extra[0])]
@@ -166,10 +165,9 @@ def test_a_worker_killed_by_its_pid_mid_run_costs_only_its_item_which_runs_again
     os.kill(cli_cluster.worker_pids[killed], signal.SIGKILL)
 
     # Then the item starts again on the other worker, and the job completes once it may end
-    wait_until(
+    coordinator.wait_for(
         lambda: ws.count("start", "victim") == 2,
         what="the victim running again",
-        unless=lambda: not coordinator.running(),
     )
     assert ws.count("start", "victim") == 2, (coordinator.wait(), coordinator.stderr)
     second = ws.starts(prefix="victim")[1]
@@ -216,10 +214,9 @@ def test_sigint_stops_a_job_whose_workers_are_all_gone_and_resume_finishes_it(
         *("run", str(ws.workflow_path), "--job-id", job),
         *("--executor", "dask", "--scheduler", cli_cluster.address),
     )
-    wait_until(
+    coordinator.wait_for(
         lambda: len(ws.starts()) == 2,
         what="two items running",
-        unless=lambda: not coordinator.running(),
     )
 
     # When every worker is killed, so the items wait for a worker that never comes
@@ -233,10 +230,9 @@ def test_sigint_stops_a_job_whose_workers_are_all_gone_and_resume_finishes_it(
             if str(state.key).startswith("mapwise-slot-") and state.state in ("no-worker", "queued")
         )
 
-    wait_until(
+    coordinator.wait_for(
         lambda: cli_cluster.client.run_on_scheduler(slots_waiting) == 2,
         what="both items waiting for a new slot",
-        unless=lambda: not coordinator.running(),
     )
     # And the coordinator gets SIGINT
     coordinator.send(signal.SIGINT)

@@ -48,7 +48,7 @@ from helpers.continuation import (
     start_and_reach_work,
     starts,
 )
-from helpers.jobs import Workspace, wait_until
+from helpers.jobs import Workspace
 from helpers.processes import job_processes, parent_pid
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="reads /proc, POSIX groups")
@@ -148,15 +148,13 @@ def test_a_worker_killed_mid_agent_continues_the_attempt_on_another_worker(
     workers = own_cluster.worker_pids()
     coordinator = start_job(ws, job, "--executor", "dask", "--scheduler", own_cluster.address)
     log = log_path(ws)
-    wait_until(
+    coordinator.wait_for(
         lambda: len(starts(log, f"work on {VICTIM} ")) == 1,
         what="the victim's third step running",
-        unless=lambda: not coordinator.running(),
     )
-    wait_until(
+    coordinator.wait_for(
         lambda: item_steps_recorded(ws, job, VICTIM, 2),
         what="the victim's steps 1 and 2 on record",
-        unless=lambda: not coordinator.running(),
     )
     (lost,) = starts(log, f"work on {VICTIM} ")
 
@@ -239,15 +237,13 @@ def test_a_worker_killed_mid_shell_step_keeps_the_first_step_and_its_capture(
     workers = own_cluster.worker_pids()
     try:
         coordinator = start_job(ws, job, "--executor", "dask", "--scheduler", own_cluster.address)
-        wait_until(
+        coordinator.wait_for(
             lambda: len(noted("s2", VICTIM)) == 1,
             what="the victim's step 2 running",
-            unless=lambda: not coordinator.running(),
         )
-        wait_until(
+        coordinator.wait_for(
             lambda: item_steps_recorded(ws, job, VICTIM, 1),
             what="the victim's step 1 on record",
-            unless=lambda: not coordinator.running(),
         )
         [[shell, worker]] = noted("s2", VICTIM)
 
@@ -255,10 +251,9 @@ def test_a_worker_killed_mid_shell_step_keeps_the_first_step_and_its_capture(
         # step runs again (the flag goes once it did)
         assert parent_pid(int(shell)) == int(worker)
         killed = kill_worker_of(int(shell), workers)
-        wait_until(
+        coordinator.wait_for(
             lambda: len(noted("s2", VICTIM)) == 2,
             what="the victim's step 2 running again",
-            unless=lambda: not coordinator.running(),
         )
         slow.unlink()
         done = ws.finish(coordinator)

@@ -17,7 +17,7 @@ import pytest
 
 import mapwise
 from helpers.cluster import ExecutorChoice, assert_ran_on, run_job, start_job
-from helpers.jobs import Workspace, block_while, item_command, wait_until
+from helpers.jobs import Workspace, block_while, item_command
 from helpers.processes import pid_alive
 from mapwise.cli.exit_codes import exit_code_for
 from mapwise.domain.states import JobStatus
@@ -124,10 +124,9 @@ def test_sigint_stops_the_job_and_resume_finishes_it(
     )
     job = f"sigint-{executor.kind}"
     coordinator = start_job(ws, job, *executor.args)
-    wait_until(
+    coordinator.wait_for(
         lambda: len(ws.starts()) == IN_FLIGHT,
         what="three items running",
-        unless=lambda: not coordinator.running(),
     )
 
     # When the coordinator gets SIGINT

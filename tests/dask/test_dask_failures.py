@@ -117,10 +117,9 @@ def killed_worker_run(
         coordinator = start_job(
             ws, "kill-worker", "--executor", "dask", "--scheduler", own_cluster.address
         )
-        wait_until(
+        coordinator.wait_for(
             lambda: ws.count("start", "victim") == 1,
             what="the victim running",
-            unless=lambda: not coordinator.running(),
         )
         first, killed_address = _kill_the_victims_worker(ws, coordinator, workers)
         # the flag goes at once: a first run still alive now would end, marker and all
@@ -144,10 +143,9 @@ def _kill_the_victims_worker(
     worker_pid = int(first.extra[0])
     (killed,) = [address for address, pid in workers.items() if pid == worker_pid]
     os.kill(worker_pid, signal.SIGKILL)
-    wait_until(
+    coordinator.wait_for(
         lambda: ws.count("start", "victim") == 2,
         what="the victim running again",
-        unless=lambda: not coordinator.running(),
     )
     return first, killed
 
@@ -235,10 +233,9 @@ def test_a_worker_killed_before_its_messages_left_still_has_its_lost_run_killed_
     try:
         address = own_cluster.address
         coordinator = start_job(ws, "silent", "--executor", "dask", "--scheduler", address)
-        wait_until(
+        coordinator.wait_for(
             lambda: ws.count("start", "victim") == 1,
             what="the victim running",
-            unless=lambda: not coordinator.running(),
         )
         # When none of the victim's worker's batched messages reach the scheduler any more
         # (a worker killed at once loses its last batch), and that worker is killed
@@ -361,10 +358,9 @@ def test_a_coordinator_killed_mid_run_resumes_on_another_cluster_running_each_it
     )
     job = "kill9"
     coordinator = start_job(ws, job, "--executor", "dask", "--scheduler", dask_scheduler)
-    wait_until(
+    coordinator.wait_for(
         lambda: len(ws.starts()) == IN_FLIGHT,
         what="three items running",
-        unless=lambda: not coordinator.running(),
     )
     leftovers = {m.pid for m in ws.starts()}
 
@@ -413,10 +409,9 @@ def test_a_scheduler_lost_mid_run_stops_the_job_interrupted_and_resume_finishes_
     address = str(cluster.scheduler_address)
     try:
         coordinator = start_job(ws, "lost", "--executor", "dask", "--scheduler", address)
-        wait_until(
+        coordinator.wait_for(
             lambda: len(ws.starts()) == len(items),
             what="both items running",
-            unless=lambda: not coordinator.running(),
         )
     finally:
         # When the cluster goes away under the job (or the test failed before)
@@ -463,10 +458,9 @@ def test_a_worker_killed_while_its_batch_runs_costs_only_its_own_attempt(
     try:
         address = own_cluster.address
         coordinator = start_job(ws, "batch", "--executor", "dask", "--scheduler", address)
-        wait_until(
+        coordinator.wait_for(
             lambda: len(ws.starts()) == len(items),
             what="the whole batch running",
-            unless=lambda: not coordinator.running(),
         )
         # When the victim's worker is killed mid-item, and the victim starts again
         first, killed = _kill_the_victims_worker(ws, coordinator, workers)

@@ -185,15 +185,13 @@ def start_and_reach_work(ws: Workspace, job_id: str, *run_args: str) -> Coordina
     third step (its agent) is running and the first two are on record."""
     coordinator = ws.start("run", str(ws.workflow_path), "--job-id", job_id, *run_args)
     log = log_path(ws)
-    wait_until(
+    coordinator.wait_for(
         lambda: len(starts(log, "work on")) == len(ITEMS),
         what="the third step running for every item",
-        unless=lambda: not coordinator.running(),
     )
-    wait_until(
+    coordinator.wait_for(
         lambda: steps_recorded(ws, job_id, 2, len(ITEMS)),
         what="steps 1 and 2 on record",
-        unless=lambda: not coordinator.running(),
     )
     assert coordinator.running(), coordinator.stderr
     return coordinator

@@ -170,6 +170,13 @@ class Coordinator:
     def running(self) -> bool:
         return self.proc.poll() is None
 
+    def wait_for(
+        self, condition: Callable[[], bool], *, what: str, timeout: float = WAIT_SECONDS
+    ) -> bool:
+        """``wait_until(condition)`` while the coordinator runs: False if it ended first
+        (with ``condition`` still false), AssertionError on timeout."""
+        return wait_until(condition, what=what, unless=lambda: not self.running(), timeout=timeout)
+
     def send(self, sig: int) -> None:
         """Signal the coordinator alone (its commands run in sessions of their own)."""
         if self.running():

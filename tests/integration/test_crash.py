@@ -184,9 +184,7 @@ def _start(ws: Workspace, job: str, first: bool) -> Coordinator:
 def _kill_when(coordinator: Coordinator, point: KillPoint, phase: str, rng: random.Random) -> bool:
     """Once ``point`` is reached, wait a random moment within its window (less if the
     phase ends first) and ``kill -9`` the coordinator. False if the job ended first."""
-    if not wait_until(
-        point.reached, what=f"a kill point in {phase}", unless=lambda: not coordinator.running()
-    ):
+    if not coordinator.wait_for(point.reached, what=f"a kill point in {phase}"):
         return False
     deadline = time.monotonic() + rng.uniform(0, point.window)
     while time.monotonic() < deadline and not point.phase_over():
@@ -313,10 +311,9 @@ def test_resume_kills_what_a_dead_coordinator_left_running_and_runs_it_again(
     )
     job = "orphans"
     coordinator = ws.start_run(job)
-    wait_until(
+    coordinator.wait_for(
         lambda: len(ws.starts()) == 2,
         what="two items running",
-        unless=lambda: not coordinator.running(),
     )
     orphans = {m.name: m.pid for m in ws.starts()}
     # (Wait for the coordinator to note their process groups: a kill in the instant

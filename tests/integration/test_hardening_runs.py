@@ -52,10 +52,9 @@ def test_a_signal_during_the_input_command_stops_it_and_leaves_the_job_resumable
     _input_job(ws, f'while [ -e "{slow}" ]; do sleep 0.05; done')
     job = f"input-{code}"
     coordinator = ws.start_run(job)
-    wait_until(
+    coordinator.wait_for(
         lambda: _input_started(ws),
         what="the input command",
-        unless=lambda: not coordinator.running(),
     )
 
     # When the coordinator gets one signal while the input command runs
@@ -88,15 +87,14 @@ def test_a_second_sigint_during_the_input_command_kills_its_group(ws: Workspace)
     termed = ws.flag("termed")
     _input_job(ws, f"trap 'echo > \"{termed}\"' TERM; while :; do sleep 0.05; done")
     coordinator = ws.start_run("twice")
-    wait_until(
+    coordinator.wait_for(
         lambda: _input_started(ws),
         what="the input command",
-        unless=lambda: not coordinator.running(),
     )
 
     # When the coordinator gets SIGINT, the command shrugs off the TERM, and a second SIGINT
     coordinator.send(signal.SIGINT)
-    wait_until(termed.exists, what="the TERM", unless=lambda: not coordinator.running())
+    coordinator.wait_for(termed.exists, what="the TERM")
     coordinator.send(signal.SIGINT)
     returncode = coordinator.wait()
 
@@ -162,9 +160,7 @@ def test_a_job_folder_deleted_while_its_job_runs_is_reported_lost(ws: Workspace)
         max_parallel=1,
     )
     coordinator = ws.start_run("gone")
-    wait_until(
-        lambda: len(ws.starts()) == 1, what="an item", unless=lambda: not coordinator.running()
-    )
+    coordinator.wait_for(lambda: len(ws.starts()) == 1, what="an item")
 
     # When the job's folder is deleted while the job runs, and the items can then finish
     shutil.rmtree(ws.state_dir / "jobs" / "gone")

@@ -27,7 +27,6 @@ from helpers.jobs import (
     item_command,
     step_end,
     step_start,
-    wait_until,
     workspace,
 )
 from mapwise.cli.exit_codes import exit_code_for
@@ -96,10 +95,9 @@ def _blocking_items(ws: Workspace, count: int, parallel: int, body: str = "") ->
 
 
 def _wait_for_starts(ws: Workspace, count: int, coordinator: Coordinator, since: int = 0) -> None:
-    wait_until(
+    coordinator.wait_for(
         lambda: len(ws.starts(since)) >= count,
         what=f"{count} items running",
-        unless=lambda: not coordinator.running(),
     )
 
 

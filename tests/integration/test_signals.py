@@ -51,10 +51,9 @@ def test_a_signal_interrupts_the_running_attempts_and_resume_finishes_them(
     slow = _blocking_job(ws, block_while("SLOW"))
     job = f"stop-{code}"
     coordinator = ws.start_run(job)
-    wait_until(
+    coordinator.wait_for(
         lambda: len(ws.starts()) == RUNNING,
         what="three items running",
-        unless=lambda: not coordinator.running(),
     )
     running = {m.name: m.pid for m in ws.starts()}
 
@@ -113,18 +112,16 @@ def test_a_second_signal_stops_at_once_and_resume_finishes_the_job(ws: Workspace
     slow = _blocking_job(ws, f"{report_term}; {block_while('SLOW')}")
     job = "twice"
     coordinator = ws.start_run(job, env={"MAPWISE_KILL_GRACE": "20"})
-    wait_until(
+    coordinator.wait_for(
         lambda: len(ws.starts()) == RUNNING,
         what="three items running",
-        unless=lambda: not coordinator.running(),
     )
 
     # When a first SIGINT makes the coordinator TERM the commands, which ignore it
     coordinator.send(signal.SIGINT)
-    wait_until(
+    coordinator.wait_for(
         lambda: sum(1 for m in ws.markers() if m.kind == "term") >= RUNNING,
         what="the commands to get SIGTERM",
-        unless=lambda: not coordinator.running(),
     )
     # And a second SIGINT follows during the grace period
     coordinator.send(signal.SIGINT)

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers.jobs import Coordinator, Workspace, item_command, overlapping_runs, wait_until
+from helpers.jobs import Coordinator, Workspace, item_command, overlapping_runs
 from helpers.processes import job_processes
 from helpers.reliability import seed_from
 
@@ -128,10 +128,9 @@ def _kill_at_random(
             time.sleep(0.005)
     else:
         wanted = rng.randint(1, 40)
-        if not wait_until(
+        if not coordinator.wait_for(
             lambda: _new_item_starts(ws, since) >= wanted,
             what=f"{wanted} item starts",
-            unless=lambda: not coordinator.running(),
         ):
             return None
         time.sleep(rng.uniform(0.0, 0.03))

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers.jobs import Coordinator, Workspace, wait_until
+from helpers.jobs import Coordinator, Workspace
 from helpers.processes import job_processes
 from helpers.reliability import seed_from
 
@@ -81,10 +81,9 @@ def _kill_at_random(ws: Workspace, coordinator: Coordinator, rng: random.Random)
     A first run is killed only once a step has started, so that the job exists.
     """
     if ws.marker_offset() == 0:
-        wait_until(
+        coordinator.wait_for(
             lambda: ws.marker_offset() > 0,
             what="a first step",
-            unless=lambda: not coordinator.running(),
         )
     deadline = time.monotonic() + rng.uniform(0.25, 1.0)
     while time.monotonic() < deadline and coordinator.running():

@@ -173,10 +173,9 @@ def blocked_job(ws: Workspace, job: str, items: list[str]) -> Coordinator:
     expected = dict.fromkeys(items, "succeeded") | {"slow": "running"}
     if "bad" in items:
         expected["bad"] = "dlq"
-    wait_until(
+    coordinator.wait_for(
         lambda: statuses(ws, job) == expected,
         what=f"items {expected}",
-        unless=lambda: not coordinator.running(),
     )
     return coordinator
 

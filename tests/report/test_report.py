@@ -241,10 +241,9 @@ def blocked_job(ws: Workspace, job: str, items: list[str]) -> Any:
     if "bad" in items:
         expected["bad"] = "dlq"
     db_path = ws.state_dir / "jobs" / job / "state.db"
-    wait_until(
+    coordinator.wait_for(
         lambda: statuses(db_path) == expected,
         what=f"items {expected}",
-        unless=lambda: not coordinator.running(),
     )
     return coordinator
 

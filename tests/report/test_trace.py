@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 import mapwise
-from helpers.jobs import Workspace, block_while, item_command, wait_until, workspace
+from helpers.jobs import Workspace, block_while, item_command, workspace
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="signals, POSIX groups")
 
@@ -66,7 +66,7 @@ def stopped_and_resumed_job(ws: Workspace) -> str:
         retry={"max_attempts": 2, "initial_delay": 0},
     )
     coordinator = ws.start_run(JOB)
-    wait_until(
+    coordinator.wait_for(
         lambda: (
             statuses(ws, JOB)
             == {
@@ -78,7 +78,6 @@ def stopped_and_resumed_job(ws: Workspace) -> str:
             }
         ),
         what="every item done but slow, which runs",
-        unless=lambda: not coordinator.running(),
     )
     coordinator.send(signal.SIGINT)
     assert coordinator.wait() == 130, coordinator.stderr

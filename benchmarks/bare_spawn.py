@@ -22,6 +22,7 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Protocol
 
 PARALLELISM = 4
 ARGV = ["/bin/sh", "-c", "true"]
@@ -56,7 +57,14 @@ def spawn(devnull: int) -> Command:
     return Command(proc, fds, set(fds))
 
 
-def settled(command: Command, fd: int) -> bool:
+class Watched(Protocol):
+    """A running command as ``settled`` sees it (here and in coordinator_floor.py)."""
+
+    fds: tuple[int, int, int]  # stdout, stderr, pidfd
+    open: set[int]
+
+
+def settled(command: Watched, fd: int) -> bool:
     """Handle one readable descriptor; whether the command is done (exited, pipes shut)."""
     if fd == command.fds[2] or not os.read(fd, 65536):
         command.open.discard(fd)

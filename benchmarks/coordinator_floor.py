@@ -38,6 +38,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bare_spawn import settled
+
 from mapwise.store.schema import create_schema
 
 PARALLELISM = 4
@@ -187,13 +189,6 @@ class Runner:
             os.pwrite(self.notes[command.slot], b" " * NOTE_BYTES, 0)
             os.unlink(command.item_file)
         return command.attempt_id, command.index, code, time.monotonic() - command.started
-
-
-def settled(command: Command, fd: int) -> bool:
-    """Handle one readable descriptor; whether the command is done (exited, pipes shut)."""
-    if fd == command.fds[2] or not os.read(fd, 65536):
-        command.open.discard(fd)
-    return not command.open
 
 
 def with_threads(store: Store, runner: Runner) -> None:
